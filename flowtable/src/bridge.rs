@@ -1,0 +1,460 @@
+//! A bridge: the rule tables, groups, ports and MAC table that translation
+//! reads, with the validation and all-or-nothing batch semantics that the
+//! control plane relies on.
+//!
+//! Every change goes through [`Bridge::apply`]: the whole batch is checked
+//! against the bridge as it would be after the earlier changes of the same
+//! batch, and only if every change is valid is any of it applied. A change
+//! bumps [`Bridge::version`]; the datapath compares versions before each batch
+//! of packets and revalidates its caches when they differ.
+
+use crate::action::{Action, GroupType};
+use crate::classifier::Classifier;
+use crate::field::Field;
+use crate::flow_match::{Match, PrereqError};
+use crate::group::GroupTable;
+use crate::mac::{Learn, MacTable};
+use crate::port::{is_reserved, reserved, PortNo, PortTable};
+use crate::rule::{FlowSpec, GroupSpec, Rule, N_TABLES};
+use std::sync::Arc;
+
+/// `table=255` in a delete or modify: every table (OpenFlow's OFPTT_ALL).
+pub const ALL_TABLES: u8 = 0xff;
+
+/// Why a rule or group was refused. The doc comment of each variant is its
+/// message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleError {
+    /// table {0} does not exist (tables are 0..=253)
+    BadTable(u8),
+    /// the match is missing a prerequisite
+    Prereq(PrereqError),
+    /// output to port {0}, which the bridge does not have
+    UnknownPort(PortNo),
+    /// group {0} does not exist
+    UnknownGroup(u32),
+    /// goto_table:{to} in table {from}: a goto must move to a later table
+    GotoBackwards {
+        /// The rule's table.
+        from: u8,
+        /// The target.
+        to: u8,
+    },
+    /// "drop" must be the only action
+    DropNotAlone,
+    /// goto_table must be the last action
+    GotoNotLast,
+    /// bits {ofs}..{end} are outside field {field}
+    BadSubField {
+        /// The field.
+        field: Field,
+        /// First bit.
+        ofs: u8,
+        /// One past the last bit.
+        end: u16,
+    },
+    /// move between subfields of different widths
+    MoveWidth,
+    /// set_field on {field}, whose prerequisite the rule does not match
+    ActionPrereq {
+        /// The field written.
+        field: Field,
+    },
+    /// a select group needs at least one bucket with a non-zero weight; an indirect group exactly one bucket
+    BadBuckets(u32),
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleError::BadTable(t) => write!(f, "table {t} does not exist (tables are 0..=253)"),
+            RuleError::Prereq(e) => write!(f, "{e}"),
+            RuleError::UnknownPort(p) => write!(f, "output to port {p}, which the bridge does not have"),
+            RuleError::UnknownGroup(g) => write!(f, "group {g} does not exist"),
+            RuleError::GotoBackwards { from, to } => {
+                write!(f, "goto_table:{to} in table {from}: a goto must move to a later table")
+            }
+            RuleError::DropNotAlone => write!(f, "\"drop\" must be the only action"),
+            RuleError::GotoNotLast => write!(f, "goto_table must be the last action"),
+            RuleError::BadSubField { field, ofs, end } => {
+                write!(f, "bits {ofs}..{end} are outside field {field} ({} bits)", field.bits())
+            }
+            RuleError::MoveWidth => write!(f, "move between subfields of different widths"),
+            RuleError::ActionPrereq { field } => {
+                write!(f, "set_field on {field}, whose prerequisite the rule does not match")
+            }
+            RuleError::BadBuckets(g) => write!(
+                f,
+                "group {g}: a select group needs a bucket with non-zero weight, an indirect group exactly one bucket"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// Selects rules for modify and delete, as `ovs-ofctl` does.
+#[derive(Clone, Debug)]
+pub struct FlowFilter {
+    /// Table, or [`ALL_TABLES`].
+    pub table: u8,
+    /// The match (strict: equal; loose: the rule is covered by it).
+    pub m: Match,
+    /// Priority (strict only).
+    pub priority: u16,
+    /// Cookie bits to compare under `cookie_mask`.
+    pub cookie: u64,
+    /// Which cookie bits matter (0: any cookie).
+    pub cookie_mask: u64,
+    /// Only rules that output to this port.
+    pub out_port: Option<PortNo>,
+    /// Strict (`--strict`, `delete_strict`) or loose matching.
+    pub strict: bool,
+}
+
+impl FlowFilter {
+    /// The filter a flow line describes.
+    pub fn from_spec(s: &FlowSpec, strict: bool) -> FlowFilter {
+        FlowFilter {
+            table: s.table,
+            m: s.m,
+            priority: s.priority,
+            cookie: s.cookie,
+            cookie_mask: s.cookie_mask,
+            out_port: s.out_port,
+            strict,
+        }
+    }
+
+    /// Whether `r` is selected.
+    pub fn selects(&self, r: &Rule) -> bool {
+        (self.table == ALL_TABLES || self.table == r.table)
+            && (r.cookie ^ self.cookie) & self.cookie_mask == 0
+            && self.out_port.is_none_or(|p| r.outputs_to(p))
+            && if self.strict {
+                r.m == self.m && r.priority == self.priority
+            } else {
+                r.m.is_covered_by(&self.m)
+            }
+    }
+}
+
+/// One change to a bridge.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// Add a rule, replacing one with the same table, match and priority.
+    AddFlow(FlowSpec),
+    /// Replace the actions of the selected rules (counters kept).
+    ModifyFlows(FlowFilter, Vec<Action>),
+    /// Remove the selected rules.
+    DeleteFlows(FlowFilter),
+    /// Add or replace a group.
+    AddGroup(GroupSpec),
+    /// Remove a group and every rule that uses it (OpenFlow semantics).
+    DeleteGroup(u32),
+}
+
+/// Tables, groups, ports and MAC table of one bridge.
+#[derive(Clone, Default)]
+pub struct Bridge {
+    /// The rule tables.
+    pub cls: Classifier,
+    /// The groups.
+    pub groups: GroupTable,
+    /// The ports.
+    pub ports: PortTable,
+    /// What `normal` has learned.
+    pub macs: MacTable,
+    rules_version: u64,
+}
+
+impl Bridge {
+    /// Changes whenever anything translation reads changes.
+    pub fn version(&self) -> u64 {
+        self.rules_version + self.macs.version()
+    }
+
+    /// Adds a port.
+    pub fn add_port(&mut self, no: PortNo, name: &str) {
+        self.ports.add(no, name);
+        self.rules_version += 1;
+    }
+
+    /// Marks a port up or down.
+    pub fn set_port_up(&mut self, no: PortNo, up: bool) {
+        self.ports.set_up(no, up);
+        if !up {
+            self.macs.flush_port(no);
+        }
+        self.rules_version += 1;
+    }
+
+    /// Applies what translations learned.
+    pub fn learn(&mut self, learned: &[Learn], now_ms: u64) {
+        for l in learned {
+            self.macs.learn(l, now_ms);
+        }
+    }
+
+    /// Applies every change or, if any is invalid, none; the error carries
+    /// the index of the first bad change.
+    pub fn apply(&mut self, changes: &[Change], now_ms: u64) -> Result<(), (usize, RuleError)> {
+        // Groups added earlier in the batch may be used by later rules, and
+        // groups deleted earlier may not: validate against the batch's own
+        // view of which groups exist.
+        let mut groups: std::collections::BTreeSet<u32> =
+            self.groups.iter().map(|g| g.spec.id).collect();
+        for (i, c) in changes.iter().enumerate() {
+            let r = match c {
+                Change::AddFlow(s) => self.validate(s, &groups),
+                Change::ModifyFlows(f, actions) => {
+                    let table = if f.table == ALL_TABLES { 0 } else { f.table };
+                    let spec = FlowSpec {
+                        table,
+                        m: f.m,
+                        actions: actions.clone(),
+                        ..Default::default()
+                    };
+                    self.validate_actions(&spec, &groups)
+                }
+                Change::DeleteFlows(f) => {
+                    if f.table as usize >= N_TABLES && f.table != ALL_TABLES {
+                        Err(RuleError::BadTable(f.table))
+                    } else {
+                        Ok(())
+                    }
+                }
+                Change::AddGroup(g) => {
+                    let r = self.validate_group(g, &groups);
+                    groups.insert(g.id);
+                    r
+                }
+                Change::DeleteGroup(id) => {
+                    groups.remove(id);
+                    Ok(())
+                }
+            };
+            r.map_err(|e| (i, e))?;
+        }
+        for c in changes {
+            self.apply_one(c, now_ms);
+        }
+        self.rules_version += 1;
+        Ok(())
+    }
+
+    fn apply_one(&mut self, c: &Change, now_ms: u64) {
+        match c {
+            Change::AddFlow(s) => {
+                self.cls
+                    .table_mut(s.table)
+                    .insert(Arc::new(Rule::new(s, now_ms)));
+            }
+            Change::ModifyFlows(f, actions) => {
+                for old in self.select(f) {
+                    let spec = FlowSpec {
+                        table: old.table,
+                        priority: old.priority,
+                        m: old.m,
+                        cookie: old.cookie,
+                        idle_timeout: old.idle_timeout,
+                        hard_timeout: old.hard_timeout,
+                        actions: actions.clone(),
+                        ..Default::default()
+                    };
+                    let new = Rule::new(&spec, old.created_ms);
+                    new.stats.credit(
+                        old.stats.packets.load(std::sync::atomic::Ordering::Relaxed),
+                        old.stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+                        old.stats.used_ms.load(std::sync::atomic::Ordering::Relaxed),
+                    );
+                    self.cls.table_mut(old.table).insert(Arc::new(new));
+                }
+            }
+            Change::DeleteFlows(f) => {
+                for r in self.select(f) {
+                    self.cls.table_mut(r.table).remove(&r.m, r.priority);
+                }
+            }
+            Change::AddGroup(g) => self.groups.insert(g.clone()),
+            Change::DeleteGroup(id) => {
+                self.groups.remove(*id);
+                let users: Vec<Arc<Rule>> = self
+                    .cls
+                    .rules()
+                    .filter(|r| {
+                        r.actions
+                            .iter()
+                            .any(|a| matches!(a, Action::Group(g) if g == id))
+                    })
+                    .cloned()
+                    .collect();
+                for r in users {
+                    self.cls.table_mut(r.table).remove(&r.m, r.priority);
+                }
+            }
+        }
+    }
+
+    /// The rules a filter selects.
+    pub fn select(&self, f: &FlowFilter) -> Vec<Arc<Rule>> {
+        self.cls.rules().filter(|r| f.selects(r)).cloned().collect()
+    }
+
+    /// Removes rules whose idle or hard timeout has passed and ages the MAC
+    /// table. Returns the removed rules.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Arc<Rule>> {
+        let dead: Vec<Arc<Rule>> = self
+            .cls
+            .rules()
+            .filter(|r| r.is_expired(now_ms))
+            .cloned()
+            .collect();
+        for r in &dead {
+            self.cls.table_mut(r.table).remove(&r.m, r.priority);
+        }
+        if !dead.is_empty() {
+            self.rules_version += 1;
+        }
+        self.macs.expire(now_ms);
+        dead
+    }
+
+    /// Checks a rule against this bridge without adding it.
+    pub fn validate(
+        &self,
+        s: &FlowSpec,
+        groups: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), RuleError> {
+        if s.table as usize >= N_TABLES {
+            return Err(RuleError::BadTable(s.table));
+        }
+        s.m.check_prereqs().map_err(RuleError::Prereq)?;
+        self.validate_actions(s, groups)
+    }
+
+    fn validate_actions(
+        &self,
+        s: &FlowSpec,
+        groups: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), RuleError> {
+        let n = s.actions.len();
+        for (i, a) in s.actions.iter().enumerate() {
+            match a {
+                Action::Drop if n > 1 => return Err(RuleError::DropNotAlone),
+                Action::GotoTable(t) if i + 1 != n => {
+                    let _ = t;
+                    return Err(RuleError::GotoNotLast);
+                }
+                _ => {}
+            }
+        }
+        self.validate_action_list(&s.actions, s.table, &s.m, groups)
+    }
+
+    fn validate_action_list(
+        &self,
+        actions: &[Action],
+        table: u8,
+        m: &Match,
+        groups: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), RuleError> {
+        for a in actions {
+            match *a {
+                Action::Output(p) => {
+                    let ok = self.ports.contains(p)
+                        || (is_reserved(p) && p != reserved::LOCAL && p != reserved::TABLE);
+                    if !ok {
+                        return Err(RuleError::UnknownPort(p));
+                    }
+                }
+                Action::Resubmit {
+                    in_port: Some(p), ..
+                } if !self.ports.contains(p) && !is_reserved(p) => {
+                    return Err(RuleError::UnknownPort(p));
+                }
+                Action::Resubmit { table: Some(t), .. } if t as usize >= N_TABLES => {
+                    return Err(RuleError::BadTable(t));
+                }
+                Action::GotoTable(t) => {
+                    if t as usize >= N_TABLES {
+                        return Err(RuleError::BadTable(t));
+                    }
+                    if t <= table {
+                        return Err(RuleError::GotoBackwards { from: table, to: t });
+                    }
+                }
+                Action::Group(g) if !groups.contains(&g) => return Err(RuleError::UnknownGroup(g)),
+                Action::SetField { field, .. } if !m.satisfies(field.prereq()) => {
+                    return Err(RuleError::ActionPrereq { field });
+                }
+                Action::Load { dst, .. } => {
+                    check_subfield(&dst)?;
+                    if !m.satisfies(dst.field.prereq()) {
+                        return Err(RuleError::ActionPrereq { field: dst.field });
+                    }
+                }
+                Action::Move { src, dst } => {
+                    check_subfield(&src)?;
+                    check_subfield(&dst)?;
+                    if src.n_bits != dst.n_bits {
+                        return Err(RuleError::MoveWidth);
+                    }
+                    if !m.satisfies(dst.field.prereq()) {
+                        return Err(RuleError::ActionPrereq { field: dst.field });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a group against this bridge.
+    pub fn validate_group(
+        &self,
+        g: &GroupSpec,
+        groups: &std::collections::BTreeSet<u32>,
+    ) -> Result<(), RuleError> {
+        let bad = match g.kind {
+            GroupType::Select => g.buckets.iter().all(|b| b.weight == 0),
+            GroupType::Indirect => g.buckets.len() != 1,
+            GroupType::All => false,
+        };
+        if bad {
+            return Err(RuleError::BadBuckets(g.id));
+        }
+        for b in &g.buckets {
+            if let Some(p) = b.watch_port {
+                if !self.ports.contains(p) {
+                    return Err(RuleError::UnknownPort(p));
+                }
+            }
+            // A bucket sees whatever packet reaches the group, so its
+            // set_field actions are checked against the empty match only when
+            // their field has no prerequisite; the rest are guarded at run
+            // time by translation.
+            self.validate_action_list(&b.actions, 0, &Match::any(), groups)
+                .or_else(|e| {
+                    if matches!(e, RuleError::ActionPrereq { .. }) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn check_subfield(sf: &crate::action::SubField) -> Result<(), RuleError> {
+    let end = sf.ofs as u16 + sf.n_bits as u16;
+    if sf.n_bits == 0 || end > sf.field.bits() as u16 {
+        return Err(RuleError::BadSubField {
+            field: sf.field,
+            ofs: sf.ofs,
+            end,
+        });
+    }
+    Ok(())
+}

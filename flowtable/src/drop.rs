@@ -1,0 +1,97 @@
+//! Why a packet was dropped. Every drop on the packet path names one of
+//! these and bumps its counter; `dump-drops` prints them by name.
+
+/// A named reason for dropping a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    MalformedEthernet,
+    /// An 802.1Q tag cut short.
+    MalformedVlan,
+    /// An ARP packet cut short or not Ethernet/IPv4.
+    MalformedArp,
+    /// An IPv4 header with a bad version, header length or total length.
+    MalformedIpv4,
+    /// An IPv6 header or extension header that is cut short or inconsistent.
+    MalformedIpv6,
+    /// A TCP, UDP or ICMP header cut short in a first fragment.
+    MalformedL4,
+    /// No rule matched in a table.
+    TableMiss,
+    /// The matching rule's actions were `drop` or output nowhere.
+    NoOutput,
+    /// `dec_ttl` on a packet whose TTL or hop limit was 1 or 0.
+    TtlExceeded,
+    /// Translation went deeper than the resubmit limit.
+    ResubmitLimit,
+    /// `output` to the port the packet came in on (OpenFlow forbids it
+    /// unless the action is `in_port`).
+    OutputToInPort,
+    /// A rewrite that needs headroom or a header the packet does not have.
+    BadRewrite,
+    /// The output port's transmit queue was full.
+    TxFull,
+    /// The output port is down or gone.
+    PortDown,
+    /// No free buffer to copy a packet into for a second output.
+    NoBuffer,
+}
+
+impl DropReason {
+    /// How many reasons there are (for counter arrays).
+    pub const COUNT: usize = 15;
+
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::MalformedEthernet,
+        DropReason::MalformedVlan,
+        DropReason::MalformedArp,
+        DropReason::MalformedIpv4,
+        DropReason::MalformedIpv6,
+        DropReason::MalformedL4,
+        DropReason::TableMiss,
+        DropReason::NoOutput,
+        DropReason::TtlExceeded,
+        DropReason::ResubmitLimit,
+        DropReason::OutputToInPort,
+        DropReason::BadRewrite,
+        DropReason::TxFull,
+        DropReason::PortDown,
+        DropReason::NoBuffer,
+    ];
+
+    /// The counter name, `drop_<reason>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::MalformedEthernet => "drop_malformed_ethernet",
+            DropReason::MalformedVlan => "drop_malformed_vlan",
+            DropReason::MalformedArp => "drop_malformed_arp",
+            DropReason::MalformedIpv4 => "drop_malformed_ipv4",
+            DropReason::MalformedIpv6 => "drop_malformed_ipv6",
+            DropReason::MalformedL4 => "drop_malformed_l4",
+            DropReason::TableMiss => "drop_table_miss",
+            DropReason::NoOutput => "drop_no_output",
+            DropReason::TtlExceeded => "drop_ttl_exceeded",
+            DropReason::ResubmitLimit => "drop_resubmit_limit",
+            DropReason::OutputToInPort => "drop_output_to_in_port",
+            DropReason::BadRewrite => "drop_bad_rewrite",
+            DropReason::TxFull => "drop_tx_full",
+            DropReason::PortDown => "drop_port_down",
+            DropReason::NoBuffer => "drop_no_buffer",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert!(r.name().starts_with("drop_"));
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The flow key: every header field and metadata value a rule can match, packed
+//! into a fixed array of 64-bit words.
+//!
+//! A key is plain words rather than a struct of named fields because every
+//! operation the caches perform is word-wise: the exact-match cache hashes and
+//! compares whole keys, a megaflow subtable ANDs a key with its mask and hashes
+//! only the words the mask touches, and the translation's "which fields did I
+//! consult" record is another key-shaped mask. Where each field lives is decided
+//! once, in [`crate::field`]; nothing else knows the layout.
+//!
+//! Invariant: bits of a word that belong to no field are always zero, so two
+//! keys for the same packet compare equal word for word.
+
+use crate::field::Field;
+
+/// How many 64-bit words a key (and a mask) holds.
+pub const KEY_WORDS: usize = 24;
+
+/// Word indices of the layout; [`crate::field`] maps each field onto them.
+pub(crate) mod word {
+    pub const PORT: usize = 0; // in_port | recirc_id << 32
+    pub const TUN_ID: usize = 1;
+    pub const TUN_IP: usize = 2; // tun_src | tun_dst << 32
+    pub const METADATA: usize = 3;
+    pub const REG0: usize = 4; // reg(2i) | reg(2i+1) << 32, words 4..12
+    pub const CT: usize = 12; // ct_state | ct_zone << 16 | ct_mark << 32
+    pub const DL_SRC: usize = 13; // dl_src | dl_type << 48
+    pub const DL_DST: usize = 14; // dl_dst | vlan_tci << 48
+    pub const NW_ADDR: usize = 15; // nw_src | nw_dst << 32
+    pub const IPV6_SRC: usize = 16; // two words, high half first
+    pub const IPV6_DST: usize = 18; // two words, high half first
+    pub const NW: usize = 20; // proto | tos<<8 | ttl<<16 | frag<<24 | tp_src<<32 | tp_dst<<48
+    pub const L4X: usize = 21; // tcp_flags | ipv6_label << 32
+    pub const ARP_SHA: usize = 22;
+    pub const ARP_THA: usize = 23;
+}
+
+/// The values of every matchable field of one packet (or, masked, of a
+/// class of packets).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// The packed words; see the layout in [`crate::field`].
+    pub w: [u64; KEY_WORDS],
+}
+
+/// Which bits of a [`FlowKey`] matter: a set bit means "this bit is matched".
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowMask {
+    /// Same layout as [`FlowKey::w`].
+    pub w: [u64; KEY_WORDS],
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        FlowKey { w: [0; KEY_WORDS] }
+    }
+}
+
+impl Default for FlowMask {
+    fn default() -> Self {
+        FlowMask { w: [0; KEY_WORDS] }
+    }
+}
+
+impl FlowKey {
+    /// Reads a field (right-aligned; 128-bit fields fill the whole value).
+    #[inline]
+    pub fn get(&self, f: Field) -> u128 {
+        f.read(&self.w)
+    }
+
+    /// Writes a field, leaving every other field alone. Bits above the
+    /// field's width are ignored.
+    #[inline]
+    pub fn set(&mut self, f: Field, v: u128) {
+        f.write(&mut self.w, v, u128::MAX)
+    }
+
+    /// Writes the bits of `v` selected by `mask` into field `f`.
+    #[inline]
+    pub fn set_masked(&mut self, f: Field, v: u128, mask: u128) {
+        f.write(&mut self.w, v, mask)
+    }
+
+    /// The key with every bit outside `mask` cleared.
+    #[inline]
+    pub fn masked(&self, mask: &FlowMask) -> FlowKey {
+        let mut out = *self;
+        for (o, m) in out.w.iter_mut().zip(mask.w.iter()) {
+            *o &= m;
+        }
+        out
+    }
+
+    /// Whether `self` agrees with the (pre-masked) `key` on every bit of `mask`.
+    #[inline]
+    pub fn matches(&self, key: &FlowKey, mask: &FlowMask) -> bool {
+        let mut diff = 0u64;
+        for i in 0..KEY_WORDS {
+            diff |= (self.w[i] & mask.w[i]) ^ key.w[i];
+        }
+        diff == 0
+    }
+
+    /// Hash of the whole key, for the exact-match cache.
+    #[inline]
+    pub fn hash(&self) -> u32 {
+        hash_words(&self.w)
+    }
+}
+
+impl FlowMask {
+    /// The mask that matches every bit of every field exactly.
+    pub fn exact() -> FlowMask {
+        let mut m = FlowMask::default();
+        for f in Field::all() {
+            m.set_field(f);
+        }
+        m
+    }
+
+    /// Marks every bit of field `f` as matched.
+    #[inline]
+    pub fn set_field(&mut self, f: Field) {
+        f.write(&mut self.w, u128::MAX, u128::MAX)
+    }
+
+    /// Marks the bits of `f` selected by `bits` as matched.
+    #[inline]
+    pub fn set_bits(&mut self, f: Field, bits: u128) {
+        f.write(&mut self.w, u128::MAX, bits)
+    }
+
+    /// The mask bits of field `f`, right-aligned.
+    #[inline]
+    pub fn get(&self, f: Field) -> u128 {
+        f.read(&self.w)
+    }
+
+    /// Adds every bit of `other` to `self`.
+    #[inline]
+    pub fn union(&mut self, other: &FlowMask) {
+        for (a, b) in self.w.iter_mut().zip(other.w.iter()) {
+            *a |= b;
+        }
+    }
+
+    /// Whether every bit set in `self` is also set in `other`.
+    #[inline]
+    pub fn is_subset_of(&self, other: &FlowMask) -> bool {
+        self.w.iter().zip(other.w.iter()).all(|(a, b)| a & !b == 0)
+    }
+
+    /// Whether no bit is set.
+    pub fn is_empty(&self) -> bool {
+        self.w.iter().all(|w| *w == 0)
+    }
+
+    /// The indices of the words that have any bit set, in order.
+    pub fn nonzero_words(&self) -> impl Iterator<Item = usize> + '_ {
+        self.w
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w != 0)
+            .map(|(i, _)| i)
+    }
+}
+
+const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+
+/// Feeds one word into a hash lane. Multiply-rotate mixing: cheap, and good
+/// enough that keys differing in one port number land in different buckets.
+#[inline(always)]
+fn mix(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(K0).rotate_left(31)
+}
+
+/// Final avalanche (murmur3's fmix64) folded to 32 bits.
+#[inline(always)]
+pub(crate) fn finish(h: u64) -> u32 {
+    let mut h = h;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    (h ^ (h >> 32)) as u32
+}
+
+/// Hashes a whole key with four independent lanes so that the multiplies of
+/// consecutive words overlap in the pipeline instead of forming one chain.
+#[inline]
+fn hash_words(w: &[u64; KEY_WORDS]) -> u32 {
+    let (mut a, mut b, mut c, mut d) = (K0, K1, K0 ^ K1, K1.rotate_left(17));
+    let mut i = 0;
+    while i < KEY_WORDS {
+        a = mix(a, w[i]);
+        b = mix(b, w[i + 1]);
+        c = mix(c, w[i + 2]);
+        d = mix(d, w[i + 3]);
+        i += 4;
+    }
+    finish(a ^ b.rotate_left(13) ^ c.rotate_left(29) ^ d.rotate_left(43))
+}
+
+/// Hashes `key & mask` over the listed words only: what a megaflow subtable
+/// does, so a subtable that matches three words hashes three words.
+#[inline]
+pub fn hash_masked(key: &FlowKey, mask: &FlowMask, words: &[u8]) -> u32 {
+    let mut h = K1;
+    for &i in words {
+        let i = i as usize;
+        h = mix(h, key.w[i] & mask.w[i]) ^ (i as u64);
+    }
+    finish(h)
+}
+
+impl std::fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("FlowKey");
+        for field in Field::all() {
+            let v = self.get(field);
+            if v != 0 {
+                d.field(field.name(), &format_args!("{v:#x}"));
+            }
+        }
+        d.finish()
+    }
+}
+
+impl std::fmt::Debug for FlowMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("FlowMask");
+        for field in Field::all() {
+            let v = self.get(field);
+            if v != 0 {
+                d.field(field.name(), &format_args!("{v:#x}"));
+            }
+        }
+        d.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_do_not_overlap() {
+        let mut seen = FlowMask::default();
+        for f in Field::all() {
+            let mut m = FlowMask::default();
+            m.set_field(f);
+            for i in 0..KEY_WORDS {
+                assert_eq!(seen.w[i] & m.w[i], 0, "{} overlaps another field", f.name());
+            }
+            seen.union(&m);
+            assert_eq!(m.get(f).count_ones(), f.bits() as u32, "{}", f.name());
+        }
+    }
+
+    #[test]
+    fn set_get_roundtrip_every_field() {
+        for f in Field::all() {
+            let mut k = FlowKey::default();
+            let v = u128::MAX >> (128 - f.bits() as u32);
+            k.set(f, v);
+            assert_eq!(k.get(f), v, "{}", f.name());
+            k.set_masked(f, 0, 1);
+            assert_eq!(k.get(f), v & !1, "{}", f.name());
+        }
+    }
+
+    #[test]
+    fn masked_match_and_subset() {
+        let mut k = FlowKey::default();
+        k.set(Field::NwDst, 0x0a00_0001);
+        k.set(Field::TpDst, 80);
+        let mut m = FlowMask::default();
+        m.set_bits(Field::NwDst, 0xffff_ff00);
+        let rule = k.masked(&m);
+        assert!(k.matches(&rule, &m));
+        let mut other = k;
+        other.set(Field::NwDst, 0x0a00_0101);
+        assert!(!other.matches(&rule, &m));
+        let mut wider = m;
+        wider.set_field(Field::TpDst);
+        assert!(m.is_subset_of(&wider));
+        assert!(!wider.is_subset_of(&m));
+    }
+}

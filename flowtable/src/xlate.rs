@@ -1,0 +1,539 @@
+//! Translation ("upcall"): walk the rule tables for one flow key, collect the
+//! datapath actions, and record exactly which key bits the walk consulted.
+//!
+//! The recorded mask is what makes a megaflow correct: every packet that
+//! agrees with the translated key on those bits would take the same rules and
+//! get the same actions, so one cache entry serves them all. Each step that
+//! reads the key adds what it read: a table lookup adds the masks of the
+//! subtables it probed, `normal` adds the MACs, VLAN and input port, a select
+//! group adds the fields it hashes, `dec_ttl` adds the TTL.
+//!
+//! Packet rewrites are collected lazily: an action that changes a packet field
+//! marks it dirty, and before each output the dirty fields are written out as
+//! absolute `set` actions. Because the value written never depends on a field
+//! the mask leaves out, no unconsulted bit can change the result.
+//!
+//! Translation has no side effects. What `normal` learns is returned in
+//! [`XlateOut::learned`] for the caller to apply; revalidation re-runs
+//! translation freely and ignores it.
+
+use crate::action::{Action, DpAction, GroupType, SubField};
+use crate::bridge::Bridge;
+use crate::drop::DropReason;
+use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
+use crate::key::{hash_masked, FlowKey, FlowMask};
+use crate::mac::Learn;
+use crate::port::{reserved, PortNo};
+use crate::rule::Rule;
+use std::sync::Arc;
+
+/// How deep resubmits may nest (OVS: 64).
+pub const MAX_DEPTH: u32 = 64;
+/// How many resubmits one translation may do in all (OVS: 4096).
+pub const MAX_RESUBMITS: u32 = 4096;
+
+/// The result of translating one key.
+#[derive(Debug, Default)]
+pub struct XlateOut {
+    /// What the datapath does to every packet of the megaflow. Ends with
+    /// [`DpAction::Drop`] when the packet is output nowhere.
+    pub actions: Vec<DpAction>,
+    /// The key bits the result depends on: the megaflow's mask.
+    pub mask: FlowMask,
+    /// Every rule whose actions ran, for statistics.
+    pub rules: Vec<Arc<Rule>>,
+    /// What `normal` learned.
+    pub learned: Vec<Learn>,
+}
+
+/// One step of a trace, for `oxvs-ctl trace`.
+#[derive(Debug, Clone)]
+pub enum TraceEvent {
+    /// A table was searched with this key; `rule` is what matched.
+    Lookup {
+        /// Resubmit depth.
+        depth: u32,
+        /// The table.
+        table: u8,
+        /// The key as the lookup saw it.
+        key: FlowKey,
+        /// The matching rule, if any.
+        rule: Option<Arc<Rule>>,
+    },
+    /// Something worth telling the user (a learning step, a group bucket).
+    Note {
+        /// Resubmit depth.
+        depth: u32,
+        /// The note.
+        text: String,
+    },
+}
+
+struct Ctx<'a> {
+    br: &'a Bridge,
+    flow: FlowKey,
+    /// The packet's bytes as of the last commit.
+    committed: FlowKey,
+    dirty: FlowMask,
+    wc: FlowMask,
+    out: Vec<DpAction>,
+    rules: Vec<Arc<Rule>>,
+    learned: Vec<Learn>,
+    depth: u32,
+    resubmits: u32,
+    exit: bool,
+    reason: Option<DropReason>,
+    trace: Option<&'a mut Vec<TraceEvent>>,
+}
+
+/// Translates `key` through `br`'s tables starting at table 0.
+pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>) -> XlateOut {
+    let mut cx = Ctx {
+        br,
+        flow: *key,
+        committed: *key,
+        dirty: FlowMask::default(),
+        wc: FlowMask::default(),
+        out: Vec::new(),
+        rules: Vec::new(),
+        learned: Vec::new(),
+        depth: 0,
+        resubmits: 0,
+        exit: false,
+        reason: None,
+        trace,
+    };
+    // A megaflow always pins the input port and recirculation id: caches are
+    // per port and per pass, as in Open vSwitch.
+    cx.wc.set_field(Field::InPort);
+    cx.wc.set_field(Field::RecircId);
+    cx.table(0, true);
+    if !cx.out.iter().any(|a| matches!(a, DpAction::Output(_))) {
+        let reason = cx.reason.unwrap_or(DropReason::NoOutput);
+        cx.out.retain(|a| matches!(a, DpAction::Output(_)));
+        cx.out.push(DpAction::Drop(reason));
+    }
+    XlateOut {
+        actions: cx.out,
+        mask: cx.wc,
+        rules: cx.rules,
+        learned: cx.learned,
+    }
+}
+
+impl Ctx<'_> {
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        let depth = self.depth;
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.push(TraceEvent::Note {
+                depth,
+                text: text(),
+            });
+        }
+    }
+
+    fn drop_reason(&mut self, r: DropReason) {
+        self.reason.get_or_insert(r);
+    }
+
+    fn table(&mut self, t: u8, top: bool) {
+        let br = self.br;
+        let rule = br.cls.table(t).lookup(&self.flow, &mut self.wc).cloned();
+        let (depth, key) = (self.depth, self.flow);
+        if let Some(tr) = self.trace.as_deref_mut() {
+            tr.push(TraceEvent::Lookup {
+                depth,
+                table: t,
+                key,
+                rule: rule.clone(),
+            });
+        }
+        match rule {
+            None => {
+                if top {
+                    self.drop_reason(DropReason::TableMiss);
+                }
+            }
+            Some(r) => {
+                self.rules.push(r.clone());
+                self.actions(&r.actions, t);
+            }
+        }
+    }
+
+    fn actions(&mut self, actions: &[Action], table: u8) {
+        for a in actions {
+            if self.exit {
+                return;
+            }
+            self.action(a, table);
+        }
+    }
+
+    fn action(&mut self, a: &Action, table: u8) {
+        match *a {
+            Action::Output(p) => self.output(p),
+            Action::InPort => {
+                let p = self.flow.get(Field::InPort) as PortNo;
+                self.emit_output(p);
+            }
+            Action::Normal => self.normal(),
+            Action::Flood | Action::All => self.flood(),
+            Action::Drop => {}
+            Action::Resubmit { in_port, table: t } => self.resubmit(in_port, t.unwrap_or(table)),
+            Action::GotoTable(t) => self.table(t, true),
+            Action::SetField { field, value, mask } => self.write(field, value, mask),
+            Action::Load { dst, value } => self.write(dst.field, value << dst.ofs, dst.mask()),
+            Action::Move { src, dst } => {
+                let v = self.read_sub(src);
+                self.write(dst.field, v << dst.ofs, dst.mask());
+            }
+            Action::DecTtl => self.dec_ttl(),
+            Action::PushVlan(_tpid) => {
+                self.wc.set_field(Field::VlanTci);
+                let tci = self.flow.get(Field::VlanTci) as u16;
+                if tci & VLAN_PRESENT != 0 {
+                    // Only one tag is modelled: a second push keeps the tag.
+                    self.note(|| "push_vlan: packet already tagged, keeping one tag".into());
+                }
+                self.set_vlan(tci | VLAN_PRESENT);
+            }
+            Action::PopVlan => {
+                self.wc.set_field(Field::VlanTci);
+                self.set_vlan(0);
+            }
+            Action::ModVlanVid(vid) => {
+                self.wc.set_field(Field::VlanTci);
+                let tci = self.flow.get(Field::VlanTci) as u16;
+                self.set_vlan((tci & 0xe000) | VLAN_PRESENT | (vid & 0x0fff));
+            }
+            Action::ModVlanPcp(pcp) => {
+                self.wc.set_field(Field::VlanTci);
+                let tci = self.flow.get(Field::VlanTci) as u16;
+                self.set_vlan((tci & 0x0fff) | VLAN_PRESENT | ((pcp as u16 & 7) << 13));
+            }
+            Action::Group(id) => self.group(id),
+        }
+    }
+
+    fn read_sub(&mut self, sf: SubField) -> u128 {
+        self.wc.set_bits(sf.field, sf.mask());
+        (self.flow.get(sf.field) & sf.mask()) >> sf.ofs
+    }
+
+    /// Whether the current packet has what `p` needs, consulting (and so
+    /// unwildcarding) dl_type and nw_proto.
+    fn has(&mut self, p: Prereq) -> bool {
+        if p == Prereq::None {
+            return true;
+        }
+        self.wc.set_field(Field::DlType);
+        let dl = self.flow.get(Field::DlType) as u16;
+        let ip = dl == dl_type::IPV4 || dl == dl_type::IPV6;
+        let proto = |cx: &mut Self| {
+            cx.wc.set_field(Field::NwProto);
+            cx.flow.get(Field::NwProto) as u8
+        };
+        match p {
+            Prereq::None => true,
+            Prereq::Ip => ip,
+            Prereq::Ipv4 => dl == dl_type::IPV4,
+            Prereq::Ipv6 => dl == dl_type::IPV6,
+            Prereq::Arp => dl == dl_type::ARP,
+            Prereq::Ipv4OrArp => dl == dl_type::IPV4 || dl == dl_type::ARP,
+            Prereq::IpOrArp => ip || dl == dl_type::ARP,
+            Prereq::L4 => ip && matches!(proto(self), 6 | 17 | 132 | 1 | 58),
+            Prereq::Tcp => ip && proto(self) == 6,
+        }
+    }
+
+    fn write(&mut self, field: Field, value: u128, mask: u128) {
+        if !self.has(field.prereq()) {
+            self.note(|| format!("{field}: prerequisite not met, not written"));
+            return;
+        }
+        let mask = mask & field.max();
+        if field.is_packet_field() {
+            // A partial write keeps the packet's other bits, so the value
+            // written out depends on them.
+            if mask != field.max() {
+                self.wc.set_field(field);
+            }
+            self.dirty.set_field(field);
+        }
+        self.flow.set_masked(field, value, mask);
+    }
+
+    fn set_vlan(&mut self, tci: u16) {
+        self.flow.set(Field::VlanTci, tci as u128);
+        self.dirty.set_field(Field::VlanTci);
+    }
+
+    fn dec_ttl(&mut self) {
+        if !self.has(Prereq::Ip) {
+            return;
+        }
+        self.wc.set_field(Field::NwTtl);
+        let ttl = self.flow.get(Field::NwTtl) as u8;
+        if ttl <= 1 {
+            self.note(|| format!("dec_ttl: ttl {ttl}, dropping"));
+            self.drop_reason(DropReason::TtlExceeded);
+            self.exit = true;
+            return;
+        }
+        self.flow.set(Field::NwTtl, (ttl - 1) as u128);
+        self.dirty.set_field(Field::NwTtl);
+    }
+
+    fn resubmit(&mut self, in_port: Option<PortNo>, table: u8) {
+        if self.depth >= MAX_DEPTH || self.resubmits >= MAX_RESUBMITS {
+            self.note(|| "resubmit limit reached, dropping".into());
+            self.drop_reason(DropReason::ResubmitLimit);
+            self.exit = true;
+            return;
+        }
+        self.resubmits += 1;
+        let saved = self.flow.get(Field::InPort);
+        if let Some(p) = in_port {
+            self.flow.set(Field::InPort, p as u128);
+        }
+        self.depth += 1;
+        self.table(table, false);
+        self.depth -= 1;
+        self.flow.set(Field::InPort, saved);
+    }
+
+    fn output(&mut self, p: PortNo) {
+        match p {
+            reserved::IN_PORT => {
+                let p = self.flow.get(Field::InPort) as PortNo;
+                self.emit_output(p);
+            }
+            reserved::NORMAL => self.normal(),
+            reserved::FLOOD | reserved::ALL => self.flood(),
+            reserved::NONE | reserved::CONTROLLER | reserved::TABLE => {
+                self.note(|| format!("output to reserved port {p:#x}: not supported, ignored"));
+            }
+            _ => {
+                if p == self.flow.get(Field::InPort) as PortNo {
+                    self.note(|| format!("output:{p} is the input port, skipped"));
+                    self.drop_reason(DropReason::OutputToInPort);
+                    return;
+                }
+                self.emit_output(p);
+            }
+        }
+    }
+
+    fn flood(&mut self) {
+        let in_port = self.flow.get(Field::InPort) as PortNo;
+        let br = self.br;
+        for port in br.ports.iter().filter(|p| p.up && p.no != in_port) {
+            self.emit_output(port.no);
+        }
+    }
+
+    fn normal(&mut self) {
+        for f in [Field::DlSrc, Field::DlDst, Field::VlanTci] {
+            self.wc.set_field(f);
+        }
+        let in_port = self.flow.get(Field::InPort) as PortNo;
+        let vlan = (self.flow.get(Field::VlanTci) as u16) & 0x0fff;
+        let src = mac(self.flow.get(Field::DlSrc));
+        let dst = mac(self.flow.get(Field::DlDst));
+        if src[0] & 1 == 0 {
+            self.learned.push(Learn {
+                vlan,
+                mac: src,
+                port: in_port,
+            });
+        }
+        if dst[0] & 1 != 0 {
+            self.note(|| "normal: multicast or broadcast destination, flooding".into());
+            return self.flood();
+        }
+        match self.br.macs.lookup(vlan, &dst) {
+            Some(p) if p == in_port => {
+                self.note(|| format!("normal: destination learned on input port {p}, dropping"));
+                self.drop_reason(DropReason::OutputToInPort);
+            }
+            Some(p) => {
+                self.note(|| format!("normal: destination learned on port {p}"));
+                self.emit_output(p);
+            }
+            None => {
+                self.note(|| "normal: destination unknown, flooding".into());
+                self.flood();
+            }
+        }
+    }
+
+    fn group(&mut self, id: u32) {
+        let Some(g) = self.br.groups.get(id).cloned() else {
+            self.note(|| format!("group {id} does not exist"));
+            return;
+        };
+        match g.kind() {
+            GroupType::Indirect => {
+                if let Some(b) = g.spec.buckets.first() {
+                    self.actions(&b.actions, 0);
+                }
+            }
+            GroupType::Select => {
+                let h = self.select_hash();
+                match g.select(h) {
+                    Some(b) => {
+                        let i = g
+                            .spec
+                            .buckets
+                            .iter()
+                            .position(|x| std::ptr::eq(x, b))
+                            .unwrap_or(0);
+                        self.note(|| format!("group {id} (select): bucket {i}"));
+                        self.bucket(&b.actions);
+                    }
+                    None => self.note(|| format!("group {id} (select): no live bucket")),
+                }
+            }
+            GroupType::All => {
+                for b in &g.spec.buckets {
+                    self.bucket(&b.actions);
+                }
+            }
+        }
+    }
+
+    /// Runs a bucket on what is logically its own copy of the packet: the
+    /// flow is restored afterwards, and any packet field the bucket rewrote
+    /// is marked dirty so the next output writes the original value back.
+    fn bucket(&mut self, actions: &[Action]) {
+        let saved_flow = self.flow;
+        let saved_dirty = self.dirty;
+        self.actions(actions, 0);
+        let mut touched = self.dirty;
+        touched.union(&saved_dirty);
+        self.flow = saved_flow;
+        for f in Field::all().filter(|f| f.is_packet_field()) {
+            if touched.get(f) != 0 {
+                // Writing the original back copies the packet's value.
+                self.wc.set_field(f);
+                self.dirty.set_field(f);
+            }
+        }
+    }
+
+    /// The flow hash a select group chooses by: addresses and ports for IP,
+    /// MACs otherwise. The hashed fields join the megaflow mask.
+    fn select_hash(&mut self) -> u32 {
+        let mut m = FlowMask::default();
+        if self.has(Prereq::Ip) {
+            let v4 = self.has(Prereq::Ipv4);
+            let (s, d) = if v4 {
+                (Field::NwSrc, Field::NwDst)
+            } else {
+                (Field::Ipv6Src, Field::Ipv6Dst)
+            };
+            m.set_field(s);
+            m.set_field(d);
+            m.set_field(Field::NwProto);
+            if self.has(Prereq::L4) {
+                m.set_field(Field::TpSrc);
+                m.set_field(Field::TpDst);
+            }
+        } else {
+            m.set_field(Field::DlSrc);
+            m.set_field(Field::DlDst);
+        }
+        self.wc.union(&m);
+        let words: Vec<u8> = m.nonzero_words().map(|w| w as u8).collect();
+        hash_masked(&self.flow, &m, &words)
+    }
+
+    fn emit_output(&mut self, p: PortNo) {
+        if !self.br.ports.contains(p) {
+            self.note(|| format!("output:{p}: no such port"));
+            self.drop_reason(DropReason::PortDown);
+            return;
+        }
+        self.commit();
+        self.out.push(DpAction::Output(p));
+    }
+
+    /// Writes out dirty packet fields as absolute set actions.
+    fn commit(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let f = self.flow;
+        let d = self.dirty;
+        let dirty = |x: Field| d.get(x) != 0;
+        if dirty(Field::DlSrc) {
+            self.out.push(DpAction::SetEthSrc(mac(f.get(Field::DlSrc))));
+        }
+        if dirty(Field::DlDst) {
+            self.out.push(DpAction::SetEthDst(mac(f.get(Field::DlDst))));
+        }
+        if dirty(Field::VlanTci) {
+            let old = self.committed.get(Field::VlanTci) as u16;
+            let new = f.get(Field::VlanTci) as u16;
+            match (old & VLAN_PRESENT != 0, new & VLAN_PRESENT != 0) {
+                (true, false) => self.out.push(DpAction::PopVlan),
+                (false, true) => self.out.push(DpAction::PushVlan {
+                    tpid: 0x8100,
+                    tci: new & !VLAN_PRESENT,
+                }),
+                (true, true) => self.out.push(DpAction::SetVlanTci(new & !VLAN_PRESENT)),
+                (false, false) => {}
+            }
+        }
+        let dl = f.get(Field::DlType) as u16;
+        if dl == dl_type::IPV4 {
+            if dirty(Field::NwSrc) {
+                self.out.push(DpAction::SetIpv4Src(
+                    (f.get(Field::NwSrc) as u32).to_be_bytes(),
+                ));
+            }
+            if dirty(Field::NwDst) {
+                self.out.push(DpAction::SetIpv4Dst(
+                    (f.get(Field::NwDst) as u32).to_be_bytes(),
+                ));
+            }
+        }
+        if dl == dl_type::IPV6 {
+            if dirty(Field::Ipv6Src) {
+                self.out
+                    .push(DpAction::SetIpv6Src(f.get(Field::Ipv6Src).to_be_bytes()));
+            }
+            if dirty(Field::Ipv6Dst) {
+                self.out
+                    .push(DpAction::SetIpv6Dst(f.get(Field::Ipv6Dst).to_be_bytes()));
+            }
+        }
+        if dl == dl_type::IPV4 || dl == dl_type::IPV6 {
+            if dirty(Field::NwTos) {
+                self.out.push(DpAction::SetTos(f.get(Field::NwTos) as u8));
+            }
+            if dirty(Field::NwTtl) {
+                self.out.push(DpAction::SetTtl(f.get(Field::NwTtl) as u8));
+            }
+            let proto = f.get(Field::NwProto) as u8;
+            if proto == 6 || proto == 17 {
+                if dirty(Field::TpSrc) {
+                    self.out
+                        .push(DpAction::SetTpSrc(f.get(Field::TpSrc) as u16));
+                }
+                if dirty(Field::TpDst) {
+                    self.out
+                        .push(DpAction::SetTpDst(f.get(Field::TpDst) as u16));
+                }
+            }
+        }
+        self.committed = f;
+        self.dirty = FlowMask::default();
+    }
+}
+
+fn mac(v: u128) -> [u8; 6] {
+    let b = (v as u64).to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}
