@@ -1,0 +1,60 @@
+//! Counters of a poll thread and of a port. Plain integers: each set has one
+//! writer (its poll thread); readers get copies.
+
+use flowtable::DropReason;
+
+/// What one poll thread did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmdStats {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Packets whose flow was found in the exact-match cache.
+    pub emc_hit: u64,
+    /// Packets whose flow was found in the megaflow table.
+    pub megaflow_hit: u64,
+    /// Packets that needed a translation.
+    pub upcall: u64,
+    /// Translations that could not be cached (megaflow table full).
+    pub upcall_uncached: u64,
+    /// Packets copied because they went to more than one port.
+    pub tx_copies: u64,
+    /// Times the caches were revalidated after a rule change.
+    pub revalidations: u64,
+    /// Drops, indexed by [`DropReason`] discriminant.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PmdStats {
+    /// Counts a drop.
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+
+    /// The count for one reason.
+    pub fn drops_for(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// What one port did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Packets dropped on receive (no buffer).
+    pub rx_dropped: u64,
+    /// Packets dropped on transmit (queue full, port down).
+    pub tx_dropped: u64,
+}
