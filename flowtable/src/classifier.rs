@@ -236,7 +236,7 @@ impl Table {
 
     fn sort(&mut self) {
         self.subtables
-            .sort_by(|a, b| b.max_priority.cmp(&a.max_priority));
+            .sort_by_key(|st| std::cmp::Reverse(st.max_priority));
     }
 }
 

@@ -36,6 +36,7 @@ impl std::fmt::Display for PrereqError {
             Prereq::Ipv4OrArp => "ip or arp",
             Prereq::IpOrArp => "ip, ipv6 or arp",
             Prereq::L4 => "nw_proto of tcp, udp, sctp, icmp or icmp6",
+            Prereq::ArpOrNd => "arp or icmp6",
             Prereq::Tcp => "tcp",
         };
         write!(f, "{} requires {} in the match", self.field, needs)
@@ -53,10 +54,9 @@ impl Match {
     /// Adds `field == value` (under `mask`) to the match.
     pub fn set_masked(&mut self, field: Field, value: u128, mask: u128) {
         self.mask.set_bits(field, mask);
-        self.key.set_masked(field, value & mask, field.max());
-        let m = self.mask.get(field);
-        let v = self.key.get(field) & m;
-        self.key.set(field, v);
+        // Only the bits under `mask` are written, so earlier constraints on
+        // other bits of the same field (dl_vlan then dl_vlan_pcp) survive.
+        self.key.set_masked(field, value, mask);
     }
 
     /// Adds `field == value` exactly.
@@ -104,6 +104,9 @@ impl Match {
                     .any(|p| self.is_exact(Field::NwProto, *p))
             }
             Prereq::Tcp => ip && self.is_exact(Field::NwProto, 6),
+            Prereq::ArpOrNd => {
+                dl(dl_type::ARP) || (dl(dl_type::IPV6) && self.is_exact(Field::NwProto, 58))
+            }
         }
     }
 
@@ -133,6 +136,14 @@ mod tests {
         m.set(Field::DlType, 0x0800);
         m.set(Field::NwProto, 6);
         assert!(m.check_prereqs().is_ok());
+    }
+
+    #[test]
+    fn masked_sets_accumulate_within_a_field() {
+        let mut m = Match::any();
+        m.set_masked(Field::VlanTci, 0x1005, 0x1fff);
+        m.set_masked(Field::VlanTci, 0x7000, 0xe000);
+        assert_eq!(m.get(Field::VlanTci), (0x7005, 0xffff));
     }
 
     #[test]

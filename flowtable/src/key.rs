@@ -131,6 +131,12 @@ impl FlowMask {
         f.write(&mut self.w, u128::MAX, bits)
     }
 
+    /// Marks every bit of field `f` as not matched.
+    #[inline]
+    pub fn clear_field(&mut self, f: Field) {
+        f.write(&mut self.w, 0, u128::MAX)
+    }
+
     /// The mask bits of field `f`, right-aligned.
     #[inline]
     pub fn get(&self, f: Field) -> u128 {

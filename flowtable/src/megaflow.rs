@@ -324,7 +324,7 @@ impl MegaflowTable {
     /// Orders subtables by hits since the last call, busiest first, then
     /// halves the counts so the order follows recent traffic.
     pub fn sort_subtables(&mut self) {
-        self.subtables.sort_by(|a, b| b.hits.cmp(&a.hits));
+        self.subtables.sort_by_key(|st| std::cmp::Reverse(st.hits));
         for st in &mut self.subtables {
             st.hits /= 2;
         }

@@ -58,7 +58,8 @@ impl Default for FlowSpec {
 /// One bucket of a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bucket {
-    /// Relative weight for select groups (default 1... OVS prints 100).
+    /// Relative weight for select groups (the parser's default is 100, as
+    /// in OVS).
     pub weight: u16,
     /// Port whose liveness the bucket follows, if any.
     pub watch_port: Option<PortNo>,

@@ -75,6 +75,9 @@ struct Ctx<'a> {
     /// The packet's bytes as of the last commit.
     committed: FlowKey,
     dirty: FlowMask,
+    /// Packet fields written since the current group bucket began; unlike
+    /// `dirty`, commits do not clear it.
+    written: FlowMask,
     wc: FlowMask,
     out: Vec<DpAction>,
     rules: Vec<Arc<Rule>>,
@@ -93,6 +96,7 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         flow: *key,
         committed: *key,
         dirty: FlowMask::default(),
+        written: FlowMask::default(),
         wc: FlowMask::default(),
         out: Vec::new(),
         rules: Vec::new(),
@@ -108,6 +112,16 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
     cx.wc.set_field(Field::InPort);
     cx.wc.set_field(Field::RecircId);
     cx.table(0, true);
+    if key.get(Field::RecircId) == 0 {
+        // Registers and metadata are zero in every packet that enters from a
+        // port; a lookup that read them learned nothing about the packet, so
+        // they need not split megaflows.
+        let zero_at_ingress =
+            |f: &Field| *f == Field::Metadata || (Field::Reg0..=Field::Reg15).contains(f);
+        for f in Field::all().filter(zero_at_ingress) {
+            cx.wc.clear_field(f);
+        }
+    }
     if !cx.out.iter().any(|a| matches!(a, DpAction::Output(_))) {
         let reason = cx.reason.unwrap_or(DropReason::NoOutput);
         cx.out.retain(|a| matches!(a, DpAction::Output(_)));
@@ -244,6 +258,7 @@ impl Ctx<'_> {
             Prereq::IpOrArp => ip || dl == dl_type::ARP,
             Prereq::L4 => ip && matches!(proto(self), 6 | 17 | 132 | 1 | 58),
             Prereq::Tcp => ip && proto(self) == 6,
+            Prereq::ArpOrNd => dl == dl_type::ARP || (dl == dl_type::IPV6 && proto(self) == 58),
         }
     }
 
@@ -260,6 +275,7 @@ impl Ctx<'_> {
                 self.wc.set_field(field);
             }
             self.dirty.set_field(field);
+            self.written.set_field(field);
         }
         self.flow.set_masked(field, value, mask);
     }
@@ -267,6 +283,7 @@ impl Ctx<'_> {
     fn set_vlan(&mut self, tci: u16) {
         self.flow.set(Field::VlanTci, tci as u128);
         self.dirty.set_field(Field::VlanTci);
+        self.written.set_field(Field::VlanTci);
     }
 
     fn dec_ttl(&mut self) {
@@ -283,6 +300,7 @@ impl Ctx<'_> {
         }
         self.flow.set(Field::NwTtl, (ttl - 1) as u128);
         self.dirty.set_field(Field::NwTtl);
+        self.written.set_field(Field::NwTtl);
     }
 
     fn resubmit(&mut self, in_port: Option<PortNo>, table: u8) {
@@ -408,10 +426,10 @@ impl Ctx<'_> {
     /// is marked dirty so the next output writes the original value back.
     fn bucket(&mut self, actions: &[Action]) {
         let saved_flow = self.flow;
-        let saved_dirty = self.dirty;
+        let saved_written = std::mem::take(&mut self.written);
         self.actions(actions, 0);
-        let mut touched = self.dirty;
-        touched.union(&saved_dirty);
+        let touched = std::mem::replace(&mut self.written, saved_written);
+        self.written.union(&touched);
         self.flow = saved_flow;
         for f in Field::all().filter(|f| f.is_packet_field()) {
             if touched.get(f) != 0 {
