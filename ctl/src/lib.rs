@@ -1,0 +1,23 @@
+//! The control side of oxvs: the `ovs-ofctl`-style text syntax for flows,
+//! groups and packets, parsed into `flowtable`'s typed values and printed back.
+//!
+//! This crate is never on the packet path. It depends on `flowtable` for the
+//! types it produces and on nothing that does I/O, so everything here is
+//! testable as plain functions over strings; the `oxvs-ctl` binary and the
+//! daemon's control socket are thin layers over it. Text is turned into typed
+//! rules once, here, so that no string is ever interpreted per packet.
+
+#![forbid(unsafe_code)]
+
+// `load`, `odp` and `trace` belong to the oxvs-ctl binary (main.rs uses them
+// through the library); `ofp` is the flow syntax.
+pub mod load;
+pub mod odp;
+pub mod ofp;
+pub mod trace;
+
+pub use ofp::{
+    format_actions, format_flow_spec, format_group, format_match, format_rule, parse_flow,
+    parse_flow_command, parse_flow_file, parse_group, parse_packet, FlowCommand, FlowFile,
+    ParseError, PortNames,
+};

@@ -1,0 +1,76 @@
+//! Printing datapath actions and megaflows the way `ovs-appctl
+//! dpctl/dump-flows` and `ofproto/trace` show them, so that OVS users can
+//! read a trace without learning a new notation.
+
+use flowtable::DpAction;
+use std::fmt::Write;
+
+fn mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// `set(eth(dst=..)),set(ipv4(ttl=63)),2` — outputs print as port numbers.
+pub fn format_dp_actions(actions: &[DpAction]) -> String {
+    let mut s = String::new();
+    for a in actions {
+        if !s.is_empty() {
+            s.push(',');
+        }
+        let _ = match a {
+            DpAction::Output(p) => write!(s, "{p}"),
+            DpAction::SetEthSrc(m) => write!(s, "set(eth(src={}))", mac(m)),
+            DpAction::SetEthDst(m) => write!(s, "set(eth(dst={}))", mac(m)),
+            DpAction::PushVlan { tpid, tci } => {
+                write!(
+                    s,
+                    "push_vlan(tpid={tpid:#06x},vid={},pcp={})",
+                    tci & 0x0fff,
+                    tci >> 13
+                )
+            }
+            DpAction::PopVlan => write!(s, "pop_vlan"),
+            DpAction::SetVlanTci(tci) => {
+                write!(s, "set(vlan(vid={},pcp={}))", tci & 0x0fff, tci >> 13)
+            }
+            DpAction::SetIpv4Src(a) => write!(s, "set(ipv4(src={}))", std::net::Ipv4Addr::from(*a)),
+            DpAction::SetIpv4Dst(a) => write!(s, "set(ipv4(dst={}))", std::net::Ipv4Addr::from(*a)),
+            DpAction::SetIpv6Src(a) => write!(s, "set(ipv6(src={}))", std::net::Ipv6Addr::from(*a)),
+            DpAction::SetIpv6Dst(a) => write!(s, "set(ipv6(dst={}))", std::net::Ipv6Addr::from(*a)),
+            DpAction::SetTos(t) => write!(s, "set(ip(tos={t:#x}))"),
+            DpAction::SetTtl(t) => write!(s, "set(ip(ttl={t}))"),
+            DpAction::SetTpSrc(p) => write!(s, "set(l4(src={p}))"),
+            DpAction::SetTpDst(p) => write!(s, "set(l4(dst={p}))"),
+            DpAction::Drop(r) => write!(s, "drop({})", r.name().trim_start_matches("drop_")),
+        };
+    }
+    if s.is_empty() {
+        s.push_str("drop");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowtable::DropReason;
+
+    #[test]
+    fn prints_like_dpctl() {
+        let a = [
+            DpAction::SetEthDst([0, 0, 0, 0, 0, 2]),
+            DpAction::SetTtl(63),
+            DpAction::Output(2),
+        ];
+        assert_eq!(
+            format_dp_actions(&a),
+            "set(eth(dst=00:00:00:00:00:02)),set(ip(ttl=63)),2"
+        );
+        assert_eq!(
+            format_dp_actions(&[DpAction::Drop(DropReason::TableMiss)]),
+            "drop(table_miss)"
+        );
+    }
+}

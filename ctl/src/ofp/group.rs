@@ -1,0 +1,161 @@
+//! Group lines in `ovs-ofctl add-group` form:
+//! `group_id=1,type=select,bucket=weight:100,watch_port:2,actions=output:1,bucket=output:2`.
+//!
+//! Everything before the first `bucket=` describes the group; each `bucket=`
+//! starts a bucket that runs to the next one. Inside a bucket, `weight:N` and
+//! `watch_port:P` are bucket properties and anything else is an action, until
+//! `actions=`, after which everything is an action — the same reading as OVS's
+//! `parse_bucket_str`, which is why `bucket=output:1` needs no `actions=`.
+//! Bucket actions are checked without a match or a table, since a bucket runs
+//! after whatever rule chose the group.
+
+use super::actions::{self, Cx};
+use super::error::{expected, fail, Res};
+use super::lexer::{self, Item};
+use super::{value, ParseError, PortNames};
+use flowtable::port::PortNo;
+use flowtable::{Bucket, GroupSpec, GroupType};
+
+/// The weight a select-group bucket gets when none is written; `dump-groups`
+/// prints it, so it is the value people expect to see.
+const DEFAULT_SELECT_WEIGHT: u16 = 100;
+
+/// The largest group number (OpenFlow's `OFPG_MAX`).
+const MAX_GROUP_ID: u128 = 0xffff_ff00;
+
+/// A bucket being read.
+struct Draft<'a> {
+    pos: usize,
+    weight: Option<u16>,
+    watch_port: Option<PortNo>,
+    actions: Vec<Item<'a>>,
+    in_actions: bool,
+}
+
+impl<'a> Draft<'a> {
+    /// Takes one item of the bucket.
+    fn item(&mut self, item: Item<'a>, ports: &dyn PortNames) -> Res<()> {
+        if self.in_actions {
+            self.actions.push(item);
+            return Ok(());
+        }
+        let cut = item.text.find([':', '=']).unwrap_or(item.text.len());
+        let (key, arg, apos) = (
+            &item.text[..cut],
+            item.text.get(cut + 1..).unwrap_or(""),
+            item.pos + cut + 1,
+        );
+        match key {
+            "weight" => self.weight = Some(value::uint(arg, apos, 16, "weight")? as u16),
+            "watch_port" => self.watch_port = Some(value::port(arg, apos, ports)?),
+            "watch_group" | "bucket_id" => {
+                return fail(item.pos, format!("bucket {key} is not supported"))
+            }
+            "actions" | "action" => {
+                self.in_actions = true;
+                if !arg.is_empty() {
+                    self.actions.push(Item {
+                        text: arg,
+                        pos: apos,
+                    });
+                }
+            }
+            _ => self.actions.push(item),
+        }
+        Ok(())
+    }
+}
+
+/// Parses a group line from byte `start` of `line`.
+pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<GroupSpec> {
+    let mut id = None;
+    let mut kind = None;
+    let mut drafts: Vec<Draft<'_>> = Vec::new();
+    for item in lexer::split(&line[start..], start)? {
+        let (key, val) = item.key_value();
+        if key == "bucket" {
+            let mut d = Draft {
+                pos: item.pos,
+                weight: None,
+                watch_port: None,
+                actions: Vec::new(),
+                in_actions: false,
+            };
+            if let Some((text, pos)) = val.filter(|(t, _)| !t.is_empty()) {
+                d.item(Item { text, pos }, ports)?;
+            }
+            drafts.push(d);
+            continue;
+        }
+        if let Some(d) = drafts.last_mut() {
+            d.item(item, ports)?;
+            continue;
+        }
+        let Some((text, pos)) = val else {
+            return expected(item.pos, "group_id=, type= or bucket=", item.text);
+        };
+        match key {
+            "group_id" if id.is_none() => {
+                let g = value::uint(text, pos, 32, key)?;
+                if g > MAX_GROUP_ID {
+                    return fail(
+                        pos,
+                        format!("group_id {text} is above the largest group number 0xffffff00"),
+                    );
+                }
+                id = Some(g as u32);
+            }
+            "type" if kind.is_none() => {
+                kind = Some(match text {
+                    "all" => GroupType::All,
+                    "select" => GroupType::Select,
+                    "indirect" => GroupType::Indirect,
+                    "ff" | "fast_failover" => {
+                        return fail(pos, format!("group type {text} is not supported"))
+                    }
+                    _ => return expected(pos, "all, select or indirect", text),
+                });
+            }
+            "group_id" | "type" => return fail(item.pos, format!("{key} is given twice")),
+            "selection_method" | "selection_method_param" | "fields" => {
+                return fail(item.pos, format!("{key} is not supported"));
+            }
+            _ => return fail(item.pos, format!("unknown group key {key:?}")),
+        }
+    }
+    let Some(id) = id else {
+        return fail(start, "missing group_id=");
+    };
+    let Some(kind) = kind else {
+        return fail(start, "missing type= (all, select or indirect)");
+    };
+    if kind == GroupType::Indirect && drafts.len() != 1 {
+        let pos = drafts.get(1).map_or(line.len(), |d| d.pos);
+        return fail(pos, "an indirect group has exactly one bucket");
+    }
+    let cx = Cx {
+        table: None,
+        m: None,
+        ports,
+    };
+    let default_weight = if kind == GroupType::Select {
+        DEFAULT_SELECT_WEIGHT
+    } else {
+        0
+    };
+    let mut buckets = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        buckets.push(Bucket {
+            weight: d.weight.unwrap_or(default_weight),
+            watch_port: d.watch_port,
+            actions: actions::parse(&d.actions, &cx)?,
+        });
+    }
+    Ok(GroupSpec { id, kind, buckets })
+}
+
+/// Parses one group line (`ovs-ofctl add-group` syntax, or a line of
+/// `dump-groups` output). Errors are reported as line 1.
+pub fn parse_group(line: &str, ports: &dyn PortNames) -> Result<GroupSpec, ParseError> {
+    parse_at(line, 0, ports).map_err(|e| e.at_line(line, 1))
+}
