@@ -1,0 +1,113 @@
+//! Shared helpers of the end-to-end tests: packets described as plain
+//! values and serialised by `etherparse` (an implementation independent of
+//! ours, so expected bytes and checksums do not come from the code under
+//! test), and a loader that puts a flow file into an in-memory datapath.
+
+use datapath::pipeline::PmdConfig;
+use datapath::MemDatapath;
+use etherparse::{PacketBuilder, VlanId};
+use flowtable::PortNo;
+
+pub mod reference;
+
+/// The L4 part of a test packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    /// TCP with ports (a SYN).
+    Tcp(u16, u16),
+    /// UDP with ports.
+    Udp(u16, u16),
+    /// ICMP echo request with id and sequence.
+    IcmpEcho(u16, u16),
+}
+
+/// An Ethernet/IPv4 packet, optionally VLAN-tagged, as plain values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pkt {
+    /// Ethernet source.
+    pub src_mac: [u8; 6],
+    /// Ethernet destination.
+    pub dst_mac: [u8; 6],
+    /// 802.1Q VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// IPv4 source.
+    pub src_ip: [u8; 4],
+    /// IPv4 destination.
+    pub dst_ip: [u8; 4],
+    /// TTL.
+    pub ttl: u8,
+    /// The L4 header.
+    pub l4: L4,
+}
+
+impl Pkt {
+    /// A TCP SYN between two pod-range addresses.
+    pub fn tcp(src_ip: [u8; 4], dst_ip: [u8; 4], sport: u16, dport: u16) -> Pkt {
+        Pkt {
+            src_mac: [0x02, 0, 0, 0, 0, 0x01],
+            dst_mac: [0x02, 0, 0, 0, 0, 0x02],
+            vlan: None,
+            src_ip,
+            dst_ip,
+            ttl: 64,
+            l4: L4::Tcp(sport, dport),
+        }
+    }
+
+    /// Serialises with etherparse; payload of `payload_len` counting bytes.
+    pub fn build(&self, payload_len: usize) -> Vec<u8> {
+        let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
+        let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
+        let mut out = Vec::new();
+        match self.vlan {
+            Some(vid) => {
+                let ip = eth.single_vlan(VlanId::try_new(vid).expect("vid")).ipv4(
+                    self.src_ip,
+                    self.dst_ip,
+                    self.ttl,
+                );
+                match self.l4 {
+                    L4::Tcp(s, d) => ip.tcp(s, d, 1000, 64240).syn().write(&mut out, &payload),
+                    L4::Udp(s, d) => ip.udp(s, d).write(&mut out, &payload),
+                    L4::IcmpEcho(id, seq) => {
+                        ip.icmpv4_echo_request(id, seq).write(&mut out, &payload)
+                    }
+                }
+            }
+            None => {
+                let ip = eth.ipv4(self.src_ip, self.dst_ip, self.ttl);
+                match self.l4 {
+                    L4::Tcp(s, d) => ip.tcp(s, d, 1000, 64240).syn().write(&mut out, &payload),
+                    L4::Udp(s, d) => ip.udp(s, d).write(&mut out, &payload),
+                    L4::IcmpEcho(id, seq) => {
+                        ip.icmpv4_echo_request(id, seq).write(&mut out, &payload)
+                    }
+                }
+            }
+        }
+        .expect("etherparse builds the packet");
+        out
+    }
+}
+
+/// An in-memory datapath with ports `1..=n_ports` (named `pN`) and the rules
+/// of `flows` (ovs-ofctl add-flows syntax, groups allowed) applied.
+pub fn datapath(n_ports: PortNo, flows: &str, cfg: PmdConfig) -> MemDatapath {
+    let mut dp = MemDatapath::new(4096, cfg);
+    for p in 1..=n_ports {
+        dp.add_port(p, &format!("p{p}"));
+    }
+    let file = ctl::ofp::parse_flow_file(flows, &dp.bridge.ports).unwrap_or_else(|e| panic!("{e}"));
+    let (changes, _) = ctl::load::file_changes(&file);
+    dp.apply(&changes, 0)
+        .unwrap_or_else(|(i, e)| panic!("change {i}: {e}"));
+    dp
+}
+
+/// Config with the EMC inserting every flow (deterministic tests).
+pub fn always_emc() -> PmdConfig {
+    PmdConfig {
+        emc_inv_prob: 1,
+        ..Default::default()
+    }
+}
