@@ -78,6 +78,23 @@ fn emc(c: &mut Criterion) {
         for (i, k) in keys.iter().enumerate() {
             hm.map.insert(*k, i);
         }
+        if n_flows == 1 {
+            g.bench_function("parse_only", |b| {
+                let mut k = FlowKey::default();
+                b.iter(|| {
+                    for p in &pkts {
+                        black_box(extract(black_box(p), 1, &mut k).expect("parses"));
+                    }
+                })
+            });
+            g.bench_function("hash_only", |b| {
+                b.iter(|| {
+                    for k in &keys {
+                        black_box(black_box(k).hash());
+                    }
+                })
+            });
+        }
         g.bench_function(BenchmarkId::new("parse+emc_lookup", n_flows), |b| {
             let mut k = FlowKey::default();
             b.iter(|| {

@@ -56,7 +56,9 @@ impl Default for PmdConfig {
     }
 }
 
-/// The state one poll thread owns: its caches and counters.
+/// The state one poll thread owns: its caches, counters and the scratch
+/// arrays a batch is processed in (kept here so they are not re-initialised
+/// for every batch).
 pub struct Pmd {
     /// Exact-match cache.
     pub emc: Emc,
@@ -67,6 +69,17 @@ pub struct Pmd {
     seen_version: Option<u64>,
     /// What the last revalidation did.
     pub last_revalidation: RevalidateStats,
+    scratch: Box<Scratch>,
+    batches: u64,
+}
+
+/// Per-batch working state.
+struct Scratch {
+    keys: [FlowKey; BATCH],
+    layouts: [Layout; BATCH],
+    hashes: [u32; BATCH],
+    flows: [Option<MegaflowRef>; BATCH],
+    groups: [Group; BATCH],
 }
 
 /// Packets of one batch that share a megaflow.
@@ -77,15 +90,31 @@ struct Group {
     n: u8,
 }
 
+/// How often (in batches) subtables are re-sorted by hits.
+const SORT_EVERY: u64 = 1024;
+
 impl Pmd {
     /// A poll thread's state with the given tunables.
     pub fn new(cfg: PmdConfig) -> Pmd {
+        let none = MegaflowRef { slot: 0, gen: 0 };
         Pmd {
             emc: Emc::new(cfg.emc_entries, cfg.emc_inv_prob),
             megaflows: MegaflowTable::new(cfg.max_megaflows),
             stats: PmdStats::default(),
             seen_version: None,
             last_revalidation: RevalidateStats::default(),
+            scratch: Box::new(Scratch {
+                keys: [FlowKey::default(); BATCH],
+                layouts: [Layout::default(); BATCH],
+                hashes: [0; BATCH],
+                flows: [None; BATCH],
+                groups: [Group {
+                    flow: none,
+                    members: [0; BATCH],
+                    n: 0,
+                }; BATCH],
+            }),
+            batches: 0,
         }
     }
 
@@ -112,175 +141,208 @@ impl Pmd {
         now_ms: u64,
     ) {
         self.sync(br);
+        self.batches += 1;
+        if self.batches % SORT_EVERY == 0 {
+            self.megaflows.sort_subtables();
+        }
         let n = batch.len;
         let mut pkts = batch.pkts;
-        let mut keys = [FlowKey::default(); BATCH];
-        let mut layouts = [Layout::default(); BATCH];
-        let mut flows: [Option<MegaflowRef>; BATCH] = [None; BATCH];
-        let mut alive = [false; BATCH];
-        self.stats.rx_packets += n as u64;
+        let Pmd {
+            emc,
+            megaflows,
+            stats,
+            scratch,
+            ..
+        } = self;
+        let sc = &mut **scratch;
+        stats.rx_packets += n as u64;
 
-        // Parse and look up in the EMC.
-        for i in 0..n {
-            match extract(pool.data(&pkts[i]), in_port, &mut keys[i]) {
+        // Parse every packet once.
+        let mut alive: u32 = 0;
+        for (i, pkt) in pkts[..n].iter().enumerate() {
+            match extract(pool.data(pkt), in_port, &mut sc.keys[i]) {
                 Ok(l) => {
-                    layouts[i] = l;
-                    alive[i] = true;
+                    sc.layouts[i] = l;
+                    alive |= 1 << i;
                 }
                 Err(reason) => {
-                    self.stats.drop(reason);
-                    pool.free(pkts[i]);
-                    continue;
-                }
-            }
-            let hash = keys[i].hash();
-            if let Some(r) = self.emc.lookup(&keys[i], hash) {
-                if self.megaflows.get(r).is_some() {
-                    flows[i] = Some(r);
-                    self.stats.emc_hit += 1;
+                    stats.drop(reason);
+                    pool.free(*pkt);
                 }
             }
         }
 
-        // Misses: megaflow table, then upcall. A miss upcalled earlier in the
-        // batch installs a megaflow that later misses of the same flow find.
+        // Exact-match cache.
+        let mut miss: u32 = 0;
         for i in 0..n {
-            if !alive[i] || flows[i].is_some() {
+            if alive & (1 << i) == 0 {
                 continue;
             }
-            let hash = keys[i].hash();
-            if let Some(r) = self.megaflows.lookup(&keys[i]) {
-                self.stats.megaflow_hit += 1;
-                self.emc.insert(&keys[i], hash, r);
-                flows[i] = Some(r);
+            let hash = sc.keys[i].hash();
+            sc.hashes[i] = hash;
+            sc.flows[i] = emc
+                .lookup(&sc.keys[i], hash)
+                .filter(|r| megaflows.get(*r).is_some());
+            if sc.flows[i].is_none() {
+                miss |= 1 << i;
+            }
+        }
+        stats.emc_hit += (alive & !miss).count_ones() as u64;
+
+        // Megaflow table, a subtable at a time over all misses.
+        if miss != 0 {
+            let left = megaflows.lookup_batch(&sc.keys[..n], miss, &mut sc.flows);
+            let mut hit = miss & !left;
+            stats.megaflow_hit += hit.count_ones() as u64;
+            while hit != 0 {
+                let i = hit.trailing_zeros() as usize;
+                hit &= hit - 1;
+                if let Some(r) = sc.flows[i] {
+                    emc.insert(&sc.keys[i], sc.hashes[i], r);
+                }
+            }
+            miss = left;
+        }
+
+        // Upcalls. A miss upcalled earlier in the batch installs a megaflow
+        // that later misses of the same flow find.
+        while miss != 0 {
+            let i = miss.trailing_zeros() as usize;
+            miss &= miss - 1;
+            if let Some(r) = megaflows.lookup(&sc.keys[i]) {
+                stats.megaflow_hit += 1;
+                emc.insert(&sc.keys[i], sc.hashes[i], r);
+                sc.flows[i] = Some(r);
                 continue;
             }
-            self.stats.upcall += 1;
-            let x = translate(br, &keys[i], None);
+            stats.upcall += 1;
+            let x = translate(br, &sc.keys[i], None);
             if !x.learned.is_empty() {
                 br.learn(&x.learned, now_ms);
             }
-            match self.megaflows.insert(&keys[i], &x, now_ms) {
+            match megaflows.insert(&sc.keys[i], &x, now_ms) {
                 Ok(r) => {
-                    self.emc.insert(&keys[i], hash, r);
-                    flows[i] = Some(r);
+                    emc.insert(&sc.keys[i], sc.hashes[i], r);
+                    sc.flows[i] = Some(r);
                 }
                 Err(_) => {
                     // The table is full: execute this translation uncached.
-                    self.stats.upcall_uncached += 1;
-                    alive[i] = false;
+                    stats.upcall_uncached += 1;
+                    alive &= !(1 << i);
                     let len = pkts[i].len as u64;
                     for r in &x.rules {
                         r.stats.credit(1, len, now_ms);
                     }
-                    self.execute(pool, tx, &x.actions, &mut pkts[i], &mut layouts[i]);
+                    execute(
+                        stats,
+                        pool,
+                        tx,
+                        &x.actions,
+                        &mut pkts[i],
+                        &mut sc.layouts[i],
+                    );
                 }
             }
         }
 
         // Group by megaflow, then run each group's actions over its packets.
-        let mut groups = [Group {
-            flow: MegaflowRef { slot: 0, gen: 0 },
-            members: [0; BATCH],
-            n: 0,
-        }; BATCH];
         let mut n_groups = 0;
-        for i in 0..n {
-            let Some(f) = flows[i].filter(|_| alive[i]) else {
-                continue;
-            };
-            let g = match groups[..n_groups].iter().position(|g| g.flow == f) {
+        let mut left = alive;
+        while left != 0 {
+            let i = left.trailing_zeros() as usize;
+            left &= left - 1;
+            let Some(f) = sc.flows[i] else { continue };
+            let g = match sc.groups[..n_groups].iter().position(|g| g.flow == f) {
                 Some(g) => g,
                 None => {
-                    groups[n_groups].flow = f;
-                    groups[n_groups].n = 0;
+                    sc.groups[n_groups].flow = f;
+                    sc.groups[n_groups].n = 0;
                     n_groups += 1;
                     n_groups - 1
                 }
             };
-            let grp = &mut groups[g];
+            let grp = &mut sc.groups[g];
             grp.members[grp.n as usize] = i as u8;
             grp.n += 1;
         }
-        for g in &groups[..n_groups] {
-            let mut bytes = 0u64;
-            for &m in &g.members[..g.n as usize] {
-                bytes += pkts[m as usize].len as u64;
-            }
+        for g in &sc.groups[..n_groups] {
+            let members = &g.members[..g.n as usize];
+            let bytes: u64 = members.iter().map(|&m| pkts[m as usize].len as u64).sum();
             // Take the actions out of the table for the duration of the
             // group so the executor can borrow the pool and ports mutably.
-            let Some(mf) = self.megaflows.get_mut(g.flow) else {
+            let Some(mf) = megaflows.get_mut(g.flow) else {
                 continue;
             };
             mf.packets += g.n as u64;
             mf.bytes += bytes;
             mf.used_ms = now_ms;
             let actions = std::mem::take(&mut mf.actions);
-            for &m in &g.members[..g.n as usize] {
+            for &m in members {
                 let m = m as usize;
-                self.execute(pool, tx, &actions, &mut pkts[m], &mut layouts[m]);
+                execute(stats, pool, tx, &actions, &mut pkts[m], &mut sc.layouts[m]);
             }
-            if let Some(mf) = self.megaflows.get_mut(g.flow) {
+            if let Some(mf) = megaflows.get_mut(g.flow) {
                 mf.actions = actions;
             }
         }
     }
+}
 
-    /// Runs datapath actions on one packet: rewrites in place, a copy for
-    /// every output but the last, the packet itself for the last.
-    fn execute(
-        &mut self,
-        pool: &mut FramePool,
-        tx: &mut impl TxPorts,
-        actions: &[DpAction],
-        pkt: &mut PacketDesc,
-        lay: &mut Layout,
-    ) {
-        let last_out = actions
-            .iter()
-            .rposition(|a| matches!(a, DpAction::Output(_)));
-        let Some(last_out) = last_out else {
-            let reason = match actions.last() {
-                Some(DpAction::Drop(r)) => *r,
-                _ => DropReason::NoOutput,
-            };
-            self.stats.drop(reason);
-            pool.free(*pkt);
-            return;
+/// Runs datapath actions on one packet: rewrites in place, a copy for every
+/// output but the last, the packet itself for the last.
+#[inline]
+fn execute(
+    stats: &mut PmdStats,
+    pool: &mut FramePool,
+    tx: &mut impl TxPorts,
+    actions: &[DpAction],
+    pkt: &mut PacketDesc,
+    lay: &mut Layout,
+) {
+    let last_out = actions
+        .iter()
+        .rposition(|a| matches!(a, DpAction::Output(_)));
+    let Some(last_out) = last_out else {
+        let reason = match actions.last() {
+            Some(DpAction::Drop(r)) => *r,
+            _ => DropReason::NoOutput,
         };
-        for (i, a) in actions[..=last_out].iter().enumerate() {
-            match *a {
-                DpAction::Output(port) => {
-                    let out = if i == last_out {
-                        *pkt
-                    } else {
-                        match pool.clone_packet(pkt) {
-                            Some(c) => c,
-                            None => {
-                                self.stats.drop(DropReason::NoBuffer);
-                                continue;
-                            }
+        stats.drop(reason);
+        pool.free(*pkt);
+        return;
+    };
+    for (i, a) in actions[..=last_out].iter().enumerate() {
+        match *a {
+            DpAction::Output(port) => {
+                let out = if i == last_out {
+                    *pkt
+                } else {
+                    match pool.clone_packet(pkt) {
+                        Some(c) => {
+                            stats.tx_copies += 1;
+                            c
                         }
-                    };
-                    if i != last_out {
-                        self.stats.tx_copies += 1;
+                        None => {
+                            stats.drop(DropReason::NoBuffer);
+                            continue;
+                        }
                     }
-                    if let Err(reason) = tx.send(port, out, pool) {
-                        self.stats.drop(reason);
-                        pool.free(out);
-                    }
+                };
+                if let Err(reason) = tx.send(port, out, pool) {
+                    stats.drop(reason);
+                    pool.free(out);
                 }
-                DpAction::Drop(_) => {}
-                _ => {
-                    let mut d = *pkt;
-                    let frame = pool.frame_mut(&d);
-                    if let Err(reason) = rewrite(frame, &mut d, lay, a) {
-                        self.stats.drop(reason);
-                        pool.free(*pkt);
-                        return;
-                    }
-                    *pkt = d;
+            }
+            DpAction::Drop(_) => {}
+            _ => {
+                let mut d = *pkt;
+                let frame = pool.frame_mut(&d);
+                if let Err(reason) = rewrite(frame, &mut d, lay, a) {
+                    stats.drop(reason);
+                    pool.free(*pkt);
+                    return;
                 }
+                *pkt = d;
             }
         }
     }

@@ -13,7 +13,7 @@
 //! for statistics, and so that a snapshot of the classifier is cheap to share.
 
 use crate::flow_match::Match;
-use crate::key::{hash_masked, FlowKey, FlowMask};
+use crate::key::{hash_masked, table_hash, FlowKey, FlowMask};
 use crate::rule::{Rule, N_TABLES};
 use hashbrown::HashTable;
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ impl Subtable {
         let words = &self.words;
         let mask = &self.mask;
         self.buckets
-            .find(hash as u64, |b| {
+            .find(table_hash(hash), |b| {
                 b.hash == hash
                     && words.iter().all(|&i| {
                         let i = i as usize;
@@ -133,9 +133,9 @@ impl Table {
     pub fn find_strict(&self, m: &Match, priority: u16) -> Option<&Arc<Rule>> {
         let st = self.subtables.iter().find(|st| st.mask == m.mask)?;
         let hash = hash_masked(&m.key, &st.mask, &st.words);
-        let b = st
-            .buckets
-            .find(hash as u64, |b| b.hash == hash && st.key_eq(&b.key, &m.key))?;
+        let b = st.buckets.find(table_hash(hash), |b| {
+            b.hash == hash && st.key_eq(&b.key, &m.key)
+        })?;
         b.rules.iter().find(|r| r.priority == priority)
     }
 
@@ -158,7 +158,7 @@ impl Table {
                     .iter()
                     .all(|&i| b.key.w[i as usize] == rule.m.key.w[i as usize])
         };
-        let replaced = match st.buckets.find_mut(hash as u64, eq) {
+        let replaced = match st.buckets.find_mut(table_hash(hash), eq) {
             Some(b) => match b.rules.iter().position(|r| r.priority == rule.priority) {
                 Some(p) => Some(std::mem::replace(&mut b.rules[p], rule.clone())),
                 None => {
@@ -174,7 +174,7 @@ impl Table {
                     rules: vec![rule.clone()],
                 };
                 st.buckets
-                    .insert_unique(hash as u64, bucket, |b| b.hash as u64);
+                    .insert_unique(table_hash(hash), bucket, |b| table_hash(b.hash));
                 None
             }
         };
@@ -202,7 +202,7 @@ impl Table {
                     .iter()
                     .all(|&i| b.key.w[i as usize] == m.key.w[i as usize])
         };
-        let Ok(mut entry) = st.buckets.find_entry(hash as u64, eq) else {
+        let Ok(mut entry) = st.buckets.find_entry(table_hash(hash), eq) else {
             return None;
         };
         let b = entry.get_mut();

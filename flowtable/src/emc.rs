@@ -68,7 +68,7 @@ impl Emc {
     pub fn lookup(&self, key: &FlowKey, hash: u32) -> Option<MegaflowRef> {
         for i in self.slots(hash) {
             let e = &self.entries[i];
-            if e.hash == hash && e.flow.is_some() && e.key == *key {
+            if e.hash == hash && e.flow.is_some() && e.key.same(key) {
                 return e.flow;
             }
         }
@@ -92,7 +92,7 @@ impl Emc {
             }
         }
         let [a, b] = self.slots(hash);
-        let pick = |e: &Entry| e.flow.is_none() || (e.hash == hash && e.key == *key);
+        let pick = |e: &Entry| e.flow.is_none() || (e.hash == hash && e.key.same(key));
         let i = if pick(&self.entries[a]) {
             a
         } else if pick(&self.entries[b]) || self.entries[b].hash < self.entries[a].hash {

@@ -58,8 +58,9 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
     if dl_type < 0x0600 {
         dl_type = DL_TYPE_NONE;
     }
-    key.w[word::DL_SRC] = mac48(eth.src()) | (dl_type as u64) << 48;
-    key.w[word::DL_DST] = mac48(eth.dst()) | (tci as u64) << 48;
+    let (dst, src) = eth.macs_u48();
+    key.w[word::DL_SRC] = src | (dl_type as u64) << 48;
+    key.w[word::DL_DST] = dst | (tci as u64) << 48;
     let mut layout = Layout {
         l3: l3 as u16,
         l4: 0,
@@ -84,8 +85,9 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
                 proto as u64 | (ip.tos() as u64) << 8 | (ip.ttl() as u64) << 16 | (fr as u64) << 24;
             if !later {
                 let l4 = l3 + ip.header_len();
-                if let Some(tp) = l4_ports(ip.payload(), proto, key)? {
+                if let Some((tp, flags)) = l4_ports(ip.payload(), proto, key)? {
                     nw |= tp << 32;
+                    key.w[word::L4X] = flags;
                     layout.l4 = l4 as u16;
                     layout.proto = proto;
                 }
@@ -103,7 +105,7 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
             key.w[word::IPV6_SRC + 1] = src as u64;
             key.w[word::IPV6_DST] = (dst >> 64) as u64;
             key.w[word::IPV6_DST + 1] = dst as u64;
-            key.w[word::L4X] = (ip.flow_label() as u64) << 32;
+            let label = (ip.flow_label() as u64) << 32;
             let mut fr = 0u8;
             let mut later = false;
             if let Some(f) = up.fragment {
@@ -114,6 +116,7 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
                 }
             }
             let proto = up.protocol;
+            let mut l4x = label;
             let mut nw = proto as u64
                 | (ip.traffic_class() as u64) << 8
                 | (ip.hop_limit() as u64) << 16
@@ -121,13 +124,15 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
             if !later {
                 let end = Ipv6Packet::<&[u8]>::HEADER_LEN + ip.payload_len() as usize;
                 let payload = &l3buf[up.offset.min(end)..end];
-                if let Some(tp) = l4_ports(payload, proto, key)? {
+                if let Some((tp, flags)) = l4_ports(payload, proto, key)? {
                     nw |= tp << 32;
+                    l4x |= flags;
                     layout.l4 = (l3 + up.offset) as u16;
                     layout.proto = proto;
                 }
             }
             key.w[word::NW] = nw;
+            key.w[word::L4X] = l4x;
         }
         ethertype::ARP => {
             // Only Ethernet/IPv4 ARP has these fields; other hardware or
@@ -151,16 +156,20 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
 }
 
 /// Parses the L4 header of a first fragment (or unfragmented packet) and
-/// returns `tp_src | tp_dst << 16`, or `None` for protocols without ports.
-/// TCP flags and ND link-layer addresses go straight into `key`.
+/// returns `tp_src | tp_dst << 16` and the TCP flags, or `None` for
+/// protocols without ports. ND link-layer addresses go straight into `key`.
+/// The flags are returned rather than or-ed into the key so that no key word
+/// is read back right after being written.
 #[inline(always)]
-fn l4_ports(buf: &[u8], proto: u8, key: &mut FlowKey) -> Result<Option<u64>, DropReason> {
-    let ports = |s: u16, d: u16| Some(s as u64 | (d as u64) << 16);
+fn l4_ports(buf: &[u8], proto: u8, key: &mut FlowKey) -> Result<Option<(u64, u64)>, DropReason> {
+    let ports = |s: u16, d: u16| Some((s as u64 | (d as u64) << 16, 0));
     Ok(match proto {
         ipproto::TCP => {
             let tcp = TcpPacket::new_checked(buf).map_err(|_| DropReason::MalformedL4)?;
-            key.w[word::L4X] |= tcp.flags() as u64;
-            ports(tcp.src_port(), tcp.dst_port())
+            Some((
+                tcp.src_port() as u64 | (tcp.dst_port() as u64) << 16,
+                tcp.flags() as u64,
+            ))
         }
         ipproto::UDP => {
             let udp = UdpPacket::new_checked(buf).map_err(|_| DropReason::MalformedL4)?;

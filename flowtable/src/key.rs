@@ -102,6 +102,17 @@ impl FlowKey {
         diff == 0
     }
 
+    /// Word-wise equality without early exit or a library call: the compiler
+    /// turns it into a few vector compares.
+    #[inline(always)]
+    pub fn same(&self, other: &FlowKey) -> bool {
+        let mut diff = 0u64;
+        for i in 0..KEY_WORDS {
+            diff |= self.w[i] ^ other.w[i];
+        }
+        diff == 0
+    }
+
     /// Hash of the whole key, for the exact-match cache.
     #[inline]
     pub fn hash(&self) -> u32 {
@@ -172,54 +183,90 @@ impl FlowMask {
     }
 }
 
-const K0: u64 = 0x9e37_79b9_7f4a_7c15;
-const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+/// Odd multipliers, one per key word (digits of pi and e, as in many
+/// multilinear hash implementations: any fixed odd random-looking values do).
+const MUL: [u64; KEY_WORDS] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7345,
+    0xa409_3822_299f_31d1,
+    0x082e_fa98_ec4e_6c89,
+    0x4528_21e6_38d0_1377,
+    0xbe54_66cf_34e9_0c6d,
+    0xc0ac_29b7_c97c_50dd,
+    0x3f84_d5b5_b547_0917,
+    0x9216_d5d9_8979_fb1b,
+    0xd131_0ba6_98df_b5ad,
+    0x2ffd_72db_d01a_dfb7,
+    0xb8e1_afed_6a26_7e97,
+    0xba7c_9045_f12c_7f99,
+    0x24a1_9947_b391_6cf7,
+    0x0801_f2e2_858e_fc17,
+    0x6369_20d8_7157_4e69,
+    0xa458_fea3_f493_3d7f,
+    0x0d95_748f_728e_b659,
+    0x718b_cd58_8215_4aef,
+    0xd39a_5fd7_a2e1_ad4d,
+    0x2b7e_1516_28ae_d2a7,
+    0xabf7_1588_09cf_4f3d,
+    0xb7e1_5162_8aed_2a6b,
+    0x9e37_79b9_7f4a_7c15,
+];
 
-/// Feeds one word into a hash lane. Multiply-rotate mixing: cheap, and good
-/// enough that keys differing in one port number land in different buckets.
+/// Final mix: folds high bits down so that fields in the top of a word
+/// (tp_dst, dl_type) reach the low bits used as a bucket index.
 #[inline(always)]
-fn mix(h: u64, w: u64) -> u64 {
-    (h ^ w).wrapping_mul(K0).rotate_left(31)
+fn finish(h: u64) -> u32 {
+    let h = (h ^ (h >> 31)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 32) as u32 ^ h as u32
 }
 
-/// Final avalanche (murmur3's fmix64) folded to 32 bits.
-#[inline(always)]
-pub(crate) fn finish(h: u64) -> u32 {
-    let mut h = h;
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^= h >> 33;
-    (h ^ (h >> 32)) as u32
-}
+/// The words the exact-match cache hashes: what differs between flows in
+/// practice (ports, MACs, addresses, protocol and L4 ports, tunnel, conntrack).
+/// Keys that differ only elsewhere share a hash and are told apart by the
+/// full compare, as Open vSwitch does with the NIC's 5-tuple RSS hash.
+const EMC_WORDS: [usize; 11] = [
+    word::PORT,
+    word::TUN_ID,
+    word::TUN_IP,
+    word::CT,
+    word::DL_SRC,
+    word::DL_DST,
+    word::NW_ADDR,
+    word::IPV6_SRC + 1,
+    word::IPV6_DST + 1,
+    word::NW,
+    word::L4X,
+];
 
-/// Hashes a whole key with four independent lanes so that the multiplies of
-/// consecutive words overlap in the pipeline instead of forming one chain.
+/// Multilinear hash of selected words: the multiplies are independent of
+/// each other, so they overlap in the pipeline instead of forming a chain.
 #[inline]
 fn hash_words(w: &[u64; KEY_WORDS]) -> u32 {
-    let (mut a, mut b, mut c, mut d) = (K0, K1, K0 ^ K1, K1.rotate_left(17));
-    let mut i = 0;
-    while i < KEY_WORDS {
-        a = mix(a, w[i]);
-        b = mix(b, w[i + 1]);
-        c = mix(c, w[i + 2]);
-        d = mix(d, w[i + 3]);
-        i += 4;
+    let mut h = 0u64;
+    for &i in &EMC_WORDS {
+        h = h.wrapping_add(w[i].wrapping_mul(MUL[i]));
     }
-    finish(a ^ b.rotate_left(13) ^ c.rotate_left(29) ^ d.rotate_left(43))
+    finish(h)
 }
 
 /// Hashes `key & mask` over the listed words only: what a megaflow subtable
 /// does, so a subtable that matches three words hashes three words.
 #[inline]
 pub fn hash_masked(key: &FlowKey, mask: &FlowMask, words: &[u8]) -> u32 {
-    let mut h = K1;
+    let mut h = 0u64;
     for &i in words {
         let i = i as usize;
-        h = mix(h, key.w[i] & mask.w[i]) ^ (i as u64);
+        h = h.wrapping_add((key.w[i] & mask.w[i]).wrapping_mul(MUL[i]));
     }
     finish(h)
+}
+
+/// The 64-bit hash a `hashbrown` table wants from one of ours: it takes
+/// bucket bits from the bottom and its 7-bit tag from the top, so both
+/// halves must carry the hash.
+#[inline(always)]
+pub fn table_hash(h: u32) -> u64 {
+    ((h as u64) << 32) | h as u64
 }
 
 impl std::fmt::Debug for FlowKey {

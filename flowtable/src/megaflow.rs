@@ -13,7 +13,7 @@
 //! The table belongs to one poll thread: no locks, no atomics.
 
 use crate::action::DpAction;
-use crate::key::{hash_masked, FlowKey, FlowMask, KEY_WORDS};
+use crate::key::{hash_masked, table_hash, FlowKey, FlowMask, KEY_WORDS};
 use crate::mac::Learn;
 use crate::rule::Rule;
 use crate::xlate::XlateOut;
@@ -124,7 +124,7 @@ impl MegaflowTable {
             let words = &st.words[..st.n_words];
             let hash = hash_masked(key, &st.mask, words);
             let mask = &st.mask;
-            let hit = st.table.find(hash as u64, |&s| {
+            let hit = st.table.find(table_hash(hash), |&s| {
                 let Some(mf) = slots[s as usize].flow.as_ref() else {
                     return false;
                 };
@@ -143,6 +143,54 @@ impl MegaflowTable {
             }
         }
         None
+    }
+
+    /// Looks up the keys whose bits are set in `map` (bit i: `keys[i]`),
+    /// one subtable at a time across the whole batch, as OVS's dpcls does:
+    /// the hash and probe of different packets are independent, so they
+    /// overlap in the CPU instead of waiting on each other. Hits go to
+    /// `out`; returns the bits still missing.
+    #[inline]
+    pub fn lookup_batch(
+        &mut self,
+        keys: &[FlowKey],
+        mut map: u32,
+        out: &mut [Option<MegaflowRef>],
+    ) -> u32 {
+        let slots = &self.slots;
+        for st in self.subtables.iter_mut() {
+            if map == 0 {
+                break;
+            }
+            let words = &st.words[..st.n_words];
+            let mask = &st.mask;
+            let mut left = map;
+            while left != 0 {
+                let i = left.trailing_zeros() as usize;
+                left &= left - 1;
+                let key = &keys[i];
+                let hash = hash_masked(key, mask, words);
+                let hit = st.table.find(table_hash(hash), |&s| {
+                    let Some(mf) = slots[s as usize].flow.as_ref() else {
+                        return false;
+                    };
+                    mf.hash == hash
+                        && words.iter().all(|&w| {
+                            let w = w as usize;
+                            key.w[w] & mask.w[w] == mf.key.w[w]
+                        })
+                });
+                if let Some(&s) = hit {
+                    st.hits += 1;
+                    out[i] = Some(MegaflowRef {
+                        slot: s,
+                        gen: slots[s as usize].gen,
+                    });
+                    map &= !(1 << i);
+                }
+            }
+        }
+        map
     }
 
     /// The live megaflow `r` names, or `None` if it was deleted since.
@@ -224,8 +272,11 @@ impl MegaflowTable {
             hash,
         });
         let slots = &self.slots;
-        st.table.insert_unique(hash as u64, slot, |&s| {
-            slots[s as usize].flow.as_ref().map_or(0, |f| f.hash as u64)
+        st.table.insert_unique(table_hash(hash), slot, |&s| {
+            slots[s as usize]
+                .flow
+                .as_ref()
+                .map_or(0, |f| table_hash(f.hash))
         });
         self.live += 1;
         Ok(MegaflowRef {
@@ -244,7 +295,7 @@ impl MegaflowTable {
         self.live -= 1;
         if let Some(i) = self.subtables.iter().position(|st| st.mask == mf.mask) {
             let st = &mut self.subtables[i];
-            if let Ok(e) = st.table.find_entry(mf.hash as u64, |&s| s == slot) {
+            if let Ok(e) = st.table.find_entry(table_hash(mf.hash), |&s| s == slot) {
                 e.remove();
             }
             if st.table.is_empty() {
