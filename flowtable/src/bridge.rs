@@ -458,3 +458,71 @@ fn check_subfield(sf: &crate::action::SubField) -> Result<(), RuleError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::Bucket;
+
+    fn flow(actions: Vec<Action>) -> Change {
+        Change::AddFlow(FlowSpec {
+            actions,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_bad_change_applies_nothing() {
+        let mut br = Bridge::default();
+        br.add_port(1, "p1");
+        let v = br.version();
+        let batch = [flow(vec![Action::Output(1)]), flow(vec![Action::Output(9)])];
+        assert_eq!(br.apply(&batch, 0), Err((1, RuleError::UnknownPort(9))));
+        assert!(br.cls.is_empty());
+        assert_eq!(br.version(), v);
+        assert_eq!(
+            br.apply(&[flow(vec![Action::Group(7)])], 0),
+            Err((0, RuleError::UnknownGroup(7)))
+        );
+        let goto = Change::AddFlow(FlowSpec {
+            table: 3,
+            actions: vec![Action::GotoTable(2)],
+            ..Default::default()
+        });
+        assert_eq!(
+            br.apply(&[goto], 0),
+            Err((0, RuleError::GotoBackwards { from: 3, to: 2 }))
+        );
+    }
+
+    #[test]
+    fn groups_defined_in_the_batch_can_be_used_and_deleting_one_removes_its_users() {
+        let mut br = Bridge::default();
+        br.add_port(1, "p1");
+        let g = GroupSpec {
+            id: 7,
+            kind: GroupType::Indirect,
+            buckets: vec![Bucket {
+                weight: 0,
+                watch_port: None,
+                actions: vec![Action::Output(1)],
+            }],
+        };
+        br.apply(&[flow(vec![Action::Group(7)]), Change::AddGroup(g)], 0)
+            .expect_err("the rule comes before its group");
+        let g = GroupSpec {
+            id: 7,
+            kind: GroupType::Indirect,
+            buckets: vec![Bucket {
+                weight: 0,
+                watch_port: None,
+                actions: vec![Action::Output(1)],
+            }],
+        };
+        br.apply(&[Change::AddGroup(g), flow(vec![Action::Group(7)])], 0)
+            .expect("valid");
+        assert_eq!(br.cls.len(), 1);
+        br.apply(&[Change::DeleteGroup(7)], 0).expect("valid");
+        assert!(br.cls.is_empty() && br.groups.is_empty());
+    }
+}

@@ -255,3 +255,71 @@ fn drops_are_named() {
         "every dropped frame went back to the pool"
     );
 }
+
+#[test]
+fn ipv6_rewrite_updates_the_udp_checksum() {
+    let flows = "udp6,ipv6_dst=fd00::10,actions=set_field:fd00::20->ipv6_dst,dec_ttl,output:2\n";
+    let mut dp = datapath(2, flows, always_emc());
+    let build = |dst: [u8; 16], hops: u8| {
+        let mut out = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                dst,
+                hops,
+            )
+            .udp(5000, 53)
+            .write(&mut out, b"question")
+            .expect("builds");
+        out
+    };
+    let mut to = [0u8; 16];
+    to[0] = 0xfd;
+    to[15] = 0x10;
+    let mut rewritten = to;
+    rewritten[15] = 0x20;
+    for _ in 0..2 {
+        send(&mut dp, 1, &build(to, 64));
+        assert_only(&mut dp, 2, &[(2, &build(rewritten, 63))]);
+    }
+}
+
+#[test]
+fn rule_counters_and_idle_timeout() {
+    let flows = "priority=10,in_port=1,idle_timeout=5,actions=output:2\npriority=10,in_port=2,idle_timeout=5,actions=output:1\n";
+    let mut dp = datapath(2, flows, always_emc());
+    let p = Pkt::tcp(A, B, 1, 2).build(26);
+    for t in [0, 1000, 2000] {
+        assert!(dp.inject(1, &p));
+        dp.run_until_idle(t);
+    }
+    dp.take_tx(2);
+    // Megaflow hits reach the rule when statistics are pushed.
+    dp.push_stats(2000);
+    let rule = |dp: &MemDatapath, port: u128| {
+        dp.bridge
+            .cls
+            .rules()
+            .find(|r| r.m.get(flowtable::Field::InPort).0 == port)
+            .cloned()
+    };
+    let r1 = rule(&dp, 1).expect("rule for port 1");
+    assert_eq!(
+        r1.stats.packets.load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    assert_eq!(
+        r1.stats.bytes.load(std::sync::atomic::Ordering::Relaxed),
+        3 * p.len() as u64
+    );
+    // At 6 s the unused rule for port 2 has idled out; the used one has not.
+    let gone = dp.bridge.expire(6000);
+    assert_eq!(gone.len(), 1);
+    assert!(rule(&dp, 2).is_none() && rule(&dp, 1).is_some());
+    // At 8 s, with no traffic since 2 s, the other goes too, and the cached
+    // megaflow with it: the next packet is a table miss.
+    assert_eq!(dp.bridge.expire(8000).len(), 1);
+    send(&mut dp, 1, &p);
+    assert_only(&mut dp, 2, &[]);
+    assert_eq!(dp.pmd.stats.drops_for(DropReason::TableMiss), 1);
+}
