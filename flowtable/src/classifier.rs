@@ -151,13 +151,8 @@ impl Table {
         };
         let st = &mut self.subtables[idx];
         let hash = hash_masked(&rule.m.key, &st.mask, &st.words);
-        let words = st.words.clone();
-        let eq = |b: &Bucket| {
-            b.hash == hash
-                && words
-                    .iter()
-                    .all(|&i| b.key.w[i as usize] == rule.m.key.w[i as usize])
-        };
+        // Bucket keys are stored masked, like the rule's, so whole keys compare.
+        let eq = |b: &Bucket| b.hash == hash && b.key.same(&rule.m.key);
         let replaced = match st.buckets.find_mut(table_hash(hash), eq) {
             Some(b) => match b.rules.iter().position(|r| r.priority == rule.priority) {
                 Some(p) => Some(std::mem::replace(&mut b.rules[p], rule.clone())),
@@ -195,13 +190,7 @@ impl Table {
         let idx = self.subtables.iter().position(|st| st.mask == m.mask)?;
         let st = &mut self.subtables[idx];
         let hash = hash_masked(&m.key, &st.mask, &st.words);
-        let words = st.words.clone();
-        let eq = |b: &Bucket| {
-            b.hash == hash
-                && words
-                    .iter()
-                    .all(|&i| b.key.w[i as usize] == m.key.w[i as usize])
-        };
+        let eq = |b: &Bucket| b.hash == hash && b.key.same(&m.key);
         let Ok(mut entry) = st.buckets.find_entry(table_hash(hash), eq) else {
             return None;
         };
