@@ -35,8 +35,7 @@ fn setup(flows: &str, cfg: PmdConfig, pkts: &[Vec<u8>]) -> (MemDatapath, Batch) 
 #[inline]
 fn spin(dp: &mut MemDatapath, lb: &mut Loopback, batch: &Batch) -> Batch {
     lb.out.len = 0;
-    dp.pmd
-        .process(&mut dp.bridge, &mut dp.pool, lb, 1, batch, 0);
+    dp.pmd.process(&dp.bridge, &mut dp.pool, lb, 1, batch, 0);
     lb.out
 }
 

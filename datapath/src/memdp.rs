@@ -47,6 +47,7 @@ pub struct MemDatapath {
     pub ports: PortArray,
     /// The poll thread's caches and counters.
     pub pmd: Pmd,
+    learned: Vec<flowtable::mac::Learn>,
 }
 
 impl MemDatapath {
@@ -57,6 +58,7 @@ impl MemDatapath {
             pool: FramePool::new(frames),
             ports: PortArray { ports: Vec::new() },
             pmd: Pmd::new(cfg),
+            learned: Vec::new(),
         }
     }
 
@@ -117,13 +119,18 @@ impl MemDatapath {
             }
             total += batch.len;
             self.pmd.process(
-                &mut self.bridge,
+                &self.bridge,
                 &mut self.pool,
                 &mut self.ports,
                 no as PortNo,
                 &batch,
                 now_ms,
             );
+            self.pmd.take_learned(&mut self.learned);
+            if !self.learned.is_empty() {
+                self.bridge.learn(&self.learned, now_ms);
+                self.learned.clear();
+            }
         }
         total
     }

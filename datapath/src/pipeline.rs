@@ -20,6 +20,7 @@ use crate::exec::rewrite;
 use crate::stats::PmdStats;
 use flowtable::emc::{Emc, DEFAULT_ENTRIES, DEFAULT_INV_PROB};
 use flowtable::extract::{extract, Layout};
+use flowtable::mac::Learn;
 use flowtable::megaflow::{MegaflowRef, MegaflowTable, RevalidateStats, DEFAULT_MAX_FLOWS};
 use flowtable::{translate, Bridge, DpAction, DropReason, FlowKey, PortNo};
 
@@ -71,6 +72,10 @@ pub struct Pmd {
     pub last_revalidation: RevalidateStats,
     scratch: Box<Scratch>,
     batches: u64,
+    /// What `normal` learned in upcalls since the caller last took it: the
+    /// bridge is shared and read-only here, so learning goes back to whoever
+    /// owns it ([`Pmd::take_learned`]).
+    learned: Vec<Learn>,
 }
 
 /// Per-batch working state.
@@ -115,6 +120,7 @@ impl Pmd {
                 }; BATCH],
             }),
             batches: 0,
+            learned: Vec::new(),
         }
     }
 
@@ -130,10 +136,16 @@ impl Pmd {
         self.seen_version = Some(v);
     }
 
+    /// MAC learning from upcalls since the last call, for the bridge's owner
+    /// to apply ([`Bridge::learn`]); the next batch then revalidates.
+    pub fn take_learned(&mut self, out: &mut Vec<Learn>) {
+        out.append(&mut self.learned);
+    }
+
     /// Runs one batch received on `in_port` through the pipeline.
     pub fn process(
         &mut self,
-        br: &mut Bridge,
+        br: &Bridge,
         pool: &mut FramePool,
         tx: &mut impl TxPorts,
         in_port: PortNo,
@@ -152,6 +164,7 @@ impl Pmd {
             megaflows,
             stats,
             scratch,
+            learned,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -217,9 +230,7 @@ impl Pmd {
             }
             stats.upcall += 1;
             let x = translate(br, &sc.keys[i], None);
-            if !x.learned.is_empty() {
-                br.learn(&x.learned, now_ms);
-            }
+            learned.extend_from_slice(&x.learned);
             match megaflows.insert(&sc.keys[i], &x, now_ms) {
                 Ok(r) => {
                     emc.insert(&sc.keys[i], sc.hashes[i], r);

@@ -229,16 +229,19 @@ impl Table {
     }
 }
 
-/// All tables of a bridge.
+/// All tables of a bridge. Tables are shared (`Arc`) and copied on write,
+/// so a snapshot of the classifier for the poll threads costs one reference
+/// count per table, and a change copies only the table it touches.
 #[derive(Clone)]
 pub struct Classifier {
-    tables: Vec<Table>,
+    tables: Vec<Arc<Table>>,
 }
 
 impl Default for Classifier {
     fn default() -> Self {
+        let empty = Arc::new(Table::default());
         Classifier {
-            tables: vec![Table::default(); N_TABLES],
+            tables: vec![empty; N_TABLES],
         }
     }
 }
@@ -252,12 +255,12 @@ impl Classifier {
 
     /// Table `t`, mutable.
     pub fn table_mut(&mut self, t: u8) -> &mut Table {
-        &mut self.tables[t as usize]
+        Arc::make_mut(&mut self.tables[t as usize])
     }
 
     /// Every table with its number.
     pub fn tables(&self) -> impl Iterator<Item = (u8, &Table)> {
-        self.tables.iter().enumerate().map(|(i, t)| (i as u8, t))
+        self.tables.iter().enumerate().map(|(i, t)| (i as u8, &**t))
     }
 
     /// Every rule of every table.
