@@ -11,12 +11,14 @@
 
 #![deny(unsafe_code)]
 
+pub mod afxdp;
 pub mod buf;
 pub mod exec;
 pub mod memdp;
 pub mod pipeline;
 pub mod port;
 pub mod stats;
+pub mod sys;
 
 pub use buf::{Batch, FramePool, PacketDesc};
 pub use memdp::MemDatapath;
