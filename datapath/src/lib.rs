@@ -13,6 +13,7 @@
 
 pub mod afxdp;
 pub mod buf;
+pub mod daemon;
 pub mod exec;
 pub mod memdp;
 pub mod pipeline;

@@ -1,0 +1,200 @@
+//! `oxvsd`'s configuration file (TOML), checked once at start.
+//!
+//! ```toml
+//! [switch]
+//! flows = "node.flows"     # loaded before any port opens (relative to this file)
+//! log = "info"             # error, warn, info, debug, trace
+//! poll_core = 1            # the core the poll thread is pinned to (optional)
+//!
+//! [[port]]
+//! name = "v1p1"            # interface name
+//! no = 1                   # OpenFlow port number
+//! kind = "auto"            # auto (AF_XDP, else AF_PACKET), afxdp, af_packet
+//! uplink = false           # true: only Geneve goes to the switch, the rest to the kernel
+//! ```
+//!
+//! Unknown keys are errors (a misspelt key silently ignored is a
+//! misconfigured switch), and so are duplicate port names or numbers.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Switch-wide settings.
+    #[serde(default)]
+    pub switch: SwitchConfig,
+    /// The ports.
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortConfig>,
+}
+
+/// `[switch]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchConfig {
+    /// Flow file loaded at start.
+    pub flows: Option<PathBuf>,
+    /// Log level.
+    pub log: Option<String>,
+    /// Core to pin the poll thread to.
+    pub poll_core: Option<usize>,
+}
+
+/// How a port attaches to its interface.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PortKind {
+    /// AF_XDP, falling back to AF_PACKET with a log line saying why.
+    #[default]
+    Auto,
+    /// AF_XDP only.
+    Afxdp,
+    /// AF_PACKET only.
+    AfPacket,
+}
+
+/// One `[[port]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    /// Interface name.
+    pub name: String,
+    /// OpenFlow port number.
+    pub no: u32,
+    /// Attachment.
+    #[serde(default)]
+    pub kind: PortKind,
+    /// Whether the node itself also uses this interface.
+    #[serde(default)]
+    pub uplink: bool,
+}
+
+/// Why a configuration was refused. The doc comment of each variant is its
+/// message.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// cannot read {path}: {err}
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// {path}: {msg}
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What TOML said, with line and column.
+        msg: String,
+    },
+    /// {path}: {msg}
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read { path, err } => write!(f, "cannot read {}: {err}", path.display()),
+            ConfigError::Parse { path, msg } | ConfigError::Invalid { path, msg } => {
+                write!(f, "{}: {msg}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and checks a configuration file. Relative paths inside it are
+    /// made relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.into(),
+            err,
+        })?;
+        let mut cfg = Config::parse(&text).map_err(|msg| ConfigError::Parse {
+            path: path.into(),
+            msg,
+        })?;
+        cfg.check().map_err(|msg| ConfigError::Invalid {
+            path: path.into(),
+            msg,
+        })?;
+        if let Some(f) = &cfg.switch.flows {
+            if f.is_relative() {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                cfg.switch.flows = Some(dir.join(f));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses configuration text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks what TOML cannot: unique names and numbers, usable numbers.
+    pub fn check(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut nos = std::collections::BTreeSet::new();
+        for p in &self.ports {
+            if p.no == 0 || p.no > crate::memdp::MAX_PORT_NO {
+                return Err(format!(
+                    "port {}: number {} is not in 1..={}",
+                    p.name,
+                    p.no,
+                    crate::memdp::MAX_PORT_NO
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("port name {} appears twice", p.name));
+            }
+            if !nos.insert(p.no) {
+                return Err(format!("port number {} appears twice", p.no));
+            }
+        }
+        if let Some(level) = &self.switch.log {
+            if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+                return Err(format!(
+                    "log = {level:?}: expected error, warn, info, debug or trace"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_node() {
+        let c = Config::parse(
+            "[switch]\nflows = \"n.flows\"\npoll_core = 1\n[[port]]\nname = \"v1p1\"\nno = 1\n[[port]]\nname = \"ul0\"\nno = 10\nkind = \"af_packet\"\nuplink = true\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[1].kind, PortKind::AfPacket);
+        assert!(c.ports[1].uplink);
+    }
+
+    #[test]
+    fn refuses_typos_and_duplicates() {
+        let e = Config::parse("[[port]]\nname = \"a\"\nnumber = 1\n").unwrap_err();
+        assert!(e.contains("unknown field `number`"), "{e}");
+        let c = Config::parse("[[port]]\nname = \"a\"\nno = 1\n[[port]]\nname = \"b\"\nno = 1\n")
+            .unwrap();
+        assert_eq!(c.check().unwrap_err(), "port number 1 appears twice");
+    }
+}

@@ -1,0 +1,100 @@
+//! `oxvsd`: the switch daemon. The main thread is the control thread: it
+//! owns the master [`Bridge`], loads the flow file before any port opens,
+//! applies what poll threads report (MAC learning, port state), expires
+//! rules, and publishes rule-set snapshots. The poll thread ([`pmd`]) owns
+//! the ports and moves the packets.
+
+pub mod config;
+pub mod open;
+pub mod pmd;
+pub mod publish;
+
+use config::Config;
+use flowtable::Bridge;
+use pmd::{Opener, PmdThread, ToControl};
+use publish::Published;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames per poll thread (the UMEM): 4096 × 4 KiB = 16 MiB.
+pub const FRAMES: usize = 4096;
+
+/// Loads a flow file into `br`, all or nothing, errors naming the line.
+pub fn load_flows(br: &mut Bridge, text: &str) -> Result<usize, String> {
+    let file = ctl::ofp::parse_flow_file(text, &br.ports).map_err(|e| e.to_string())?;
+    let (changes, lines) = ctl::load::file_changes(&file);
+    br.apply(&changes, 0)
+        .map_err(|(i, e)| format!("line {}: {e}", lines[i]))?;
+    Ok(changes.len())
+}
+
+/// Runs the switch until `shutdown` is set (SIGTERM/SIGINT in `oxvsd`).
+pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), String> {
+    let mut bridge = Bridge::default();
+    for p in &cfg.ports {
+        bridge.add_port(p.no, &p.name);
+        // Down until the poll thread has opened it, so flooding skips it.
+        bridge.set_port_up(p.no, false);
+    }
+    if let Some(path) = &cfg.switch.flows {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = load_flows(&mut bridge, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        tracing::info!(flows = %path.display(), changes = n, "rules loaded");
+    }
+    let published = Arc::new(Published::new(bridge.clone()));
+    let (to_control, from_pmd) = std::sync::mpsc::channel();
+    let thread = PmdThread {
+        ports: cfg.ports.clone(),
+        frames: FRAMES,
+        cfg: Default::default(),
+        core: cfg.switch.poll_core,
+        published: published.clone(),
+        to_control,
+        shutdown: shutdown.clone(),
+        open,
+    };
+    let handle = std::thread::Builder::new()
+        .name("oxvs-pmd0".into())
+        .spawn(move || thread.run())
+        .map_err(|e| format!("cannot start the poll thread: {e}"))?;
+    let start = Instant::now();
+    let mut last_expire = Instant::now();
+    let mut published_version = bridge.version();
+    let mut exit_stats = None;
+    while !shutdown.load(Ordering::Relaxed) || exit_stats.is_none() {
+        let now_ms = start.elapsed().as_millis() as u64;
+        match from_pmd.recv_timeout(Duration::from_millis(200)) {
+            Ok(ToControl::Learned(l)) => bridge.learn(&l, now_ms),
+            Ok(ToControl::PortState { no, up }) => bridge.set_port_up(no, up),
+            Ok(ToControl::Exited(s)) => exit_stats = Some(s),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if last_expire.elapsed() >= Duration::from_secs(1) {
+            last_expire = Instant::now();
+            let gone = bridge.expire(now_ms);
+            if !gone.is_empty() {
+                tracing::info!(rules = gone.len(), "rules expired");
+            }
+        }
+        if bridge.version() != published_version {
+            published_version = bridge.version();
+            published.publish(bridge.clone());
+        }
+    }
+    handle
+        .join()
+        .map_err(|_| "the poll thread panicked".to_string())?;
+    if let Some(s) = exit_stats {
+        tracing::info!(
+            rx = s.rx_packets,
+            emc_hit = s.emc_hit,
+            megaflow_hit = s.megaflow_hit,
+            upcall = s.upcall,
+            drops = s.total_drops(),
+            "poll thread stopped"
+        );
+    }
+    Ok(())
+}

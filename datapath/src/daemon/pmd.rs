@@ -1,0 +1,255 @@
+//! The poll-mode thread: owns its ports, its frame pool (the UMEM), its
+//! caches, and runs receive → pipeline → transmit in batches.
+//!
+//! Polling is adaptive: while packets arrive the loop spins; after a run of
+//! empty iterations it sleeps in `poll(2)` on every port's descriptor (AF_XDP
+//! with need_wakeup lets the kernel wake it), with a timeout so that rule
+//! changes, statistics and port checks still happen. An idle switch thus costs
+//! a few wake-ups a second instead of a core.
+//!
+//! Ports are checked once a second: an interface that disappeared (or came
+//! back with another index) is closed and counted down; the thread keeps
+//! forwarding on the others and reopens the port when the interface returns.
+
+use super::config::PortConfig;
+use super::publish::Published;
+use crate::buf::{Batch, FramePool, PacketDesc};
+use crate::pipeline::{Pmd, PmdConfig, TxPorts};
+use crate::port::NetPort;
+use crate::stats::PmdStats;
+use flowtable::mac::Learn;
+use flowtable::{Bridge, DropReason, PortNo};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Opens a port on the thread's pool.
+pub type Opener =
+    Box<dyn Fn(&PortConfig, &mut FramePool) -> Result<Box<dyn NetPort>, String> + Send>;
+
+/// What a poll thread tells the control thread.
+#[derive(Debug)]
+pub enum ToControl {
+    /// MAC learning from upcalls and from megaflows still in use.
+    Learned(Vec<Learn>),
+    /// A port went up (with its attachment mode) or down.
+    PortState {
+        /// The port.
+        no: PortNo,
+        /// Up or down.
+        up: bool,
+    },
+    /// The thread's counters at exit.
+    Exited(PmdStats),
+}
+
+struct Slot {
+    cfg: PortConfig,
+    ifindex: Option<u32>,
+    port: Option<Box<dyn NetPort>>,
+    /// The last failure was logged; stay quiet until the state changes.
+    quiet: bool,
+}
+
+/// The ports of one thread, indexed by port number for transmission.
+struct Ports {
+    slots: Vec<Slot>,
+    by_no: Vec<Option<usize>>,
+}
+
+impl TxPorts for Ports {
+    #[inline]
+    fn send(
+        &mut self,
+        port: PortNo,
+        pkt: PacketDesc,
+        pool: &mut FramePool,
+    ) -> Result<(), DropReason> {
+        let idx = self
+            .by_no
+            .get(port as usize)
+            .copied()
+            .flatten()
+            .ok_or(DropReason::PortDown)?;
+        match self.slots[idx].port.as_mut() {
+            Some(p) => p.send(pool, pkt),
+            None => Err(DropReason::PortDown),
+        }
+    }
+}
+
+/// Empty iterations before the thread sleeps.
+const SPIN_BEFORE_SLEEP: u32 = 256;
+/// Longest sleep, so control work still happens on an idle switch.
+const SLEEP_MS: i32 = 100;
+/// Megaflows idle this long are deleted (OVS's default max-idle).
+const MEGAFLOW_IDLE_MS: u64 = 10_000;
+
+/// Everything a poll thread needs to start.
+pub struct PmdThread {
+    /// Ports to own.
+    pub ports: Vec<PortConfig>,
+    /// Frames in the pool.
+    pub frames: usize,
+    /// Cache tunables.
+    pub cfg: PmdConfig,
+    /// Core to pin to.
+    pub core: Option<usize>,
+    /// Rule sets from the control thread.
+    pub published: Arc<Published>,
+    /// Messages to the control thread.
+    pub to_control: Sender<ToControl>,
+    /// Set to stop.
+    pub shutdown: Arc<AtomicBool>,
+    /// How ports are opened.
+    pub open: Opener,
+}
+
+impl PmdThread {
+    /// Runs until `shutdown` is set.
+    pub fn run(self) {
+        if let Some(core) = self.core {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                tracing::warn!(core, "could not pin the poll thread");
+            }
+        }
+        // The pool is the AF_XDP UMEM of every port of this thread; AF_PACKET
+        // ports use it as plain memory.
+        let mut pool = FramePool::new_umem(self.frames).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no UMEM; AF_XDP ports will not open");
+            FramePool::new(self.frames)
+        });
+        let mut pmd = Pmd::new(self.cfg);
+        let mut seen = 0u64;
+        let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
+        let mut ports = Ports {
+            slots: Vec::new(),
+            by_no: Vec::new(),
+        };
+        for cfg in self.ports {
+            let no = cfg.no as usize;
+            if ports.by_no.len() <= no {
+                ports.by_no.resize(no + 1, None);
+            }
+            ports.by_no[no] = Some(ports.slots.len());
+            ports.slots.push(Slot {
+                cfg,
+                ifindex: None,
+                port: None,
+                quiet: false,
+            });
+        }
+        let start = Instant::now();
+        let mut last_check = 0u64;
+        let mut learned = Vec::new();
+        let mut batch = Batch::default();
+        let mut idle = 0u32;
+        let mut fds = Vec::with_capacity(ports.slots.len());
+        check_ports(&mut ports, &mut pool, &self.open, &self.to_control);
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let now_ms = start.elapsed().as_millis() as u64;
+            if let Some(b) = self.published.changed_since(&mut seen) {
+                bridge = b;
+            }
+            let mut got = 0;
+            for i in 0..ports.slots.len() {
+                let no = ports.slots[i].cfg.no;
+                let Some(p) = ports.slots[i].port.as_mut() else {
+                    continue;
+                };
+                p.rx_burst(&mut pool, &mut batch);
+                if batch.len == 0 {
+                    continue;
+                }
+                got += batch.len;
+                pmd.process(&bridge, &mut pool, &mut ports, no, &batch, now_ms);
+            }
+            for s in ports.slots.iter_mut() {
+                if let Some(p) = s.port.as_mut() {
+                    p.flush(&mut pool);
+                }
+            }
+            pmd.take_learned(&mut learned);
+            if !learned.is_empty() {
+                let _ = self
+                    .to_control
+                    .send(ToControl::Learned(std::mem::take(&mut learned)));
+            }
+            if now_ms >= last_check + 1000 {
+                last_check = now_ms;
+                let mut refresh = Vec::new();
+                pmd.megaflows.push_stats(now_ms, &mut refresh);
+                pmd.megaflows.expire(now_ms, MEGAFLOW_IDLE_MS);
+                if !refresh.is_empty() {
+                    let _ = self.to_control.send(ToControl::Learned(refresh));
+                }
+                check_ports(&mut ports, &mut pool, &self.open, &self.to_control);
+            }
+            if got > 0 {
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if idle >= SPIN_BEFORE_SLEEP {
+                fds.clear();
+                fds.extend(
+                    ports
+                        .slots
+                        .iter()
+                        .filter_map(|s| s.port.as_ref().and_then(|p| p.poll_fd())),
+                );
+                if fds.is_empty() {
+                    std::thread::sleep(std::time::Duration::from_millis(SLEEP_MS as u64));
+                } else if let Err(e) = crate::sys::poll_readable(&fds, SLEEP_MS) {
+                    tracing::warn!(error = %e, "poll failed");
+                }
+            }
+        }
+        let _ = self.to_control.send(ToControl::Exited(pmd.stats));
+    }
+}
+
+/// Opens ports whose interface exists and is not open; closes ports whose
+/// interface vanished or changed index.
+fn check_ports(ports: &mut Ports, pool: &mut FramePool, open: &Opener, tx: &Sender<ToControl>) {
+    for s in ports.slots.iter_mut() {
+        let now = crate::sys::if_index(&s.cfg.name);
+        if s.port.is_some() && now != s.ifindex {
+            tracing::warn!(port = %s.cfg.name, "interface gone; port down");
+            s.port = None;
+            let _ = tx.send(ToControl::PortState {
+                no: s.cfg.no,
+                up: false,
+            });
+        }
+        if s.port.is_some() {
+            continue;
+        }
+        let Some(idx) = now else {
+            if !s.quiet {
+                tracing::warn!(port = %s.cfg.name, "no such interface; waiting for it");
+                s.quiet = true;
+            }
+            continue;
+        };
+        match open(&s.cfg, pool) {
+            Ok(p) => {
+                tracing::info!(port = %s.cfg.name, no = s.cfg.no, mode = %p.mode(), "port up");
+                s.port = Some(p);
+                s.ifindex = Some(idx);
+                s.quiet = false;
+                let _ = tx.send(ToControl::PortState {
+                    no: s.cfg.no,
+                    up: true,
+                });
+            }
+            Err(e) => {
+                if !s.quiet {
+                    tracing::warn!(port = %s.cfg.name, error = %e, "cannot open port; will retry");
+                    s.quiet = true;
+                }
+            }
+        }
+    }
+}
