@@ -5,9 +5,13 @@
 //! [`buf`] holds frames in a UMEM-shaped pool; [`port`] has the port types
 //! and [`memdp`] assembles an in-memory datapath for tests and benches.
 //!
-//! This is the only crate that will touch the kernel (AF_XDP, AF_PACKET);
-//! everything in it so far is pure logic, and `unsafe` will live in the
-//! AF_XDP module alone.
+//! [`afxdp`] and [`port::xsk`] are the AF_XDP ports (our own BPF loader,
+//! UMEM and rings), [`port::packet`] the AF_PACKET fallback, and [`daemon`]
+//! is `oxvsd`: configuration, the poll thread, rule-set publication.
+//!
+//! This is the only crate that touches the kernel. `unsafe` is denied here
+//! except in the three modules that speak the kernel ABI: [`afxdp`],
+//! [`port::packet`] and [`sys`], where every block states its invariant.
 
 #![deny(unsafe_code)]
 

@@ -1,9 +1,8 @@
 //! The few plain system calls the daemon makes outside the port modules:
-//! waiting on file descriptors and resolving interface names. Safe wrappers,
-//! so that the rest of the crate stays free of `unsafe`.
-#![allow(unsafe_code)] // FFI to poll(2) and if_nametoindex(3), wrapped safely here.
-
-use std::ffi::CString;
+//! waiting on file descriptors, and resolving interface names (through the
+//! AF_XDP module's wrapper). Safe wrappers, so that the rest of the crate
+//! stays free of `unsafe`.
+#![allow(unsafe_code)] // FFI to poll(2), wrapped safely here.
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes; returns how
 /// many are ready (0 on timeout or when interrupted by a signal).
@@ -32,10 +31,7 @@ pub fn poll_readable(fds: &[i32], timeout_ms: i32) -> std::io::Result<usize> {
 /// The interface index of `name`, or `None` if there is no such interface
 /// in this network namespace.
 pub fn if_index(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
+    crate::afxdp::sys::if_index(name).ok()
 }
 
 #[cfg(test)]

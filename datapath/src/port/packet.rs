@@ -57,7 +57,6 @@ use crate::stats::PortStats;
 use flowtable::DropReason;
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::{fmt, io, mem, ptr};
 
@@ -187,15 +186,12 @@ impl PacketPort {
     /// thread's network namespace.
     pub fn open(ifname: &str) -> Result<PacketPort, PacketPortError> {
         let name = ifname.to_string();
-        let cname = match CString::new(ifname) {
-            Ok(c) if !ifname.is_empty() && ifname.len() < libc::IFNAMSIZ => c,
-            _ => return Err(PacketPortError::BadName { ifname: name }),
-        };
-        // SAFETY: `cname` is NUL-terminated and outlives the call.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if ifindex == 0 {
-            return Err(PacketPortError::NoSuchInterface { ifname: name });
+        if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
+            return Err(PacketPortError::BadName { ifname: name });
         }
+        let Some(ifindex) = crate::sys::if_index(ifname) else {
+            return Err(PacketPortError::NoSuchInterface { ifname: name });
+        };
         let flags = libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
         // SAFETY: socket(2) takes no pointers. Protocol 0 receives nothing
         // until bind names the interface and the protocol.
