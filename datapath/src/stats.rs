@@ -20,6 +20,8 @@ pub struct PmdStats {
     pub tx_copies: u64,
     /// Times the caches were revalidated after a rule change.
     pub revalidations: u64,
+    /// Times a port went down because its interface disappeared.
+    pub port_down: u64,
     /// Drops, indexed by [`DropReason`] discriminant.
     pub drops: [u64; DropReason::COUNT],
 }

@@ -93,6 +93,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             megaflow_hit = s.megaflow_hit,
             upcall = s.upcall,
             drops = s.total_drops(),
+            port_down = s.port_down,
             "poll thread stopped"
         );
     }

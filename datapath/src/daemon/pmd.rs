@@ -146,7 +146,13 @@ impl PmdThread {
         let mut batch = Batch::default();
         let mut idle = 0u32;
         let mut fds = Vec::with_capacity(ports.slots.len());
-        check_ports(&mut ports, &mut pool, &self.open, &self.to_control);
+        check_ports(
+            &mut ports,
+            &mut pool,
+            &self.open,
+            &self.to_control,
+            &mut pmd.stats,
+        );
         while !self.shutdown.load(Ordering::Relaxed) {
             let now_ms = start.elapsed().as_millis() as u64;
             if let Some(b) = self.published.changed_since(&mut seen) {
@@ -184,7 +190,13 @@ impl PmdThread {
                 if !refresh.is_empty() {
                     let _ = self.to_control.send(ToControl::Learned(refresh));
                 }
-                check_ports(&mut ports, &mut pool, &self.open, &self.to_control);
+                check_ports(
+                    &mut ports,
+                    &mut pool,
+                    &self.open,
+                    &self.to_control,
+                    &mut pmd.stats,
+                );
             }
             if got > 0 {
                 idle = 0;
@@ -212,11 +224,18 @@ impl PmdThread {
 
 /// Opens ports whose interface exists and is not open; closes ports whose
 /// interface vanished or changed index.
-fn check_ports(ports: &mut Ports, pool: &mut FramePool, open: &Opener, tx: &Sender<ToControl>) {
+fn check_ports(
+    ports: &mut Ports,
+    pool: &mut FramePool,
+    open: &Opener,
+    tx: &Sender<ToControl>,
+    stats: &mut PmdStats,
+) {
     for s in ports.slots.iter_mut() {
         let now = crate::sys::if_index(&s.cfg.name);
         if s.port.is_some() && now != s.ifindex {
             tracing::warn!(port = %s.cfg.name, "interface gone; port down");
+            stats.port_down += 1;
             s.port = None;
             let _ = tx.send(ToControl::PortState {
                 no: s.cfg.no,
