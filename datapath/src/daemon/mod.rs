@@ -99,3 +99,31 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_flow_file_names_the_line_and_applies_nothing() {
+        let mut br = Bridge::default();
+        br.add_port(1, "v1p1");
+        let e = load_flows(
+            &mut br,
+            "in_port=1,actions=drop\n\nin_port=1,actions=output:7\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("line 3: "), "{e}");
+        assert!(e.contains("port 7"), "{e}");
+        assert!(br.cls.is_empty());
+        let e = load_flows(
+            &mut br,
+            "in_port=1,actions=drop\nip,nw_dst=10.0.0.300,actions=drop\n",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("line 2, column 11"), "{e}");
+        assert!(br.cls.is_empty());
+        assert_eq!(load_flows(&mut br, "in_port=1,actions=drop\n").unwrap(), 1);
+        assert_eq!(br.cls.len(), 1);
+    }
+}
