@@ -31,6 +31,17 @@ fn setup(flows: &str, cfg: PmdConfig, pkts: &[Vec<u8>]) -> (MemDatapath, Batch) 
     (dp, batch)
 }
 
+/// The flow keys of `pkts` as received on port 1.
+fn keys_of(pkts: &[Vec<u8>]) -> Vec<FlowKey> {
+    pkts.iter()
+        .map(|p| {
+            let mut k = FlowKey::default();
+            extract(p, 1, &mut k).expect("parses");
+            k
+        })
+        .collect()
+}
+
 /// Runs one batch through the pipeline and returns the transmitted batch.
 #[inline]
 fn spin(dp: &mut MemDatapath, lb: &mut Loopback, batch: &Batch) -> Batch {
@@ -65,14 +76,7 @@ fn emc(c: &mut Criterion) {
         );
 
         // Lookup only (parse + cache), ours and a std HashMap, same packets.
-        let keys: Vec<FlowKey> = pkts
-            .iter()
-            .map(|p| {
-                let mut k = FlowKey::default();
-                extract(p, 1, &mut k).expect("parses");
-                k
-            })
-            .collect();
+        let keys = keys_of(&pkts);
         let mut hm = HashMapEmc::default();
         for (i, k) in keys.iter().enumerate() {
             hm.map.insert(*k, i);
@@ -153,14 +157,7 @@ fn megaflow(c: &mut Criterion) {
             b.iter(|| batch = spin(&mut dp, &mut lb, black_box(&batch)))
         });
 
-        let keys: Vec<FlowKey> = pkts
-            .iter()
-            .map(|p| {
-                let mut k = FlowKey::default();
-                extract(p, 1, &mut k).expect("parses");
-                k
-            })
-            .collect();
+        let keys = keys_of(&pkts);
         let mut lin = LinearMegaflows::default();
         for (i, mf) in dp.pmd.megaflows.iter().enumerate() {
             lin.entries.push((mf.key, mf.mask, i));
