@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Frames per poll thread (the UMEM): 4096 × 4 KiB = 16 MiB.
-pub const FRAMES: usize = 4096;
+/// Frames a poll thread's pool (its UMEM) has beyond what its ports keep in
+/// their rings: batches being processed and copies for second outputs.
+pub const SPARE_FRAMES: usize = 1024;
 
 /// Loads a flow file into `br`, all or nothing, errors naming the line.
 pub fn load_flows(br: &mut Bridge, text: &str) -> Result<usize, String> {
@@ -46,7 +47,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let (to_control, from_pmd) = std::sync::mpsc::channel();
     let thread = PmdThread {
         ports: cfg.ports.clone(),
-        frames: FRAMES,
+        frames: cfg.ports.len() * open::FRAMES_PER_PORT + SPARE_FRAMES,
         cfg: Default::default(),
         core: cfg.switch.poll_core,
         published: published.clone(),
