@@ -157,7 +157,8 @@ fn set_ipv4_addr(pkt: &mut [u8], lay: &Layout, at: usize, a: [u8; 4]) -> Result<
         return Err(DropReason::BadRewrite);
     }
     let p = l3 + at;
-    let old: [u8; 4] = pkt[p..p + 4].try_into().expect("4 bytes");
+    let mut old = [0u8; 4];
+    old.copy_from_slice(&pkt[p..p + 4]);
     pkt[p..p + 4].copy_from_slice(&a);
     let c = u16::from_be_bytes([pkt[l3 + 10], pkt[l3 + 11]]);
     pkt[l3 + 10..l3 + 12].copy_from_slice(&update_bytes(c, &old, &a).to_be_bytes());
@@ -171,7 +172,8 @@ fn set_ipv6_addr(pkt: &mut [u8], lay: &Layout, at: usize, a: [u8; 16]) -> Result
         return Err(DropReason::BadRewrite);
     }
     let p = l3 + at;
-    let old: [u8; 16] = pkt[p..p + 16].try_into().expect("16 bytes");
+    let mut old = [0u8; 16];
+    old.copy_from_slice(&pkt[p..p + 16]);
     pkt[p..p + 16].copy_from_slice(&a);
     fix_l4_csum(pkt, lay, &old, &a);
     Ok(())
