@@ -495,32 +495,39 @@ mod tests {
         );
     }
 
+    fn indirect_to_1(id: u32) -> GroupSpec {
+        let bucket = Bucket {
+            weight: 0,
+            watch_port: None,
+            actions: vec![Action::Output(1)],
+        };
+        GroupSpec {
+            id,
+            kind: GroupType::Indirect,
+            buckets: vec![bucket],
+        }
+    }
+
     #[test]
     fn groups_defined_in_the_batch_can_be_used_and_deleting_one_removes_its_users() {
         let mut br = Bridge::default();
         br.add_port(1, "p1");
-        let g = GroupSpec {
-            id: 7,
-            kind: GroupType::Indirect,
-            buckets: vec![Bucket {
-                weight: 0,
-                watch_port: None,
-                actions: vec![Action::Output(1)],
-            }],
-        };
-        br.apply(&[flow(vec![Action::Group(7)]), Change::AddGroup(g)], 0)
-            .expect_err("the rule comes before its group");
-        let g = GroupSpec {
-            id: 7,
-            kind: GroupType::Indirect,
-            buckets: vec![Bucket {
-                weight: 0,
-                watch_port: None,
-                actions: vec![Action::Output(1)],
-            }],
-        };
-        br.apply(&[Change::AddGroup(g), flow(vec![Action::Group(7)])], 0)
-            .expect("valid");
+        br.apply(
+            &[
+                flow(vec![Action::Group(7)]),
+                Change::AddGroup(indirect_to_1(7)),
+            ],
+            0,
+        )
+        .expect_err("the rule comes before its group");
+        br.apply(
+            &[
+                Change::AddGroup(indirect_to_1(7)),
+                flow(vec![Action::Group(7)]),
+            ],
+            0,
+        )
+        .expect("valid");
         assert_eq!(br.cls.len(), 1);
         br.apply(&[Change::DeleteGroup(7)], 0).expect("valid");
         assert!(br.cls.is_empty() && br.groups.is_empty());
