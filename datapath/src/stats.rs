@@ -38,6 +38,21 @@ impl PmdStats {
         self.drops[r as usize]
     }
 
+    /// Adds `o`'s counters to these.
+    pub fn add(&mut self, o: &PmdStats) {
+        self.rx_packets += o.rx_packets;
+        self.emc_hit += o.emc_hit;
+        self.megaflow_hit += o.megaflow_hit;
+        self.upcall += o.upcall;
+        self.upcall_uncached += o.upcall_uncached;
+        self.tx_copies += o.tx_copies;
+        self.revalidations += o.revalidations;
+        self.port_down += o.port_down;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+
     /// All drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
@@ -59,4 +74,16 @@ pub struct PortStats {
     pub rx_dropped: u64,
     /// Packets dropped on transmit (queue full, port down).
     pub tx_dropped: u64,
+}
+
+impl PortStats {
+    /// Adds `o`'s counters to these.
+    pub fn add(&mut self, o: &PortStats) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_dropped += o.rx_dropped;
+        self.tx_dropped += o.tx_dropped;
+    }
 }

@@ -1,8 +1,8 @@
 //! The few plain system calls the daemon makes outside the port modules:
-//! waiting on file descriptors, and resolving interface names (through the
-//! AF_XDP module's wrapper). Safe wrappers, so that the rest of the crate
+//! waiting on file descriptors, resolving interface names (through the
+//! AF_XDP module's wrapper) and asking a driver how many queues it has. Safe wrappers, so that the rest of the crate
 //! stays free of `unsafe`.
-#![allow(unsafe_code)] // FFI to poll(2), wrapped safely here.
+#![allow(unsafe_code)] // FFI to poll(2) and ioctl(2), wrapped safely here.
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes; returns how
 /// many are ready (0 on timeout or when interrupted by a signal).
@@ -34,6 +34,63 @@ pub fn if_index(name: &str) -> Option<u32> {
     crate::afxdp::sys::if_index(name).ok()
 }
 
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+/// `ETHTOOL_GCHANNELS`.
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// How many queues of `name` an AF_XDP socket can bind: a socket needs both
+/// a receive and a transmit queue of its number. Asked with the ethtool
+/// ioctl rather than read from sysfs, because sysfs shows the namespace it
+/// was mounted in, not the caller's. `None` if the driver does not say
+/// (then only binding tells).
+pub fn queue_count(name: &str) -> Option<u32> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return None;
+    }
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    // SAFETY: zeroed ifreq is a valid value (names and unions of integers
+    // and pointers).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = std::ptr::addr_of_mut!(ch).cast();
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `ifr` names the interface and points at `ch`, a complete
+    // ethtool_channels that outlives the call; the kernel writes only
+    // inside it.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, std::ptr::addr_of_mut!(ifr)) };
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return None;
+    }
+    let rx = ch.rx_count + ch.combined_count;
+    let tx = ch.tx_count + ch.combined_count;
+    Some(rx.min(tx))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +100,13 @@ mod tests {
         assert!(if_index("lo").is_some());
         assert_eq!(if_index("no-such-if0"), None);
         assert_eq!(if_index("bad\0name"), None);
+    }
+
+    #[test]
+    fn loopback_does_not_report_channels_and_nonsense_has_none() {
+        // `lo` has no ethtool channel operation; the answer is "unknown".
+        assert_eq!(queue_count("lo"), None);
+        assert_eq!(queue_count("no-such-if0"), None);
     }
 
     #[test]

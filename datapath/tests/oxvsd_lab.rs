@@ -61,6 +61,10 @@ struct Lab {
 
 impl Lab {
     fn up(tag: &str, pods: u32) -> Lab {
+        Lab::up_with_queues(tag, pods, 1)
+    }
+
+    fn up_with_queues(tag: &str, pods: u32, queues: u32) -> Lab {
         let name = format!("ox{tag}{}", std::process::id());
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -77,6 +81,8 @@ impl Lab {
             "1",
             "--pods",
             &pods.to_string(),
+            "--queues",
+            &queues.to_string(),
             "--name",
             &lab.name,
         ]);
@@ -90,7 +96,20 @@ impl Lab {
     /// Starts oxvsd in the node namespace with these flows and ports, and
     /// waits until it says every port is up.
     fn start_switch(&mut self, flows: &str, ports: &[(&str, u32)], kind: &str) {
-        let mut cfg = String::from("[switch]\nflows = \"node.flows\"\nlog = \"info\"\n");
+        self.start_switch_with(flows, ports, kind, "", 1);
+    }
+
+    /// [`Lab::start_switch`] with more `[switch]` settings and `threads`
+    /// poll threads, each of which logs every port up.
+    fn start_switch_with(
+        &mut self,
+        flows: &str,
+        ports: &[(&str, u32)],
+        kind: &str,
+        switch: &str,
+        threads: usize,
+    ) {
+        let mut cfg = format!("[switch]\nflows = \"node.flows\"\nlog = \"info\"\n{switch}");
         for (name, no) in ports {
             cfg.push_str(&format!(
                 "[[port]]\nname = \"{name}\"\nno = {no}\nkind = \"{kind}\"\n"
@@ -115,7 +134,7 @@ impl Lab {
             .expect("start oxvsd");
         self.switch = Some(child);
         self.wait_log(
-            |l| l.matches("port up").count() >= ports.len(),
+            |l| l.matches("port up").count() >= ports.len() * threads,
             "every port up",
         );
     }
@@ -305,6 +324,56 @@ fn afxdp_explicit_flows() {
 #[test]
 fn afxdp_normal() {
     two_pods("xn", "afxdp", "actions=normal\n");
+}
+
+/// Two poll threads on veths with two queues: each thread owns one queue of
+/// each port, and flows spread over both.
+#[test]
+fn two_poll_threads_share_the_work() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return;
+    }
+    let _serial = serial();
+    let mut lab = Lab::up_with_queues("mq", 2, 2);
+    lab.start_switch_with(
+        EXPLICIT,
+        &[("v1p1", 1), ("v1p2", 2)],
+        "afxdp",
+        "poll_cores = [0, 1]\n",
+        2,
+    );
+    let log = lab.log();
+    for t in 0..2 {
+        assert_eq!(
+            log.matches(&format!("thread={t} mode=afxdp")).count(),
+            2,
+            "thread {t} has an AF_XDP queue on both ports:\n{log}"
+        );
+    }
+    assert_eq!(lab.ping("n1-p1", "10.244.1.3", 5), 5, "ping\n{}", lab.log());
+    // Sixteen connections: the pod's kernel picks a transmit queue (and so
+    // the switch's receive queue) by flow hash, so the chance that every
+    // one lands on the same queue is 2^-15.
+    for _ in 0..16 {
+        let (n, got, sent) = lab.tcp_transfer("n1-p1", "n1-p2", "10.244.1.3", 64 << 10);
+        assert_eq!(n, 64 << 10, "bytes received\n{}", lab.log());
+        assert_eq!(got, sent, "payload digest");
+    }
+    assert!(lab.stop_switch().success(), "{}", lab.log());
+    let log = lab.log();
+    for t in 0..2 {
+        let rx = log
+            .lines()
+            .find(|l| l.contains("poll thread stopped") && l.contains(&format!("thread={t} ")))
+            .and_then(|l| l.split("rx=").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|r| r.parse::<u64>().ok());
+        assert!(
+            rx.is_some_and(|n| n > 0),
+            "thread {t} received packets:\n{log}"
+        );
+    }
 }
 
 #[test]

@@ -94,7 +94,7 @@ oxvsd_start() {
 [switch]
 flows = "node.flows"
 log = "info"
-poll_core = $POLL_CORE
+poll_cores = [$POLL_CORE]
 
 [[port]]
 name = "v${node}p1"

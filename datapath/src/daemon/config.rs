@@ -4,7 +4,11 @@
 //! [switch]
 //! flows = "node.flows"     # loaded before any port opens (relative to this file)
 //! log = "info"             # error, warn, info, debug, trace
-//! poll_core = 1            # the core the poll thread is pinned to (optional)
+//! poll_cores = [0, 1]      # one poll thread per core, pinned; thread i owns queue i
+//!                          # of every port (default: one unpinned thread)
+//! socket = "/run/oxvs/oxvsd.sock"   # control socket (mode 0600); optional
+//! state = "/var/lib/oxvs/rules"     # accepted rule changes persisted here; optional
+//! metrics = "127.0.0.1:9477"        # Prometheus text endpoint; optional
 //!
 //! [[port]]
 //! name = "v1p1"            # interface name
@@ -39,8 +43,16 @@ pub struct SwitchConfig {
     pub flows: Option<PathBuf>,
     /// Log level.
     pub log: Option<String>,
-    /// Core to pin the poll thread to.
-    pub poll_core: Option<usize>,
+    /// One poll thread per listed core, pinned to it. Thread `i` owns
+    /// queue `i` of every port. Empty: one thread, not pinned.
+    #[serde(default)]
+    pub poll_cores: Vec<usize>,
+    /// The control socket's path.
+    pub socket: Option<PathBuf>,
+    /// Where accepted rule changes are persisted and restored from at start.
+    pub state: Option<PathBuf>,
+    /// Listen address of the Prometheus text endpoint.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// How a port attaches to its interface.
@@ -128,10 +140,17 @@ impl Config {
             path: path.into(),
             msg,
         })?;
-        if let Some(f) = &cfg.switch.flows {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for f in [
+            &mut cfg.switch.flows,
+            &mut cfg.switch.socket,
+            &mut cfg.switch.state,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if f.is_relative() {
-                let dir = path.parent().unwrap_or(Path::new("."));
-                cfg.switch.flows = Some(dir.join(f));
+                *f = dir.join(&*f);
             }
         }
         Ok(cfg)
@@ -162,6 +181,12 @@ impl Config {
                 return Err(format!("port number {} appears twice", p.no));
             }
         }
+        let mut cores = std::collections::BTreeSet::new();
+        for c in &self.switch.poll_cores {
+            if !cores.insert(*c) {
+                return Err(format!("poll_cores: core {c} appears twice"));
+            }
+        }
         if let Some(level) = &self.switch.log {
             if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
                 return Err(format!(
@@ -180,13 +205,15 @@ mod tests {
     #[test]
     fn parses_a_node() {
         let c = Config::parse(
-            "[switch]\nflows = \"n.flows\"\npoll_core = 1\n[[port]]\nname = \"v1p1\"\nno = 1\n[[port]]\nname = \"ul0\"\nno = 10\nkind = \"af_packet\"\nuplink = true\n",
+            "[switch]\nflows = \"n.flows\"\npoll_cores = [1]\nsocket = \"s.sock\"\nmetrics = \"127.0.0.1:9477\"\n[[port]]\nname = \"v1p1\"\nno = 1\n[[port]]\nname = \"ul0\"\nno = 10\nkind = \"af_packet\"\nuplink = true\n",
         )
         .unwrap();
         c.check().unwrap();
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.ports[1].kind, PortKind::AfPacket);
         assert!(c.ports[1].uplink);
+        assert_eq!(c.switch.poll_cores, [1]);
+        assert_eq!(c.switch.metrics.unwrap().port(), 9477);
     }
 
     #[test]

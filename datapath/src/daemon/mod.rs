@@ -1,8 +1,8 @@
 //! `oxvsd`: the switch daemon. The main thread is the control thread: it
 //! owns the master [`Bridge`], loads the flow file before any port opens,
 //! applies what poll threads report (MAC learning, port state), expires
-//! rules, and publishes rule-set snapshots. The poll thread ([`pmd`]) owns
-//! the ports and moves the packets.
+//! rules, and publishes rule-set snapshots. The poll threads ([`pmd`]), one
+//! per configured core, own the ports' queues and move the packets.
 
 pub mod config;
 pub mod open;
@@ -11,7 +11,7 @@ pub mod publish;
 
 use config::Config;
 use flowtable::Bridge;
-use pmd::{Opener, PmdThread, ToControl};
+use pmd::{Opener, PmdReport, PmdThread, ToControl};
 use publish::Published;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let mut bridge = Bridge::default();
     for p in &cfg.ports {
         bridge.add_port(p.no, &p.name);
-        // Down until the poll thread has opened it, so flooding skips it.
+        // Down until a poll thread has opened it, so flooding skips it.
         bridge.set_port_up(p.no, false);
     }
     if let Some(path) = &cfg.switch.flows {
@@ -45,30 +45,54 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     }
     let published = Arc::new(Published::new(bridge.clone()));
     let (to_control, from_pmd) = std::sync::mpsc::channel();
-    let thread = PmdThread {
-        ports: cfg.ports.clone(),
-        frames: cfg.ports.len() * open::FRAMES_PER_PORT + SPARE_FRAMES,
-        cfg: Default::default(),
-        core: cfg.switch.poll_core,
-        published: published.clone(),
-        to_control,
-        shutdown: shutdown.clone(),
-        open,
+    // One thread per configured core; thread i owns queue i of every port.
+    let cores: Vec<Option<usize>> = if cfg.switch.poll_cores.is_empty() {
+        vec![None]
+    } else {
+        cfg.switch.poll_cores.iter().map(|&c| Some(c)).collect()
     };
-    let handle = std::thread::Builder::new()
-        .name("oxvs-pmd0".into())
-        .spawn(move || thread.run())
-        .map_err(|e| format!("cannot start the poll thread: {e}"))?;
+    let mut handles = Vec::new();
+    for (id, core) in cores.iter().enumerate() {
+        let thread = PmdThread {
+            id,
+            ports: cfg.ports.clone(),
+            frames: cfg.ports.len() * open::FRAMES_PER_PORT + SPARE_FRAMES,
+            cfg: Default::default(),
+            core: *core,
+            published: published.clone(),
+            to_control: to_control.clone(),
+            shutdown: shutdown.clone(),
+            open: open.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("oxvs-pmd{id}"))
+            .spawn(move || thread.run())
+            .map_err(|e| format!("cannot start poll thread {id}: {e}"))?;
+        handles.push(h);
+    }
+    drop(to_control);
     let start = Instant::now();
     let mut last_expire = Instant::now();
     let mut published_version = bridge.version();
-    let mut exit_stats = None;
-    while !shutdown.load(Ordering::Relaxed) || exit_stats.is_none() {
+    // Which threads have each port open: a port is up for flooding while
+    // any thread can send to it.
+    let mut up_on: std::collections::BTreeMap<u32, u64> = Default::default();
+    let mut exited: Vec<PmdReport> = Vec::new();
+    while !shutdown.load(Ordering::Relaxed) || exited.len() < handles.len() {
         let now_ms = start.elapsed().as_millis() as u64;
         match from_pmd.recv_timeout(Duration::from_millis(200)) {
             Ok(ToControl::Learned(l)) => bridge.learn(&l, now_ms),
-            Ok(ToControl::PortState { no, up }) => bridge.set_port_up(no, up),
-            Ok(ToControl::Exited(s)) => exit_stats = Some(s),
+            Ok(ToControl::PortState { thread, no, up }) => {
+                let m = up_on.entry(no).or_default();
+                if up {
+                    *m |= 1 << thread;
+                } else {
+                    *m &= !(1 << thread);
+                }
+                bridge.set_port_up(no, *m != 0);
+            }
+            Ok(ToControl::Report(_)) => {}
+            Ok(ToControl::Exited(r)) => exited.push(r),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -84,16 +108,24 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             published.publish(bridge.clone());
         }
     }
-    handle
-        .join()
-        .map_err(|_| "the poll thread panicked".to_string())?;
-    if let Some(s) = exit_stats {
+    for h in handles {
+        h.join().map_err(|_| "a poll thread panicked".to_string())?;
+    }
+    for r in exited {
+        let s = r.stats;
+        let port_drops: u64 = r
+            .ports
+            .iter()
+            .map(|p| p.stats.rx_dropped + p.stats.tx_dropped)
+            .sum();
         tracing::info!(
+            thread = r.thread,
             rx = s.rx_packets,
             emc_hit = s.emc_hit,
             megaflow_hit = s.megaflow_hit,
             upcall = s.upcall,
             drops = s.total_drops(),
+            port_drops,
             port_down = s.port_down,
             "poll thread stopped"
         );

@@ -24,28 +24,71 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Opens a port on the thread's pool.
+/// Opens queue `q` of a port on thread `q`'s pool.
 pub type Opener =
-    Box<dyn Fn(&PortConfig, &mut FramePool) -> Result<Box<dyn NetPort>, String> + Send>;
+    Arc<dyn Fn(&PortConfig, u32, &mut FramePool) -> Result<Box<dyn NetPort>, String> + Send + Sync>;
 
 /// What a poll thread tells the control thread.
 #[derive(Debug)]
 pub enum ToControl {
     /// MAC learning from upcalls and from megaflows still in use.
     Learned(Vec<Learn>),
-    /// A port went up (with its attachment mode) or down.
+    /// A port went up or down on one thread.
     PortState {
+        /// The thread.
+        thread: usize,
         /// The port.
         no: PortNo,
         /// Up or down.
         up: bool,
     },
-    /// The thread's counters at exit.
-    Exited(PmdStats),
+    /// The thread's counters, once a second.
+    Report(PmdReport),
+    /// The thread's last counters, at exit.
+    Exited(PmdReport),
+}
+
+/// A poll thread's counters and the state of its ports.
+#[derive(Debug, Clone, Default)]
+pub struct PmdReport {
+    /// Thread number (= the queue it owns on every port).
+    pub thread: usize,
+    /// The core it is pinned to.
+    pub core: Option<usize>,
+    /// Pipeline counters.
+    pub stats: PmdStats,
+    /// Time spent in loop iterations that received packets.
+    pub busy_ns: u64,
+    /// Time since the thread started.
+    pub total_ns: u64,
+    /// Its ports.
+    pub ports: Vec<PortReport>,
+}
+
+/// One port as one poll thread sees it.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    /// Port number.
+    pub no: PortNo,
+    /// Interface name.
+    pub name: String,
+    /// Attachment (`afxdp native copy`, `af_packet tx-only`, ...), or
+    /// `down`.
+    pub mode: String,
+    /// The queue this thread uses.
+    pub queue: u32,
+    /// Open.
+    pub up: bool,
+    /// Counters of this thread's socket on the port (kept across a
+    /// reopen).
+    pub stats: crate::stats::PortStats,
 }
 
 struct Slot {
     cfg: PortConfig,
+    /// Counters of sockets closed earlier (the port went down and came
+    /// back), so the port's totals survive a reopen.
+    past: crate::stats::PortStats,
     ifindex: Option<u32>,
     port: Option<Box<dyn NetPort>>,
     /// The last failure was logged; stay quiet until the state changes.
@@ -91,6 +134,8 @@ const MEGAFLOW_IDLE_MS: u64 = 10_000;
 
 /// Everything a poll thread needs to start.
 pub struct PmdThread {
+    /// Thread number; the thread opens this queue of every port.
+    pub id: usize,
     /// Ports to own.
     pub ports: Vec<PortConfig>,
     /// Frames in the pool.
@@ -114,7 +159,7 @@ impl PmdThread {
     pub fn run(self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                tracing::warn!(core, "could not pin the poll thread");
+                tracing::warn!(core, thread = self.id, "could not pin the poll thread");
             }
         }
         // The pool is the AF_XDP UMEM of every port of this thread; AF_PACKET
@@ -130,7 +175,7 @@ impl PmdThread {
             slots: Vec::new(),
             by_no: Vec::new(),
         };
-        for cfg in self.ports {
+        for cfg in self.ports.iter().cloned() {
             let no = cfg.no as usize;
             if ports.by_no.len() <= no {
                 ports.by_no.resize(no + 1, None);
@@ -138,6 +183,7 @@ impl PmdThread {
             ports.by_no[no] = Some(ports.slots.len());
             ports.slots.push(Slot {
                 cfg,
+                past: Default::default(),
                 ifindex: None,
                 port: None,
                 quiet: false,
@@ -149,16 +195,23 @@ impl PmdThread {
         let mut batch = Batch::default();
         let mut last_packet = std::time::Duration::ZERO;
         let mut fds = Vec::with_capacity(ports.slots.len());
-        check_ports(
-            &mut ports,
-            &mut pool,
-            &self.open,
-            &self.to_control,
-            &mut pmd.stats,
-        );
+        let ctx = Ctx {
+            id: self.id,
+            open: &self.open,
+            tx: &self.to_control,
+        };
+        check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
+        // Busy time: iterations that moved packets, measured from the clock
+        // reads the loop makes anyway.
+        let mut busy_ns = 0u64;
+        let mut prev = (std::time::Duration::ZERO, false);
         while !self.shutdown.load(Ordering::Relaxed) {
             let now = start.elapsed();
             let now_ms = now.as_millis() as u64;
+            if prev.1 {
+                busy_ns += (now - prev.0).as_nanos() as u64;
+            }
+            prev = (now, false);
             if let Some(b) = self.published.changed_since(&mut seen) {
                 bridge = b;
             }
@@ -194,16 +247,13 @@ impl PmdThread {
                 if !refresh.is_empty() {
                     let _ = self.to_control.send(ToControl::Learned(refresh));
                 }
-                check_ports(
-                    &mut ports,
-                    &mut pool,
-                    &self.open,
-                    &self.to_control,
-                    &mut pmd.stats,
-                );
+                check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
+                let r = report(&self, &ports, &pmd.stats, busy_ns, now);
+                let _ = self.to_control.send(ToControl::Report(r));
             }
             if got > 0 {
                 last_packet = now;
+                prev.1 = true;
                 continue;
             }
             if now.saturating_sub(last_packet) >= SPIN_AFTER_TRAFFIC {
@@ -221,26 +271,65 @@ impl PmdThread {
                 }
             }
         }
-        let _ = self.to_control.send(ToControl::Exited(pmd.stats));
+        let r = report(&self, &ports, &pmd.stats, busy_ns, start.elapsed());
+        let _ = self.to_control.send(ToControl::Exited(r));
     }
+}
+
+fn report(
+    t: &PmdThread,
+    ports: &Ports,
+    stats: &PmdStats,
+    busy_ns: u64,
+    now: std::time::Duration,
+) -> PmdReport {
+    PmdReport {
+        thread: t.id,
+        core: t.core,
+        stats: *stats,
+        busy_ns,
+        total_ns: now.as_nanos() as u64,
+        ports: ports
+            .slots
+            .iter()
+            .map(|s| {
+                let mut st = s.past;
+                if let Some(p) = &s.port {
+                    st.add(&p.stats());
+                }
+                PortReport {
+                    no: s.cfg.no,
+                    name: s.cfg.name.clone(),
+                    mode: s.port.as_ref().map_or("down".into(), |p| p.mode()),
+                    queue: t.id as u32,
+                    up: s.port.is_some(),
+                    stats: st,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// What `check_ports` needs from its thread.
+struct Ctx<'a> {
+    id: usize,
+    open: &'a Opener,
+    tx: &'a Sender<ToControl>,
 }
 
 /// Opens ports whose interface exists and is not open; closes ports whose
 /// interface vanished or changed index.
-fn check_ports(
-    ports: &mut Ports,
-    pool: &mut FramePool,
-    open: &Opener,
-    tx: &Sender<ToControl>,
-    stats: &mut PmdStats,
-) {
+fn check_ports(ports: &mut Ports, pool: &mut FramePool, ctx: &Ctx<'_>, stats: &mut PmdStats) {
     for s in ports.slots.iter_mut() {
         let now = crate::sys::if_index(&s.cfg.name);
         if s.port.is_some() && now != s.ifindex {
-            tracing::warn!(port = %s.cfg.name, "interface gone; port down");
+            tracing::warn!(port = %s.cfg.name, thread = ctx.id, "interface gone; port down");
             stats.port_down += 1;
-            s.port = None;
-            let _ = tx.send(ToControl::PortState {
+            if let Some(p) = s.port.take() {
+                s.past.add(&p.stats());
+            }
+            let _ = ctx.tx.send(ToControl::PortState {
+                thread: ctx.id,
                 no: s.cfg.no,
                 up: false,
             });
@@ -255,20 +344,25 @@ fn check_ports(
             }
             continue;
         };
-        match open(&s.cfg, pool) {
+        match (ctx.open)(&s.cfg, ctx.id as u32, pool) {
             Ok(p) => {
-                tracing::info!(port = %s.cfg.name, no = s.cfg.no, mode = %p.mode(), "port up");
+                tracing::info!(
+                    port = %s.cfg.name, no = s.cfg.no, thread = ctx.id, mode = %p.mode(), "port up"
+                );
                 s.port = Some(p);
                 s.ifindex = Some(idx);
                 s.quiet = false;
-                let _ = tx.send(ToControl::PortState {
+                let _ = ctx.tx.send(ToControl::PortState {
+                    thread: ctx.id,
                     no: s.cfg.no,
                     up: true,
                 });
             }
             Err(e) => {
                 if !s.quiet {
-                    tracing::warn!(port = %s.cfg.name, error = %e, "cannot open port; will retry");
+                    tracing::warn!(
+                        port = %s.cfg.name, thread = ctx.id, error = %e, "cannot open port; will retry"
+                    );
                     s.quiet = true;
                 }
             }

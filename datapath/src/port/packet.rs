@@ -179,12 +179,27 @@ pub struct PacketPort {
     /// Receive-buffer drops reported by the kernel so far (it resets its
     /// counter on each read, and [`NetPort::stats`] takes `&self`).
     kernel_drops: Cell<u64>,
+    /// False for a transmit-only socket ([`PacketPort::open_tx_only`]).
+    receive: bool,
 }
 
 impl PacketPort {
     /// Opens a non-blocking packet socket on `ifname`, in the calling
     /// thread's network namespace.
     pub fn open(ifname: &str) -> Result<PacketPort, PacketPortError> {
+        PacketPort::open_with(ifname, true)
+    }
+
+    /// Opens a packet socket on `ifname` that only transmits: a poll thread
+    /// that has no queue of its own on an interface (it has fewer queues
+    /// than there are poll threads) sends through one of these, while the
+    /// thread that owns the queue receives. It never receives, so a frame
+    /// is never seen twice, and it leaves the interface's promiscuity alone.
+    pub fn open_tx_only(ifname: &str) -> Result<PacketPort, PacketPortError> {
+        PacketPort::open_with(ifname, false)
+    }
+
+    fn open_with(ifname: &str, receive: bool) -> Result<PacketPort, PacketPortError> {
         let name = ifname.to_string();
         if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
             return Err(PacketPortError::BadName { ifname: name });
@@ -224,9 +239,12 @@ impl PacketPort {
         if setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &RCVBUF_BYTES).is_err() {
             let _ = setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &RCVBUF_BYTES);
         }
+        // Protocol 0 in bind receives nothing, which is what a
+        // transmit-only socket wants.
+        let protocol = if receive { libc::ETH_P_ALL as u16 } else { 0 };
         let addr = libc::sockaddr_ll {
             sll_family: libc::AF_PACKET as u16,
-            sll_protocol: (libc::ETH_P_ALL as u16).to_be(),
+            sll_protocol: protocol.to_be(),
             sll_ifindex: ifindex as libc::c_int,
             sll_hatype: 0,
             sll_pkttype: 0,
@@ -254,9 +272,12 @@ impl PacketPort {
             mr_alen: 0,
             mr_address: [0; 8],
         };
-        setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &promisc)
-            .map_err(option_err("PACKET_ADD_MEMBERSHIP promiscuous"))?;
+        if receive {
+            setsockopt(&fd, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &promisc)
+                .map_err(option_err("PACKET_ADD_MEMBERSHIP promiscuous"))?;
+        }
         Ok(PacketPort {
+            receive,
             name,
             ifindex,
             fd,
@@ -373,11 +394,18 @@ impl NetPort for PacketPort {
     }
 
     fn mode(&self) -> String {
-        "af_packet".to_string()
+        if self.receive {
+            "af_packet".to_string()
+        } else {
+            "af_packet tx-only".to_string()
+        }
     }
 
     fn rx_burst(&mut self, pool: &mut FramePool, batch: &mut Batch) {
         batch.len = 0;
+        if !self.receive {
+            return;
+        }
         let mut descs = [PacketDesc::default(); BATCH];
         let mut iov = [EMPTY_IOVEC; BATCH];
         let mut aux = [AuxBuf([0; AUX_SPACE]); BATCH];
@@ -512,7 +540,8 @@ impl NetPort for PacketPort {
     }
 
     fn poll_fd(&self) -> Option<i32> {
-        Some(self.fd.as_raw_fd())
+        // A transmit-only socket never becomes readable.
+        self.receive.then(|| self.fd.as_raw_fd())
     }
 
     fn stats(&self) -> PortStats {
