@@ -1,8 +1,11 @@
 //! The few plain system calls the daemon makes outside the port modules:
 //! waiting on file descriptors, resolving interface names (through the
-//! AF_XDP module's wrapper) and asking a driver how many queues it has. Safe wrappers, so that the rest of the crate
+//! AF_XDP module's wrapper), asking a driver how many queues it has, and
+//! asking the kernel for routes and neighbours ([`netlink`]). Safe wrappers, so that the rest of the crate
 //! stays free of `unsafe`.
-#![allow(unsafe_code)] // FFI to poll(2) and ioctl(2), wrapped safely here.
+#![allow(unsafe_code)] // FFI to poll(2), ioctl(2) and netlink, wrapped safely here.
+
+pub mod netlink;
 
 /// Waits until one of `fds` is readable or `timeout_ms` passes; returns how
 /// many are ready (0 on timeout or when interrupted by a signal).
