@@ -43,6 +43,22 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetTtl(t) => write!(s, "set(ip(ttl={t}))"),
             DpAction::SetTpSrc(p) => write!(s, "set(l4(src={p}))"),
             DpAction::SetTpDst(p) => write!(s, "set(l4(dst={p}))"),
+            DpAction::TunnelMetadata { slot, value } => {
+                write!(s, "set(tunnel(tun_metadata{slot}={value:#x}))")
+            }
+            DpAction::TunnelPush { port, vni, dst } => {
+                let ip = std::net::Ipv6Addr::from(*dst);
+                match ip.to_ipv4_mapped() {
+                    Some(v4) => write!(
+                        s,
+                        "tnl_push(tnl_port({port}),geneve(vni={vni:#x}),dst={v4})"
+                    ),
+                    None => write!(
+                        s,
+                        "tnl_push(tnl_port({port}),geneve(vni={vni:#x}),dst={ip})"
+                    ),
+                }
+            }
             DpAction::Drop(r) => write!(s, "drop({})", r.name().trim_start_matches("drop_")),
         };
     }

@@ -91,7 +91,10 @@ pub fn rewrite(
         },
         DpAction::SetTpSrc(p) => set_port(pkt, lay, 0, p)?,
         DpAction::SetTpDst(p) => set_port(pkt, lay, 2, p)?,
-        DpAction::Output(_) | DpAction::Drop(_) => {}
+        DpAction::Output(_)
+        | DpAction::Drop(_)
+        | DpAction::TunnelMetadata { .. }
+        | DpAction::TunnelPush { .. } => {}
     }
     Ok(())
 }

@@ -153,7 +153,34 @@ pub enum DpAction {
     SetTpSrc(u16),
     /// Rewrite the TCP or UDP destination port.
     SetTpDst(u16),
+    /// Sets `tun_metadataN` for the next [`DpAction::TunnelPush`] (the
+    /// datapath turns it into a Geneve option through the bridge's TLV map).
+    TunnelMetadata {
+        /// N.
+        slot: u8,
+        /// The value, right-aligned in the option's length.
+        value: u64,
+    },
+    /// Encapsulates in Geneve and sends on the underlay: the datapath
+    /// builds the outer headers from the tunnel port's local address, the
+    /// route and neighbour of `dst`, and this VNI.
+    TunnelPush {
+        /// The tunnel port.
+        port: PortNo,
+        /// The VNI (24 bits).
+        vni: u32,
+        /// The remote VTEP: an IPv4 address as `::ffff:a.b.c.d`.
+        dst: [u8; 16],
+    },
     /// Stop: the packet is dropped for this reason (any outputs before it
     /// still happen).
     Drop(DropReason),
+}
+
+impl DpAction {
+    /// Whether the action sends the packet somewhere.
+    #[inline]
+    pub fn is_output(&self) -> bool {
+        matches!(self, DpAction::Output(_) | DpAction::TunnelPush { .. })
+    }
 }

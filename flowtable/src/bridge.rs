@@ -165,13 +165,17 @@ pub struct Bridge {
     pub ports: PortTable,
     /// What `normal` has learned.
     pub macs: MacTable,
+    /// Which Geneve options the `tun_metadataN` fields carry.
+    pub tlv: crate::tunnel::TlvMap,
+    /// How to reach remote VTEPs.
+    pub tunnel_routes: crate::tunnel::TunnelRoutes,
     rules_version: u64,
 }
 
 impl Bridge {
     /// Changes whenever anything translation reads changes.
     pub fn version(&self) -> u64 {
-        self.rules_version + self.macs.version()
+        self.rules_version + self.macs.version() + self.tunnel_routes.version()
     }
 
     /// Adds a port.

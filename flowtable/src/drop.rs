@@ -36,11 +36,33 @@ pub enum DropReason {
     PortDown,
     /// No free buffer to copy a packet into for a second output.
     NoBuffer,
+    /// Conntrack is at its global connection limit; a new connection was
+    /// not committed.
+    CtFull,
+    /// The connection's conntrack zone is at its limit.
+    CtZoneFull,
+    /// NAT found no free translated tuple in its range.
+    CtNatExhausted,
+    /// Conntrack marked the packet invalid and the rules dropped it.
+    CtInvalid,
+    /// A Geneve packet on an uplink was malformed (truncated, bad version,
+    /// bad option length, bad outer checksum, not Ethernet inside).
+    GeneveMalformed,
+    /// A Geneve option with the critical bit set that no TLV map entry
+    /// names (RFC 8926 §3.5: the packet must be dropped).
+    GeneveCriticalOption,
+    /// A Geneve packet for an address that no tunnel port has.
+    GeneveNotOurs,
+    /// No route or no resolved neighbour to the remote VTEP yet.
+    TunnelNoRoute,
+    /// The packet would exceed the underlay MTU once encapsulated; the
+    /// sender was told with ICMP fragmentation-needed or Packet Too Big.
+    TunnelMtu,
 }
 
 impl DropReason {
     /// How many reasons there are (for counter arrays).
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 24;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -59,6 +81,15 @@ impl DropReason {
         DropReason::TxFull,
         DropReason::PortDown,
         DropReason::NoBuffer,
+        DropReason::CtFull,
+        DropReason::CtZoneFull,
+        DropReason::CtNatExhausted,
+        DropReason::CtInvalid,
+        DropReason::GeneveMalformed,
+        DropReason::GeneveCriticalOption,
+        DropReason::GeneveNotOurs,
+        DropReason::TunnelNoRoute,
+        DropReason::TunnelMtu,
     ];
 
     /// The counter name, `drop_<reason>`.
@@ -79,6 +110,15 @@ impl DropReason {
             DropReason::TxFull => "drop_tx_full",
             DropReason::PortDown => "drop_port_down",
             DropReason::NoBuffer => "drop_no_buffer",
+            DropReason::CtFull => "drop_ct_full",
+            DropReason::CtZoneFull => "drop_ct_zone_full",
+            DropReason::CtNatExhausted => "drop_ct_nat_exhausted",
+            DropReason::CtInvalid => "drop_ct_invalid",
+            DropReason::GeneveMalformed => "drop_geneve_malformed",
+            DropReason::GeneveCriticalOption => "drop_geneve_critical_option",
+            DropReason::GeneveNotOurs => "drop_geneve_not_ours",
+            DropReason::TunnelNoRoute => "drop_tunnel_no_route",
+            DropReason::TunnelMtu => "drop_tunnel_mtu",
         }
     }
 }
@@ -93,5 +133,14 @@ mod tests {
             assert_eq!(*r as usize, i);
             assert!(r.name().starts_with("drop_"));
         }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        assert_eq!(DropReason::CtInvalid.name(), "drop_ct_invalid");
     }
 }

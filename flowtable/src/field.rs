@@ -19,6 +19,10 @@ pub enum Field {
     TunId,
     TunSrc,
     TunDst,
+    TunIpv6Src,
+    TunIpv6Dst,
+    TunMetadata0,
+    TunMetadata1,
     Metadata,
     Reg0,
     Reg1,
@@ -221,12 +225,16 @@ const fn reg(name: &'static str, n: usize, aliases: &'static [&'static str]) -> 
 
 /// One row per [`Field`] variant, in declaration order.
 #[rustfmt::skip]
-static INFO: [Info; 43] = [
+static INFO: [Info; 47] = [
     info("in_port", word::PORT, 0, 32, F::Decimal, P::None, &["NXM_OF_IN_PORT", "OXM_OF_IN_PORT"]),
     info("recirc_id", word::PORT, 32, 32, F::Hex, P::None, &["NXM_NX_RECIRC_ID"]),
     info("tun_id", word::TUN_ID, 0, 64, F::Hex, P::None, &["tunnel_id", "NXM_NX_TUN_ID", "OXM_OF_TUNNEL_ID"]),
     info("tun_src", word::TUN_IP, 0, 32, F::Ipv4, P::None, &["NXM_NX_TUN_IPV4_SRC"]),
     info("tun_dst", word::TUN_IP, 32, 32, F::Ipv4, P::None, &["NXM_NX_TUN_IPV4_DST"]),
+    info("tun_ipv6_src", word::TUN_IPV6_SRC, 0, 128, F::Ipv6, P::None, &["NXM_NX_TUN_IPV6_SRC"]),
+    info("tun_ipv6_dst", word::TUN_IPV6_DST, 0, 128, F::Ipv6, P::None, &["NXM_NX_TUN_IPV6_DST"]),
+    info("tun_metadata0", word::TUN_METADATA0, 0, 64, F::Hex, P::None, &["NXM_NX_TUN_METADATA0"]),
+    info("tun_metadata1", word::TUN_METADATA1, 0, 64, F::Hex, P::None, &["NXM_NX_TUN_METADATA1"]),
     info("metadata", word::METADATA, 0, 64, F::Hex, P::None, &["OXM_OF_METADATA"]),
     reg("reg0", 0, &["NXM_NX_REG0"]),
     reg("reg1", 1, &["NXM_NX_REG1"]),
@@ -268,13 +276,15 @@ static INFO: [Info; 43] = [
 ];
 
 /// Every field in declaration order, for iteration.
-static ALL: [Field; 43] = {
+#[rustfmt::skip]
+static ALL: [Field; 47] = {
     use Field::*;
     [
-        InPort, RecircId, TunId, TunSrc, TunDst, Metadata, Reg0, Reg1, Reg2, Reg3, Reg4, Reg5,
-        Reg6, Reg7, Reg8, Reg9, Reg10, Reg11, Reg12, Reg13, Reg14, Reg15, CtState, CtZone, CtMark,
-        DlSrc, DlDst, DlType, VlanTci, NwSrc, NwDst, Ipv6Src, Ipv6Dst, NwProto, NwTos, NwTtl,
-        NwFrag, TpSrc, TpDst, TcpFlags, Ipv6Label, ArpSha, ArpTha,
+        InPort, RecircId, TunId, TunSrc, TunDst, TunIpv6Src, TunIpv6Dst, TunMetadata0,
+        TunMetadata1, Metadata, Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, Reg6, Reg7, Reg8, Reg9,
+        Reg10, Reg11, Reg12, Reg13, Reg14, Reg15, CtState, CtZone, CtMark, DlSrc, DlDst, DlType,
+        VlanTci, NwSrc, NwDst, Ipv6Src, Ipv6Dst, NwProto, NwTos, NwTtl, NwFrag, TpSrc, TpDst,
+        TcpFlags, Ipv6Label, ArpSha, ArpTha,
     ]
 };
 

@@ -14,7 +14,7 @@
 use crate::field::Field;
 
 /// How many 64-bit words a key (and a mask) holds.
-pub const KEY_WORDS: usize = 24;
+pub const KEY_WORDS: usize = 32;
 
 /// Word indices of the layout; [`crate::field`] maps each field onto them.
 pub(crate) mod word {
@@ -33,6 +33,11 @@ pub(crate) mod word {
     pub const L4X: usize = 21; // tcp_flags | ipv6_label << 32
     pub const ARP_SHA: usize = 22;
     pub const ARP_THA: usize = 23;
+    pub const TUN_IPV6_SRC: usize = 24; // two words, high half first
+    pub const TUN_IPV6_DST: usize = 26; // two words, high half first
+    pub const TUN_METADATA0: usize = 28;
+    pub const TUN_METADATA1: usize = 29;
+    // 30 and 31 are not used yet and stay zero.
 }
 
 /// The values of every matchable field of one packet (or, masked, of a
@@ -210,6 +215,14 @@ const MUL: [u64; KEY_WORDS] = [
     0xabf7_1588_09cf_4f3d,
     0xb7e1_5162_8aed_2a6b,
     0x9e37_79b9_7f4a_7c15,
+    0x6a09_e667_f3bc_c909,
+    0xbb67_ae85_84ca_a73b,
+    0x3c6e_f372_fe94_f82b,
+    0xa54f_f53a_5f1d_36f1,
+    0x510e_527f_ade6_82d1,
+    0x9b05_688c_2b3e_6c1f,
+    0x1f83_d9ab_fb41_bd6b,
+    0x5be0_cd19_137e_2179,
 ];
 
 /// Final mix: folds high bits down so that fields in the top of a word

@@ -35,6 +35,7 @@ pub mod extract;
 pub mod group;
 pub mod mac;
 pub mod megaflow;
+pub mod tunnel;
 pub mod xlate;
 
 pub use bridge::{Bridge, Change, FlowFilter, RuleError};

@@ -55,6 +55,8 @@ pub struct PortInfo {
     pub name: String,
     /// Whether it is up (a down port is skipped by flooding).
     pub up: bool,
+    /// Set for a tunnel port (output encapsulates).
+    pub tunnel: Option<crate::tunnel::Tunnel>,
 }
 
 /// The bridge's ports by number.
@@ -72,8 +74,39 @@ impl PortTable {
                 no,
                 name: name.to_string(),
                 up: true,
+                tunnel: None,
             },
         );
+    }
+
+    /// Adds (or replaces) a tunnel port. It has no interface of its own:
+    /// it is up from the start, and its packets leave and arrive through
+    /// the uplink.
+    pub fn add_tunnel(&mut self, no: PortNo, name: &str, t: crate::tunnel::Tunnel) {
+        self.ports.insert(
+            no,
+            PortInfo {
+                no,
+                name: name.to_string(),
+                up: true,
+                tunnel: Some(t),
+            },
+        );
+    }
+
+    /// The tunnel settings of port `no`, if it is a tunnel port.
+    #[inline]
+    pub fn tunnel(&self, no: PortNo) -> Option<&crate::tunnel::Tunnel> {
+        self.ports.get(&no).and_then(|p| p.tunnel.as_ref())
+    }
+
+    /// The tunnel port whose local address is `local`: where a packet
+    /// decapsulated from a Geneve packet to `local` enters the bridge.
+    pub fn tunnel_for_local(&self, local: std::net::IpAddr) -> Option<PortNo> {
+        self.ports
+            .values()
+            .find(|p| p.tunnel.as_ref().is_some_and(|t| t.local == local))
+            .map(|p| p.no)
     }
 
     /// Whether port `no` exists.

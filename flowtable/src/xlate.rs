@@ -55,8 +55,9 @@ pub enum TraceEvent {
         depth: u32,
         /// The table.
         table: u8,
-        /// The key as the lookup saw it.
-        key: FlowKey,
+        /// The key as the lookup saw it (boxed: traces are rare, and the
+        /// key is a quarter kilobyte).
+        key: Box<FlowKey>,
         /// The matching rule, if any.
         rule: Option<Arc<Rule>>,
     },
@@ -116,15 +117,21 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         // Registers and metadata are zero in every packet that enters from a
         // port; a lookup that read them learned nothing about the packet, so
         // they need not split megaflows.
-        let zero_at_ingress =
-            |f: &Field| *f == Field::Metadata || (Field::Reg0..=Field::Reg15).contains(f);
+        // The same holds for tunnel metadata of packets that did not come
+        // from a tunnel.
+        let from_tunnel = br.ports.tunnel(key.get(Field::InPort) as PortNo).is_some();
+        let zero_at_ingress = |f: &Field| {
+            *f == Field::Metadata
+                || (Field::Reg0..=Field::Reg15).contains(f)
+                || (!from_tunnel && (Field::TunId..=Field::TunMetadata1).contains(f))
+        };
         for f in Field::all().filter(zero_at_ingress) {
             cx.wc.clear_field(f);
         }
     }
-    if !cx.out.iter().any(|a| matches!(a, DpAction::Output(_))) {
+    if !cx.out.iter().any(DpAction::is_output) {
         let reason = cx.reason.unwrap_or(DropReason::NoOutput);
-        cx.out.retain(|a| matches!(a, DpAction::Output(_)));
+        cx.out.retain(DpAction::is_output);
         cx.out.push(DpAction::Drop(reason));
     }
     XlateOut {
@@ -158,7 +165,7 @@ impl Ctx<'_> {
             tr.push(TraceEvent::Lookup {
                 depth,
                 table: t,
-                key,
+                key: Box::new(key),
                 rule: rule.clone(),
             });
         }
@@ -473,8 +480,68 @@ impl Ctx<'_> {
             self.drop_reason(DropReason::PortDown);
             return;
         }
+        if self.br.ports.tunnel(p).is_some() {
+            return self.tunnel_push(p);
+        }
         self.commit();
         self.out.push(DpAction::Output(p));
+    }
+
+    /// Output to a tunnel port: the VNI and remote come from the port or,
+    /// for `flow`, from the key (and so join the megaflow's mask).
+    fn tunnel_push(&mut self, p: PortNo) {
+        let Some(t) = self.br.ports.tunnel(p).cloned() else {
+            return;
+        };
+        let vni = match t.key {
+            Some(k) => k,
+            None => {
+                self.wc.set_field(Field::TunId);
+                self.flow.get(Field::TunId) as u32 & 0x00ff_ffff
+            }
+        };
+        let dst = match t.remote {
+            Some(ip) => ip,
+            None => {
+                self.wc.set_field(Field::TunDst);
+                let v4 = self.flow.get(Field::TunDst) as u32;
+                if v4 != 0 {
+                    std::net::IpAddr::V4(v4.into())
+                } else {
+                    self.wc.set_field(Field::TunIpv6Dst);
+                    std::net::IpAddr::V6(self.flow.get(Field::TunIpv6Dst).into())
+                }
+            }
+        };
+        if dst.is_unspecified() || dst.is_ipv4() != t.local.is_ipv4() {
+            self.note(|| {
+                format!("output to tunnel port {p}: no usable remote (tun_dst/tun_ipv6_dst {dst})")
+            });
+            self.drop_reason(DropReason::PortDown);
+            return;
+        }
+        self.commit();
+        let md = [Field::TunMetadata0, Field::TunMetadata1];
+        for (slot, f) in md.into_iter().enumerate() {
+            if self.br.tlv.slots[slot].is_none() {
+                continue;
+            }
+            self.wc.set_field(f);
+            let value = self.flow.get(f) as u64;
+            // A zero field means "no option": the key has no presence bit.
+            if value != 0 {
+                self.out.push(DpAction::TunnelMetadata {
+                    slot: slot as u8,
+                    value,
+                });
+            }
+        }
+        let dst = match dst {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        self.note(|| format!("output to tunnel port {p}: vni {vni}"));
+        self.out.push(DpAction::TunnelPush { port: p, vni, dst });
     }
 
     /// Writes out dirty packet fields as absolute set actions.
