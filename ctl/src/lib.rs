@@ -10,10 +10,14 @@
 #![forbid(unsafe_code)]
 
 // `load`, `odp` and `trace` belong to the oxvs-ctl binary (main.rs uses them
-// through the library); `ofp` is the flow syntax.
+// through the library); `ofp` is the flow syntax; `proto` is the control
+// socket's protocol, `client` its client end and `cmd` the command line.
+pub mod client;
+pub mod cmd;
 pub mod load;
 pub mod odp;
 pub mod ofp;
+pub mod proto;
 pub mod trace;
 
 pub use ofp::{

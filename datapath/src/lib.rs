@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod port;
 pub mod stats;
 pub mod sys;
+pub mod tunnel;
 
 pub use buf::{Batch, FramePool, PacketDesc};
 pub use memdp::MemDatapath;

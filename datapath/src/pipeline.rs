@@ -18,10 +18,12 @@
 use crate::buf::{Batch, FramePool, PacketDesc, BATCH};
 use crate::exec::rewrite;
 use crate::stats::PmdStats;
+use crate::tunnel::{PendingMetadata, PushCtx, PushError, TunnelState};
 use flowtable::emc::{Emc, DEFAULT_ENTRIES, DEFAULT_INV_PROB};
 use flowtable::extract::{extract, Layout};
 use flowtable::mac::Learn;
 use flowtable::megaflow::{MegaflowRef, MegaflowTable, RevalidateStats, DEFAULT_MAX_FLOWS};
+use flowtable::tunnel::TunnelKey;
 use flowtable::{translate, Bridge, DpAction, DropReason, FlowKey, PortNo};
 
 /// Where the pipeline sends packets. Ownership of the frame passes with the
@@ -76,6 +78,8 @@ pub struct Pmd {
     /// bridge is shared and read-only here, so learning goes back to whoever
     /// owns it ([`Pmd::take_learned`]).
     learned: Vec<Learn>,
+    /// Geneve templates and unresolved remotes.
+    pub tunnel: TunnelState,
 }
 
 /// Per-batch working state.
@@ -121,6 +125,7 @@ impl Pmd {
             }),
             batches: 0,
             learned: Vec::new(),
+            tunnel: TunnelState::default(),
         }
     }
 
@@ -152,6 +157,75 @@ impl Pmd {
         batch: &Batch,
         now_ms: u64,
     ) {
+        self.process_with(br, pool, tx, in_port, batch, None, now_ms)
+    }
+
+    /// Runs a batch received on an uplink: Geneve packets for one of the
+    /// bridge's tunnel ports are decapsulated and enter on that port; the
+    /// rest are dropped and counted.
+    pub fn process_uplink(
+        &mut self,
+        br: &Bridge,
+        pool: &mut FramePool,
+        tx: &mut impl TxPorts,
+        batch: &Batch,
+        now_ms: u64,
+    ) {
+        let mut ports = [0 as PortNo; BATCH];
+        let mut keys = [TunnelKey::default(); BATCH];
+        let mut ok = Batch::default();
+        let mut n_ok = 0;
+        for i in 0..batch.len {
+            let mut p = batch.pkts[i];
+            match self.tunnel.decap(br, pool.data(&p), &mut p) {
+                Ok((port, key)) => {
+                    ports[n_ok] = port;
+                    keys[n_ok] = key;
+                    ok.pkts[n_ok] = p;
+                    n_ok += 1;
+                }
+                Err(reason) => {
+                    self.stats.rx_packets += 1;
+                    self.stats.drop(reason);
+                    pool.free(p);
+                }
+            }
+        }
+        // Nearly always one tunnel port; otherwise one pass per port.
+        let mut left = n_ok;
+        while left > 0 {
+            let port = ports[0];
+            let mut sub = Batch::default();
+            let mut sub_keys = [TunnelKey::default(); BATCH];
+            let mut rest = 0;
+            for i in 0..left {
+                if ports[i] == port {
+                    sub_keys[sub.len] = keys[i];
+                    sub.pkts[sub.len] = ok.pkts[i];
+                    sub.len += 1;
+                } else {
+                    ports[rest] = ports[i];
+                    keys[rest] = keys[i];
+                    ok.pkts[rest] = ok.pkts[i];
+                    rest += 1;
+                }
+            }
+            left = rest;
+            self.process_with(br, pool, tx, port, &sub, Some(&sub_keys), now_ms);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn process_with(
+        &mut self,
+        br: &Bridge,
+        pool: &mut FramePool,
+        tx: &mut impl TxPorts,
+        in_port: PortNo,
+        batch: &Batch,
+        tun: Option<&[TunnelKey; BATCH]>,
+        now_ms: u64,
+    ) {
         self.sync(br);
         self.batches += 1;
         if self.batches % SORT_EVERY == 0 {
@@ -165,6 +239,7 @@ impl Pmd {
             stats,
             scratch,
             learned,
+            tunnel,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -175,6 +250,9 @@ impl Pmd {
         for (i, pkt) in pkts[..n].iter().enumerate() {
             match extract(pool.data(pkt), in_port, &mut sc.keys[i]) {
                 Ok(l) => {
+                    if let Some(t) = tun {
+                        t[i].write(&mut sc.keys[i]);
+                    }
                     sc.layouts[i] = l;
                     alive |= 1 << i;
                 }
@@ -244,10 +322,18 @@ impl Pmd {
                     for r in &x.rules {
                         r.stats.credit(1, len, now_ms);
                     }
+                    let mut cx = ExecCtx {
+                        br,
+                        tunnel: &mut *tunnel,
+                        in_port,
+                        now_ms,
+                        hash: sc.hashes[i],
+                    };
                     execute(
                         stats,
                         pool,
                         tx,
+                        &mut cx,
                         &x.actions,
                         &mut pkts[i],
                         &mut sc.layouts[i],
@@ -290,13 +376,39 @@ impl Pmd {
             let actions = std::mem::take(&mut mf.actions);
             for &m in members {
                 let m = m as usize;
-                execute(stats, pool, tx, &actions, &mut pkts[m], &mut sc.layouts[m]);
+                let mut cx = ExecCtx {
+                    br,
+                    tunnel: &mut *tunnel,
+                    in_port,
+                    now_ms,
+                    hash: sc.hashes[m],
+                };
+                execute(
+                    stats,
+                    pool,
+                    tx,
+                    &mut cx,
+                    &actions,
+                    &mut pkts[m],
+                    &mut sc.layouts[m],
+                );
             }
             if let Some(mf) = megaflows.get_mut(g.flow) {
                 mf.actions = actions;
             }
         }
     }
+}
+
+/// What the executor needs beyond the packet: the rule set (tunnel ports,
+/// routes, TLV map), the thread's tunnel state, and where the packet came
+/// from (an ICMP error goes back there).
+struct ExecCtx<'a> {
+    br: &'a Bridge,
+    tunnel: &'a mut TunnelState,
+    in_port: PortNo,
+    now_ms: u64,
+    hash: u32,
 }
 
 /// Runs datapath actions on one packet: rewrites in place, a copy for every
@@ -306,13 +418,12 @@ fn execute(
     stats: &mut PmdStats,
     pool: &mut FramePool,
     tx: &mut impl TxPorts,
+    cx: &mut ExecCtx<'_>,
     actions: &[DpAction],
     pkt: &mut PacketDesc,
     lay: &mut Layout,
 ) {
-    let last_out = actions
-        .iter()
-        .rposition(|a| matches!(a, DpAction::Output(_)));
+    let last_out = actions.iter().rposition(DpAction::is_output);
     let Some(last_out) = last_out else {
         let reason = match actions.last() {
             Some(DpAction::Drop(r)) => *r,
@@ -322,9 +433,10 @@ fn execute(
         pool.free(*pkt);
         return;
     };
+    let mut md = PendingMetadata::default();
     for (i, a) in actions[..=last_out].iter().enumerate() {
         match *a {
-            DpAction::Output(port) => {
+            DpAction::Output(_) | DpAction::TunnelPush { .. } => {
                 let out = if i == last_out {
                     *pkt
                 } else {
@@ -339,9 +451,43 @@ fn execute(
                         }
                     }
                 };
+                let mut out = out;
+                let port = match *a {
+                    DpAction::TunnelPush { port, vni, dst } => {
+                        let push = PushCtx {
+                            port,
+                            vni,
+                            dst,
+                            hash: cx.hash,
+                            now_ms: cx.now_ms,
+                        };
+                        match cx.tunnel.push(cx.br, pool, &mut out, &md, &push) {
+                            Ok(p) => p,
+                            Err(PushError::Drop(reason)) => {
+                                stats.drop(reason);
+                                pool.free(out);
+                                continue;
+                            }
+                            Err(PushError::TooBig(mtu)) => {
+                                too_big(stats, pool, tx, cx.in_port, &out, mtu);
+                                stats.drop(DropReason::TunnelMtu);
+                                pool.free(out);
+                                continue;
+                            }
+                        }
+                    }
+                    DpAction::Output(p) => p,
+                    _ => continue,
+                };
                 if let Err(reason) = tx.send(port, out, pool) {
                     stats.drop(reason);
                     pool.free(out);
+                }
+            }
+            DpAction::TunnelMetadata { slot, value } => {
+                if let Some(v) = md.md.get_mut(slot as usize) {
+                    *v = value;
+                    md.set |= 1 << slot;
                 }
             }
             DpAction::Drop(_) => {}
@@ -355,6 +501,25 @@ fn execute(
                 }
                 *pkt = d;
             }
+        }
+    }
+}
+
+/// Answers a packet too big for the tunnel with ICMP "fragmentation
+/// needed" or "Packet Too Big" on the port it came from.
+fn too_big(
+    stats: &mut PmdStats,
+    pool: &mut FramePool,
+    tx: &mut impl TxPorts,
+    in_port: PortNo,
+    pkt: &PacketDesc,
+    mtu: u16,
+) {
+    if let Some(reply) = crate::tunnel::icmp_too_big(pool, pkt, mtu) {
+        stats.tunnel_mtu_replies += 1;
+        if let Err(reason) = tx.send(in_port, reply, pool) {
+            stats.drop(reason);
+            pool.free(reply);
         }
     }
 }

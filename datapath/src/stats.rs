@@ -22,6 +22,9 @@ pub struct PmdStats {
     pub revalidations: u64,
     /// Times a port went down because its interface disappeared.
     pub port_down: u64,
+    /// ICMP "fragmentation needed" / "Packet Too Big" errors sent to pods
+    /// whose packets were too big for the tunnel.
+    pub tunnel_mtu_replies: u64,
     /// Drops, indexed by [`DropReason`] discriminant.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -48,6 +51,7 @@ impl PmdStats {
         self.tx_copies += o.tx_copies;
         self.revalidations += o.revalidations;
         self.port_down += o.port_down;
+        self.tunnel_mtu_replies += o.tunnel_mtu_replies;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

@@ -6,16 +6,14 @@
 //! thread, so the port, the counters (read from `/proc/thread-self/net/dev`,
 //! which follows the thread's namespace where `/proc/net` and `/sys/class/net`
 //! follow the process's) and the `ip` commands spawned from here all see the
-//! same namespace. The interface's MAC comes from `ip -j link`, because the
-//! safe APIs we have offer no `SIOCGIFHWADDR` and this module writes no
-//! `unsafe`.
+//! same namespace. The interface's MAC comes from the datapath's netlink
+//! wrapper, asked from this thread.
 
 use super::args::Common;
 use datapath::afxdp::enter_netns;
 use datapath::buf::FramePool;
 use datapath::port::xsk::{ModePref, ProgramKind, Rings, XskPort};
 use datapath::port::NetPort;
-use std::process::Command;
 
 /// Enters `--netns` (if given) and pins the thread to `--core` (if given).
 /// A pin that fails is reported and not fatal.
@@ -55,24 +53,15 @@ pub fn announce(mode: &str, c: &Common, port: &XskPort, what: std::fmt::Argument
     );
 }
 
-/// The MAC address of `dev` in the calling thread's namespace.
+/// The MAC address of `dev` in the calling thread's namespace (netlink
+/// sockets belong to the namespace of the thread that opens them).
 pub fn if_mac(dev: &str) -> Result<[u8; 6], String> {
-    let out = Command::new("ip")
-        .args(["-j", "link", "show", "dev", dev])
-        .output()
-        .map_err(|e| format!("cannot run ip to read the MAC of {dev}: {e} (use --src-mac)"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip link show dev {dev}: {} (use --src-mac)",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("ip -j link: {e}"))?;
-    let text = v[0]["address"]
-        .as_str()
-        .ok_or_else(|| format!("ip -j link shows no address for {dev} (use --src-mac)"))?;
-    super::args::parse_mac(text).map_err(|e| format!("{dev}'s address {text}: {e}"))
+    let idx = datapath::sys::if_index(dev)
+        .ok_or_else(|| format!("no interface {dev} in this namespace"))?;
+    let link = datapath::sys::netlink::Netlink::open()
+        .and_then(|mut nl| nl.link(idx))
+        .map_err(|e| format!("cannot read the MAC of {dev}: {e} (use --src-mac)"))?;
+    Ok(link.mac)
 }
 
 /// An interface's kernel counters.

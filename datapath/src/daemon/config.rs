@@ -9,12 +9,22 @@
 //! socket = "/run/oxvs/oxvsd.sock"   # control socket (mode 0600); optional
 //! state = "/var/lib/oxvs/rules"     # accepted rule changes persisted here; optional
 //! metrics = "127.0.0.1:9477"        # Prometheus text endpoint; optional
+//! tlv_map = "{class=0x0102,type=0x80,len=4}->tun_metadata0"  # Geneve options; optional
 //!
 //! [[port]]
 //! name = "v1p1"            # interface name
 //! no = 1                   # OpenFlow port number
 //! kind = "auto"            # auto (AF_XDP, else AF_PACKET), afxdp, af_packet
 //! uplink = false           # true: only Geneve goes to the switch, the rest to the kernel
+//!
+//! [[port]]
+//! name = "gnv0"            # a Geneve tunnel port (no interface of its own)
+//! no = 100
+//! kind = "geneve"
+//! local_ip = "192.168.77.1"  # this node's VTEP; packets leave through the
+//!                            # uplink the kernel routes the remote to
+//! remote_ip = "flow"         # or a fixed remote VTEP
+//! key = "flow"               # or a fixed VNI
 //! ```
 //!
 //! Unknown keys are errors (a misspelt key silently ignored is a
@@ -53,6 +63,9 @@ pub struct SwitchConfig {
     pub state: Option<PathBuf>,
     /// Listen address of the Prometheus text endpoint.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Geneve options carried in `tun_metadataN`, as `ovs-ofctl
+    /// add-tlv-map` writes them: `{class=0x0102,type=0x80,len=4}->tun_metadata0`.
+    pub tlv_map: Option<String>,
 }
 
 /// How a port attaches to its interface.
@@ -66,6 +79,10 @@ pub enum PortKind {
     Afxdp,
     /// AF_PACKET only.
     AfPacket,
+    /// A Geneve tunnel port: no interface of its own; it sends through the
+    /// uplink that routes to the remote VTEP and receives what the uplinks
+    /// decapsulate for `local_ip`.
+    Geneve,
 }
 
 /// One `[[port]]`.
@@ -82,6 +99,75 @@ pub struct PortConfig {
     /// Whether the node itself also uses this interface.
     #[serde(default)]
     pub uplink: bool,
+    /// Tunnel ports: this node's VTEP address.
+    pub local_ip: Option<std::net::IpAddr>,
+    /// Tunnel ports: the remote VTEP, or `"flow"` (the default) for
+    /// `set_field:...->tun_dst` in the rules.
+    pub remote_ip: Option<String>,
+    /// Tunnel ports: the VNI, or `"flow"` (the default) for
+    /// `set_field:...->tun_id`.
+    pub key: Option<String>,
+}
+
+impl PortConfig {
+    /// The tunnel settings of a `geneve` port (checked by [`Config::check`]).
+    pub fn tunnel(&self) -> Result<Option<flowtable::tunnel::Tunnel>, String> {
+        if self.kind != PortKind::Geneve {
+            if self.local_ip.is_some() || self.remote_ip.is_some() || self.key.is_some() {
+                return Err(format!(
+                    "port {}: local_ip, remote_ip and key are for kind = \"geneve\"",
+                    self.name
+                ));
+            }
+            return Ok(None);
+        }
+        let local = self
+            .local_ip
+            .ok_or_else(|| format!("port {}: a geneve port needs local_ip", self.name))?;
+        let remote = match self.remote_ip.as_deref() {
+            None | Some("flow") => None,
+            Some(r) => {
+                let ip: std::net::IpAddr = r.parse().map_err(|_| {
+                    format!(
+                        "port {}: remote_ip = {r:?} is not an address or \"flow\"",
+                        self.name
+                    )
+                })?;
+                if ip.is_ipv4() != local.is_ipv4() {
+                    return Err(format!(
+                        "port {}: remote_ip and local_ip are of different families",
+                        self.name
+                    ));
+                }
+                Some(ip)
+            }
+        };
+        let key = match self.key.as_deref() {
+            None | Some("flow") => None,
+            Some(k) => {
+                let v = match k.strip_prefix("0x") {
+                    Some(h) => u32::from_str_radix(h, 16),
+                    None => k.parse(),
+                };
+                match v {
+                    Ok(v) if v < 1 << 24 => Some(v),
+                    _ => {
+                        return Err(format!(
+                            "port {}: key = {k:?} is not a 24-bit VNI or \"flow\"",
+                            self.name
+                        ))
+                    }
+                }
+            }
+        };
+        if self.uplink {
+            return Err(format!(
+                "port {}: a tunnel port cannot be an uplink",
+                self.name
+            ));
+        }
+        Ok(Some(flowtable::tunnel::Tunnel { local, remote, key }))
+    }
 }
 
 /// Why a configuration was refused. The doc comment of each variant is its
@@ -180,6 +266,7 @@ impl Config {
             if !nos.insert(p.no) {
                 return Err(format!("port number {} appears twice", p.no));
             }
+            p.tunnel()?;
         }
         let mut cores = std::collections::BTreeSet::new();
         for c in &self.switch.poll_cores {
@@ -214,6 +301,29 @@ mod tests {
         assert!(c.ports[1].uplink);
         assert_eq!(c.switch.poll_cores, [1]);
         assert_eq!(c.switch.metrics.unwrap().port(), 9477);
+    }
+
+    #[test]
+    fn tunnel_ports() {
+        let c = Config::parse(
+            "[[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\nlocal_ip = \"192.168.77.1\"\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        let t = c.ports[0].tunnel().unwrap().unwrap();
+        assert_eq!((t.remote, t.key), (None, None));
+        let bad = |extra: &str| {
+            let c = Config::parse(&format!(
+                "[[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\n{extra}"
+            ))
+            .unwrap();
+            c.check().unwrap_err()
+        };
+        assert_eq!(bad(""), "port gnv0: a geneve port needs local_ip");
+        assert!(bad("local_ip = \"192.168.77.1\"\nremote_ip = \"fd00::2\"\n").contains("families"));
+        assert!(bad("local_ip = \"192.168.77.1\"\nkey = \"0x1000000\"\n").contains("24-bit"));
+        let c = Config::parse("[[port]]\nname = \"v1\"\nno = 1\nkey = \"5\"\n").unwrap();
+        assert!(c.check().unwrap_err().contains("for kind = \"geneve\""));
     }
 
     #[test]

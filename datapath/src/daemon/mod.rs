@@ -5,14 +5,22 @@
 //! per configured core, own the ports' queues and move the packets.
 
 pub mod config;
+pub mod control;
+pub mod handle;
+pub mod metrics;
 pub mod open;
+pub mod persist;
 pub mod pmd;
 pub mod publish;
+pub mod resolve;
+pub mod state;
 
 use config::Config;
 use flowtable::Bridge;
 use pmd::{Opener, PmdReport, PmdThread, ToControl};
 use publish::Published;
+use state::ControlState;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,27 +38,91 @@ pub fn load_flows(br: &mut Bridge, text: &str) -> Result<usize, String> {
     Ok(changes.len())
 }
 
+/// The bridge's TLV map from `[switch] tlv_map` (`ovs-ofctl add-tlv-map`
+/// syntax).
+fn tlv_map(text: &str) -> Result<flowtable::tunnel::TlvMap, String> {
+    let parsed = encap::TlvMap::parse(text).map_err(|e| format!("tlv_map: {e}"))?;
+    let mut map = flowtable::tunnel::TlvMap::default();
+    for e in parsed.entries() {
+        let slot = map.slots.get_mut(e.slot as usize).ok_or_else(|| {
+            format!(
+                "tlv_map: tun_metadata{} is not supported (0 and 1 are)",
+                e.slot
+            )
+        })?;
+        if e.len > 8 {
+            return Err(format!(
+                "tlv_map: tun_metadata{} is {} bytes; at most 8 are supported",
+                e.slot, e.len
+            ));
+        }
+        *slot = Some(flowtable::tunnel::TlvSlot {
+            class: e.class,
+            ty: e.typ,
+            len: e.len,
+        });
+    }
+    Ok(map)
+}
+
 /// Runs the switch until `shutdown` is set (SIGTERM/SIGINT in `oxvsd`).
 pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let mut bridge = Bridge::default();
+    let mut fixed_remotes = Vec::new();
     for p in &cfg.ports {
-        bridge.add_port(p.no, &p.name);
-        // Down until a poll thread has opened it, so flooding skips it.
-        bridge.set_port_up(p.no, false);
+        match p.tunnel()? {
+            Some(t) => {
+                fixed_remotes.extend(t.remote);
+                bridge.ports.add_tunnel(p.no, &p.name, t);
+            }
+            None => {
+                bridge.add_port(p.no, &p.name);
+                // Down until a poll thread has opened it, so flooding skips it.
+                bridge.set_port_up(p.no, false);
+            }
+        }
     }
-    if let Some(path) = &cfg.switch.flows {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let n = load_flows(&mut bridge, &text).map_err(|e| format!("{}: {e}", path.display()))?;
-        tracing::info!(flows = %path.display(), changes = n, "rules loaded");
+    if let Some(text) = &cfg.switch.tlv_map {
+        bridge.tlv = tlv_map(text)?;
     }
-    let published = Arc::new(Published::new(bridge.clone()));
+    let uplinks = cfg
+        .ports
+        .iter()
+        .filter(|p| p.uplink)
+        .map(|p| (p.name.clone(), p.no))
+        .collect();
+    let mut resolver = resolve::Resolver::new(uplinks);
+    resolver.want(&fixed_remotes, &mut bridge);
+    load_rules(&cfg, &mut bridge)?;
+    let mut st = ControlState::new(bridge);
+    // One clock for rule times, in this thread and in the poll threads.
+    let epoch = st.start;
+    st.persist = cfg.switch.state.clone().map(persist::StateFile::new);
+    if let Some(p) = &st.persist {
+        p.save(&st.bridge).map_err(|e| e.to_string())?;
+    }
+    let published = Arc::new(Published::new(st.bridge.clone()));
     let (to_control, from_pmd) = std::sync::mpsc::channel();
+    let _ctl = match &cfg.switch.socket {
+        Some(p) => {
+            Some(control::ControlServer::start(p, to_control.clone()).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let _metrics = match cfg.switch.metrics {
+        Some(a) => Some(
+            metrics::MetricsServer::start(a, to_control.clone())
+                .map_err(|e| format!("metrics on {a}: {e}"))?,
+        ),
+        None => None,
+    };
     // One thread per configured core; thread i owns queue i of every port.
     let cores: Vec<Option<usize>> = if cfg.switch.poll_cores.is_empty() {
         vec![None]
     } else {
         cfg.switch.poll_cores.iter().map(|&c| Some(c)).collect()
     };
+    let dump = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut handles = Vec::new();
     for (id, core) in cores.iter().enumerate() {
         let thread = PmdThread {
@@ -63,6 +135,8 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             to_control: to_control.clone(),
             shutdown: shutdown.clone(),
             open: open.clone(),
+            epoch,
+            dump: dump.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("oxvs-pmd{id}"))
@@ -71,17 +145,23 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         handles.push(h);
     }
     drop(to_control);
-    let start = Instant::now();
     let mut last_expire = Instant::now();
-    let mut published_version = bridge.version();
+    let mut published_version = st.bridge.version();
     // Which threads have each port open: a port is up for flooding while
     // any thread can send to it.
-    let mut up_on: std::collections::BTreeMap<u32, u64> = Default::default();
+    let mut up_on: BTreeMap<u32, u64> = Default::default();
+    let mut reports: BTreeMap<usize, PmdReport> = Default::default();
     let mut exited: Vec<PmdReport> = Vec::new();
+    let mut macs: BTreeMap<String, Option<[u8; 6]>> = Default::default();
+    // dump-megaflows waits for every poll thread's answer to request `seq`.
+    let mut dumps: Vec<handle::Call> = Vec::new();
+    let mut dump_lines: BTreeMap<usize, (u64, Vec<String>)> = Default::default();
+    let mut dump_asked_at = Instant::now();
     while !shutdown.load(Ordering::Relaxed) || exited.len() < handles.len() {
-        let now_ms = start.elapsed().as_millis() as u64;
-        match from_pmd.recv_timeout(Duration::from_millis(200)) {
-            Ok(ToControl::Learned(l)) => bridge.learn(&l, now_ms),
+        let now_ms = st.now_ms();
+        match from_pmd.recv_timeout(Duration::from_millis(100)) {
+            Ok(ToControl::Resolve(ips)) => resolver.want(&ips, &mut st.bridge),
+            Ok(ToControl::Learned(l)) => st.bridge.learn(&l, now_ms),
             Ok(ToControl::PortState { thread, no, up }) => {
                 let m = up_on.entry(no).or_default();
                 if up {
@@ -89,23 +169,62 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
                 } else {
                     *m &= !(1 << thread);
                 }
-                bridge.set_port_up(no, *m != 0);
+                st.bridge.set_port_up(no, *m != 0);
             }
-            Ok(ToControl::Report(_)) => {}
-            Ok(ToControl::Exited(r)) => exited.push(r),
+            Ok(ToControl::Report(r)) => {
+                reports.insert(r.thread, r);
+                fill_status(&mut st, &reports, &mut macs);
+            }
+            Ok(ToControl::Exited(r)) => {
+                reports.insert(r.thread, r.clone());
+                fill_status(&mut st, &reports, &mut macs);
+                exited.push(r);
+            }
+            Ok(ToControl::Megaflows { thread, seq, lines }) => {
+                dump_lines.insert(thread, (seq, lines));
+            }
+            Ok(ToControl::Call(c)) => {
+                if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
+                    if dumps.is_empty() {
+                        dump.fetch_add(1, Ordering::Relaxed);
+                        dump_asked_at = Instant::now();
+                    }
+                    dumps.push(c);
+                } else {
+                    handle::answer(c, &mut st);
+                }
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
+        if !dumps.is_empty() {
+            let seq = dump.load(Ordering::Relaxed);
+            let all =
+                dump_lines.len() >= handles.len() && dump_lines.values().all(|(s, _)| *s == seq);
+            // A thread that cannot answer within 2 s (it is gone) does not
+            // hold the others' answer back.
+            if all || dump_asked_at.elapsed() > Duration::from_secs(2) {
+                st.megaflows = dump_lines
+                    .values()
+                    .filter(|(s, _)| *s == seq)
+                    .flat_map(|(_, l)| l.iter().cloned())
+                    .collect();
+                for c in dumps.drain(..) {
+                    handle::answer(c, &mut st);
+                }
+            }
+        }
+        resolver.tick(&mut st.bridge);
         if last_expire.elapsed() >= Duration::from_secs(1) {
             last_expire = Instant::now();
-            let gone = bridge.expire(now_ms);
+            let gone = st.bridge.expire(now_ms);
             if !gone.is_empty() {
                 tracing::info!(rules = gone.len(), "rules expired");
             }
         }
-        if bridge.version() != published_version {
-            published_version = bridge.version();
-            published.publish(bridge.clone());
+        if st.bridge.version() != published_version {
+            published_version = st.bridge.version();
+            published.publish(st.bridge.clone());
         }
     }
     for h in handles {
@@ -131,6 +250,92 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         );
     }
     Ok(())
+}
+
+/// The rules at start: the persisted state if there is one (it holds every
+/// change accepted since the flow file was first loaded, deletions
+/// included), otherwise the flow file.
+fn load_rules(cfg: &Config, bridge: &mut Bridge) -> Result<(), String> {
+    if let Some(path) = &cfg.switch.state {
+        if let Some(n) = persist::restore(path, bridge).map_err(|e| e.to_string())? {
+            tracing::info!(state = %path.display(), changes = n, "rules restored");
+            return Ok(());
+        }
+    }
+    if let Some(path) = &cfg.switch.flows {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = load_flows(bridge, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        tracing::info!(flows = %path.display(), changes = n, "rules loaded");
+    }
+    Ok(())
+}
+
+/// Refreshes what `show`, `dump-ports`, `pmd-stats` and the metrics read
+/// from the poll threads' latest reports.
+fn fill_status(
+    st: &mut ControlState,
+    reports: &BTreeMap<usize, PmdReport>,
+    macs: &mut BTreeMap<String, Option<[u8; 6]>>,
+) {
+    st.pmds = reports
+        .values()
+        .map(|r| state::PmdStatus {
+            id: r.thread,
+            core: r.core,
+            stats: r.stats,
+            busy_ns: r.busy_ns,
+            total_ns: r.total_ns,
+        })
+        .collect();
+    let mut ports: BTreeMap<u32, state::PortStatus> = BTreeMap::new();
+    for r in reports.values() {
+        for p in &r.ports {
+            let e = ports.entry(p.no).or_insert_with(|| state::PortStatus {
+                no: p.no,
+                name: p.name.clone(),
+                mac: *macs
+                    .entry(p.name.clone())
+                    .or_insert_with(|| if_mac(&p.name)),
+                ..Default::default()
+            });
+            if p.up {
+                e.up = true;
+                e.queues += 1;
+                e.pmds.push(r.thread);
+                if e.mode.is_empty() || r.thread == 0 {
+                    e.mode = p.mode.clone();
+                }
+            }
+            e.stats.add(&p.stats);
+        }
+    }
+    for p in ports.values_mut() {
+        if p.mode.is_empty() {
+            p.mode = "down".into();
+        }
+    }
+    for (no, info) in st.bridge.ports.iter().map(|i| (i.no, i)) {
+        if let Some(t) = &info.tunnel {
+            ports.insert(
+                no,
+                state::PortStatus {
+                    no,
+                    name: info.name.clone(),
+                    mode: format!("geneve local_ip={}", t.local),
+                    up: true,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    st.ports = ports.into_values().collect();
+}
+
+/// The MAC of interface `name` in this namespace, if it has one.
+fn if_mac(name: &str) -> Option<[u8; 6]> {
+    let idx = crate::sys::if_index(name)?;
+    let mut nl = crate::sys::netlink::Netlink::open().ok()?;
+    nl.link(idx).ok().map(|l| l.mac)
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ pub fn open_port(
         }
     }
     match cfg.kind {
+        PortKind::Geneve => Err(format!("{} is a tunnel port: it has no interface", cfg.name)),
         PortKind::AfPacket => open_packet(cfg, true),
         PortKind::Afxdp => open_xdp(cfg, queue, pool),
         PortKind::Auto => open_xdp(cfg, queue, pool).or_else(|why| {

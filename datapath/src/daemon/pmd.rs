@@ -46,6 +46,25 @@ pub enum ToControl {
     Report(PmdReport),
     /// The thread's last counters, at exit.
     Exited(PmdReport),
+    /// Remote VTEPs that packets wanted and that have no route yet.
+    Resolve(Vec<std::net::IpAddr>),
+    /// The thread's megaflows, formatted, answering dump request `seq`.
+    Megaflows {
+        /// The thread.
+        thread: usize,
+        /// The request answered.
+        seq: u64,
+        /// One line per megaflow.
+        lines: Vec<String>,
+    },
+    /// A control-socket or metrics request for the control thread.
+    Call(super::handle::Call),
+}
+
+impl From<super::handle::Call> for ToControl {
+    fn from(c: super::handle::Call) -> ToControl {
+        ToControl::Call(c)
+    }
 }
 
 /// A poll thread's counters and the state of its ports.
@@ -152,6 +171,11 @@ pub struct PmdThread {
     pub shutdown: Arc<AtomicBool>,
     /// How ports are opened.
     pub open: Opener,
+    /// The daemon's clock: rule counters credited here are read by the
+    /// control thread against the same start.
+    pub epoch: Instant,
+    /// Bumped by the control thread to ask for a megaflow dump.
+    pub dump: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PmdThread {
@@ -175,7 +199,13 @@ impl PmdThread {
             slots: Vec::new(),
             by_no: Vec::new(),
         };
-        for cfg in self.ports.iter().cloned() {
+        // Tunnel ports have no interface: their packets leave and arrive
+        // through the uplinks.
+        let real = self
+            .ports
+            .iter()
+            .filter(|p| p.kind != super::config::PortKind::Geneve);
+        for cfg in real.cloned() {
             let no = cfg.no as usize;
             if ports.by_no.len() <= no {
                 ports.by_no.resize(no + 1, None);
@@ -189,9 +219,11 @@ impl PmdThread {
                 quiet: false,
             });
         }
-        let start = Instant::now();
+        let start = self.epoch;
+        let mut dump_seen = self.dump.load(Ordering::Relaxed);
         let mut last_check = 0u64;
         let mut learned = Vec::new();
+        let mut unresolved = Vec::new();
         let mut batch = Batch::default();
         let mut last_packet = std::time::Duration::ZERO;
         let mut fds = Vec::with_capacity(ports.slots.len());
@@ -215,6 +247,16 @@ impl PmdThread {
             if let Some(b) = self.published.changed_since(&mut seen) {
                 bridge = b;
             }
+            let want = self.dump.load(Ordering::Relaxed);
+            if want != dump_seen {
+                dump_seen = want;
+                let lines = dump_megaflows(self.id, &pmd, &bridge, now_ms);
+                let _ = self.to_control.send(ToControl::Megaflows {
+                    thread: self.id,
+                    seq: want,
+                    lines,
+                });
+            }
             let mut got = 0;
             for i in 0..ports.slots.len() {
                 let no = ports.slots[i].cfg.no;
@@ -226,12 +268,22 @@ impl PmdThread {
                     continue;
                 }
                 got += batch.len;
-                pmd.process(&bridge, &mut pool, &mut ports, no, &batch, now_ms);
+                if ports.slots[i].cfg.uplink {
+                    pmd.process_uplink(&bridge, &mut pool, &mut ports, &batch, now_ms);
+                } else {
+                    pmd.process(&bridge, &mut pool, &mut ports, no, &batch, now_ms);
+                }
             }
             for s in ports.slots.iter_mut() {
                 if let Some(p) = s.port.as_mut() {
                     p.flush(&mut pool);
                 }
+            }
+            pmd.tunnel.take_unresolved(&mut unresolved);
+            if !unresolved.is_empty() {
+                let _ = self
+                    .to_control
+                    .send(ToControl::Resolve(std::mem::take(&mut unresolved)));
             }
             pmd.take_learned(&mut learned);
             if !learned.is_empty() {
@@ -274,6 +326,27 @@ impl PmdThread {
         let r = report(&self, &ports, &pmd.stats, busy_ns, start.elapsed());
         let _ = self.to_control.send(ToControl::Exited(r));
     }
+}
+
+/// The thread's megaflows as `dump-megaflows` prints them.
+fn dump_megaflows(id: usize, pmd: &Pmd, br: &Bridge, now_ms: u64) -> Vec<String> {
+    pmd.megaflows
+        .iter()
+        .map(|mf| {
+            let m = flowtable::Match {
+                key: mf.key,
+                mask: mf.mask,
+            };
+            format!(
+                "pmd{id}: {}, packets:{}, bytes:{}, used:{:.3}s, actions:{}",
+                ctl::ofp::format_match(&m, &br.ports),
+                mf.packets,
+                mf.bytes,
+                now_ms.saturating_sub(mf.used_ms) as f64 / 1000.0,
+                ctl::odp::format_dp_actions(&mf.actions)
+            )
+        })
+        .collect()
 }
 
 fn report(

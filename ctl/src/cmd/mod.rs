@@ -1,0 +1,360 @@
+//! `oxvs-ctl`'s commands: the command line turned into a [`Command`] for the
+//! daemon, or into an offline run over a flow file.
+//!
+//! The syntax follows `ovs-ofctl` so that people and scripts that manage
+//! Open vSwitch can manage oxvs: the same command names, the same flow
+//! syntax, `--strict` and `--bundle`, `-` for standard input. The bridge
+//! argument `ovs-ofctl` takes is accepted and ignored when it is `br0`
+//! (oxvsd runs one bridge). Files are read here, on the client, and sent as
+//! text; the daemon parses them with its own port names.
+
+pub mod offline;
+
+use crate::client::{self, ClientError, DEFAULT_SOCKET};
+use crate::proto::Command;
+use flowtable::PortNo;
+use std::io::Read;
+use std::path::PathBuf;
+
+/// The usage text.
+pub const USAGE: &str = "\
+usage: oxvs-ctl [--socket PATH] COMMAND [ARG]...
+
+Flows and groups (every change is one transaction; --bundle says so):
+  add-flow [--bundle] FLOW           add or replace one flow
+  add-flows [--bundle] FILE          flows from FILE ('-' for stdin); lines
+                                     may start with add, modify, delete, ...
+  mod-flows [--strict] [--bundle] FLOW
+  del-flows [--strict] [--bundle] [MATCH]
+  replace-flows [--bundle] FILE      make the flows exactly those of FILE
+  diff-flows FILE                    '-' only in the switch, '+' only in FILE
+  dump-flows [MATCH]
+  add-group [--bundle] GROUP         mod-group [--bundle] GROUP
+  del-groups [--bundle] [group_id=N] dump-groups
+Switch:
+  show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
+  trace PACKET                       trace a packet through the live rules
+  metrics                            the Prometheus text the daemon exports
+Offline (no daemon):
+  trace --flows FILE [--port NAME=NO]... PACKET
+  parse-flows [--port NAME=NO]... FILE
+
+The socket defaults to /run/oxvs/oxvsd.sock. A first argument 'br0' after
+the command is ignored, as ovs-ofctl takes a bridge name there. Without
+--port, an offline FILE's port numbers become ports named pN.";
+
+/// A parsed command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// Print the usage.
+    Help,
+    /// Ask the daemon.
+    Remote {
+        /// The socket.
+        socket: PathBuf,
+        /// The request.
+        cmd: Command,
+        /// The file the request carries, named in front of errors that
+        /// point at one of its lines.
+        source: Option<String>,
+    },
+    /// `trace --flows FILE PACKET`.
+    OfflineTrace {
+        /// The flow file.
+        file: String,
+        /// `--port NAME=NO`.
+        ports: Vec<(String, PortNo)>,
+        /// The packet.
+        packet: String,
+    },
+    /// `parse-flows FILE`.
+    ParseFlows {
+        /// The flow file.
+        file: String,
+        /// `--port NAME=NO`.
+        ports: Vec<(String, PortNo)>,
+    },
+}
+
+/// Runs a command line; `Ok` is the text to print.
+pub fn run(args: &[String]) -> Result<String, String> {
+    match parse(args, &mut |f| read_file(f))? {
+        Invocation::Help => Ok(format!("{USAGE}\n")),
+        Invocation::Remote {
+            socket,
+            cmd,
+            source,
+        } => client::call(&socket, cmd).map_err(|e| match (e, source) {
+            (ClientError::Remote(f), Some(src)) if f.message.starts_with("line ") => {
+                format!("{src}: {f}")
+            }
+            (e, _) => e.to_string(),
+        }),
+        Invocation::OfflineTrace {
+            file,
+            ports,
+            packet,
+        } => offline::trace(&read_file(&file)?, &file, &ports, &packet),
+        Invocation::ParseFlows { file, ports } => {
+            offline::parse_flows(&read_file(&file)?, &file, &ports)
+        }
+    }
+}
+
+/// Reads a file, `-` meaning standard input.
+pub fn read_file(f: &str) -> Result<String, String> {
+    if f == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("stdin: {e}"))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))
+}
+
+/// Parses a command line. `read` loads the files that remote commands send.
+pub fn parse(
+    args: &[String],
+    read: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Invocation, String> {
+    let mut socket = PathBuf::from(DEFAULT_SOCKET);
+    let (mut strict, mut bundle) = (false, false);
+    let mut flows = None;
+    let mut ports = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--socket" => socket = it.next().ok_or("--socket needs a path")?.into(),
+            "--strict" => strict = true,
+            "--bundle" => bundle = true,
+            "--flows" => flows = Some(it.next().ok_or("--flows needs a file")?.clone()),
+            "--port" => ports.push(port_arg(it.next().ok_or("--port needs NAME=NO")?)?),
+            "-h" | "--help" => return Ok(Invocation::Help),
+            _ => words.push(a.clone()),
+        }
+    }
+    let Some((cmd, rest)) = words.split_first() else {
+        return Err(USAGE.to_string());
+    };
+    let mut rest = rest;
+    if rest.first().is_some_and(|b| b == "br0") {
+        rest = &rest[1..];
+    }
+    let no_flags = |name: &str| -> Result<(), String> {
+        if strict || bundle {
+            return Err(format!("{name} takes neither --strict nor --bundle"));
+        }
+        Ok(())
+    };
+    let name = cmd.as_str();
+    let remote = |cmd| {
+        Ok(Invocation::Remote {
+            socket: socket.clone(),
+            cmd,
+            source: None,
+        })
+    };
+    // A file's contents, and its name as errors should show it.
+    let mut file = |rest: &[String]| -> Result<(String, String), String> {
+        let f = one(name, rest, "FILE")?;
+        let text = read(&f)?;
+        Ok((text, if f == "-" { "stdin".into() } else { f }))
+    };
+    let from_file = |cmd, src: String| {
+        Ok(Invocation::Remote {
+            socket: socket.clone(),
+            cmd,
+            source: Some(src),
+        })
+    };
+    if strict && !matches!(name, "mod-flows" | "del-flows") {
+        return Err(format!("{name} does not take --strict"));
+    }
+    match name {
+        "help" => Ok(Invocation::Help),
+        "trace" if flows.is_some() => {
+            let packet = one(name, rest, "PACKET")?;
+            Ok(Invocation::OfflineTrace {
+                file: flows.unwrap_or_default(),
+                ports,
+                packet,
+            })
+        }
+        "parse-flows" => Ok(Invocation::ParseFlows {
+            file: one(name, rest, "FILE")?,
+            ports,
+        }),
+        "add-flow" => remote(Command::AddFlow {
+            flow: one(name, rest, "FLOW")?,
+            bundle,
+        }),
+        "add-flows" => {
+            let (text, src) = file(rest)?;
+            from_file(Command::AddFlows { text, bundle }, src)
+        }
+        "mod-flows" => remote(Command::ModFlows {
+            flow: one(name, rest, "FLOW")?,
+            strict,
+            bundle,
+        }),
+        "del-flows" => remote(Command::DelFlows {
+            filter: optional(name, rest)?,
+            strict,
+            bundle,
+        }),
+        "replace-flows" => {
+            let (text, src) = file(rest)?;
+            from_file(Command::ReplaceFlows { text, bundle }, src)
+        }
+        "diff-flows" => {
+            no_flags(name)?;
+            let (text, src) = file(rest)?;
+            from_file(Command::DiffFlows { text }, src)
+        }
+        "dump-flows" => {
+            no_flags(name)?;
+            remote(Command::DumpFlows {
+                filter: optional(name, rest)?,
+            })
+        }
+        "add-group" => remote(Command::AddGroup {
+            group: one(name, rest, "GROUP")?,
+            bundle,
+        }),
+        "mod-group" => remote(Command::ModGroup {
+            group: one(name, rest, "GROUP")?,
+            bundle,
+        }),
+        "del-groups" => remote(Command::DelGroups {
+            filter: optional(name, rest)?,
+            bundle,
+        }),
+        "dump-ports" => {
+            no_flags(name)?;
+            remote(Command::DumpPorts {
+                port: optional(name, rest)?,
+            })
+        }
+        "trace" => {
+            no_flags(name)?;
+            remote(Command::Trace {
+                packet: one(name, rest, "PACKET")?,
+            })
+        }
+        _ => {
+            let cmd = match name {
+                "dump-groups" => Command::DumpGroups,
+                "show" => Command::Show,
+                "dump-tables" => Command::DumpTables,
+                "dump-drops" => Command::DumpDrops,
+                "pmd-stats" => Command::PmdStats,
+                "dump-megaflows" => Command::DumpMegaflows,
+                "metrics" => Command::Metrics,
+                other => return Err(format!("unknown command {other:?}\n{USAGE}")),
+            };
+            no_flags(name)?;
+            if !rest.is_empty() {
+                return Err(format!("{name} takes no arguments"));
+            }
+            remote(cmd)
+        }
+    }
+}
+
+fn one(cmd: &str, rest: &[String], what: &str) -> Result<String, String> {
+    match rest {
+        [x] => Ok(x.clone()),
+        _ => Err(format!("{cmd} needs one {what} argument")),
+    }
+}
+
+fn optional(cmd: &str, rest: &[String]) -> Result<Option<String>, String> {
+    match rest {
+        [] => Ok(None),
+        [x] => Ok(Some(x.clone())),
+        _ => Err(format!("{cmd} takes at most one argument")),
+    }
+}
+
+fn port_arg(p: &str) -> Result<(String, PortNo), String> {
+    let (name, no) = p
+        .split_once('=')
+        .ok_or_else(|| format!("--port {p}: expected NAME=NO"))?;
+    let no = no
+        .parse()
+        .map_err(|_| format!("--port {p}: {no} is not a port number"))?;
+    Ok((name.to_string(), no))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &str) -> Result<Invocation, String> {
+        let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+        parse(&args, &mut |f| Ok(format!("text of {f}")))
+    }
+
+    fn remote(args: &str) -> (PathBuf, Command) {
+        match p(args).unwrap() {
+            Invocation::Remote { socket, cmd, .. } => (socket, cmd),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn change_commands_carry_their_flags() {
+        let (socket, cmd) = remote("--socket /tmp/s del-flows --strict --bundle br0 ip");
+        assert_eq!(socket, PathBuf::from("/tmp/s"));
+        assert_eq!(
+            cmd,
+            Command::DelFlows {
+                filter: Some("ip".into()),
+                strict: true,
+                bundle: true
+            }
+        );
+        let (socket, cmd) = remote("add-flows f.txt --bundle");
+        assert_eq!(socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(
+            cmd,
+            Command::AddFlows {
+                text: "text of f.txt".into(),
+                bundle: true
+            }
+        );
+        assert_eq!(
+            remote("del-flows").1,
+            Command::DelFlows {
+                filter: None,
+                strict: false,
+                bundle: false
+            }
+        );
+    }
+
+    #[test]
+    fn trace_is_offline_with_flows_and_live_without() {
+        assert!(matches!(
+            p("trace --flows f in_port=1").unwrap(),
+            Invocation::OfflineTrace { .. }
+        ));
+        assert_eq!(
+            remote("trace in_port=1").1,
+            Command::Trace {
+                packet: "in_port=1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn misuse_is_refused() {
+        assert!(p("dump-flows --strict").unwrap_err().contains("--strict"));
+        assert!(p("show extra").unwrap_err().contains("no arguments"));
+        assert!(p("frobnicate").unwrap_err().contains("unknown command"));
+        assert!(p("add-flow").unwrap_err().contains("FLOW"));
+        assert!(p("").unwrap_err().starts_with("usage"));
+    }
+}

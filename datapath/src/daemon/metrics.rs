@@ -1,0 +1,439 @@
+//! The Prometheus endpoint: [`render`] turns the control state into the
+//! text exposition format, and [`MetricsServer`] serves it on
+//! `GET /metrics` over a minimal HTTP/1.1 listener.
+//!
+//! The listener does not read the switch state itself: it sends a
+//! [`Command::Metrics`] request through the same channel as the control
+//! socket, so the numbers are a consistent copy taken on the control thread
+//! and no lock is shared with it. One scrape is served at a time, with
+//! timeouts, which is all a Prometheus server needs and keeps a slow or
+//! hostile peer from tying up more than one thread.
+//!
+//! Names follow Prometheus conventions: an `oxvs_` prefix, base units,
+//! `_total` on counters, one label per dimension (`port`, `table`, `reason`,
+//! `pmd`).
+
+use super::handle::Call;
+use super::state::ControlState;
+use ctl::proto::{Command, Request, Response};
+use flowtable::DropReason;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Writes one metric family: HELP, TYPE and one sample per label value.
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Option<(&'static str, String)>, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (label, v) in samples {
+        match label {
+            Some((k, lv)) => {
+                let _ = writeln!(out, "{name}{{{k}=\"{}\"}} {v}", escape(&lv));
+            }
+            None => {
+                let _ = writeln!(out, "{name} {v}");
+            }
+        }
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The exposition text for `st`.
+pub fn render(st: &ControlState) -> String {
+    let mut o = String::new();
+    let none = |v: f64| [(None, v)];
+    family(
+        &mut o,
+        "oxvs_uptime_seconds",
+        "gauge",
+        "Seconds since oxvsd started.",
+        none(st.start.elapsed().as_secs_f64()),
+    );
+    family(
+        &mut o,
+        "oxvs_groups",
+        "gauge",
+        "Groups installed.",
+        none(st.bridge.groups.len() as f64),
+    );
+    family(
+        &mut o,
+        "oxvs_megaflows",
+        "gauge",
+        "Megaflows installed.",
+        none(st.megaflows.len() as f64),
+    );
+
+    let port = |p: &super::state::PortStatus| Some(("port", p.name.clone()));
+    type PortField = fn(&crate::stats::PortStats) -> u64;
+    let port_counters: [(&str, &str, PortField); 6] = [
+        ("rx_packets", "Packets received.", |s| s.rx_packets),
+        ("rx_bytes", "Bytes received.", |s| s.rx_bytes),
+        ("tx_packets", "Packets transmitted.", |s| s.tx_packets),
+        ("tx_bytes", "Bytes transmitted.", |s| s.tx_bytes),
+        ("rx_dropped", "Packets dropped on receive.", |s| {
+            s.rx_dropped
+        }),
+        ("tx_dropped", "Packets dropped on transmit.", |s| {
+            s.tx_dropped
+        }),
+    ];
+    for (what, help, get) in port_counters {
+        family(
+            &mut o,
+            &format!("oxvs_port_{what}_total"),
+            "counter",
+            help,
+            st.ports.iter().map(|p| (port(p), get(&p.stats))),
+        );
+    }
+    family(
+        &mut o,
+        "oxvs_port_up",
+        "gauge",
+        "1 when the port is up.",
+        st.ports.iter().map(|p| (port(p), u8::from(p.up))),
+    );
+
+    let tables = st.tables();
+    family(
+        &mut o,
+        "oxvs_table_rules",
+        "gauge",
+        "Rules installed in the table.",
+        tables
+            .iter()
+            .map(|t| (Some(("table", t.0.to_string())), t.1)),
+    );
+    family(
+        &mut o,
+        "oxvs_table_matched_packets_total",
+        "counter",
+        "Packets credited to the table's rules.",
+        tables
+            .iter()
+            .map(|t| (Some(("table", t.0.to_string())), t.2)),
+    );
+
+    let drops = st.drops();
+    family(
+        &mut o,
+        "oxvs_drops_total",
+        "counter",
+        "Packets dropped, by reason.",
+        DropReason::ALL.iter().map(|r| {
+            let name = r.name().trim_start_matches("drop_").to_string();
+            (Some(("reason", name)), drops[*r as usize])
+        }),
+    );
+
+    let pmd = |p: &super::state::PmdStatus| Some(("pmd", p.id.to_string()));
+    type PmdField = fn(&super::state::PmdStatus) -> u64;
+    let pmd_counters: [(&str, &str, PmdField); 6] = [
+        ("rx_packets", "Packets received by the poll thread.", |p| {
+            p.stats.rx_packets
+        }),
+        ("emc_hits", "Packets found in the exact-match cache.", |p| {
+            p.stats.emc_hit
+        }),
+        (
+            "megaflow_hits",
+            "Packets found in the megaflow table.",
+            |p| p.stats.megaflow_hit,
+        ),
+        ("upcalls", "Packets that needed a translation.", |p| {
+            p.stats.upcall
+        }),
+        (
+            "upcalls_uncached",
+            "Translations that could not be cached.",
+            |p| p.stats.upcall_uncached,
+        ),
+        (
+            "revalidations",
+            "Cache revalidations after rule changes.",
+            |p| p.stats.revalidations,
+        ),
+    ];
+    for (what, help, get) in pmd_counters {
+        family(
+            &mut o,
+            &format!("oxvs_pmd_{what}_total"),
+            "counter",
+            help,
+            st.pmds.iter().map(|p| (pmd(p), get(p))),
+        );
+    }
+    family(
+        &mut o,
+        "oxvs_pmd_busy_seconds_total",
+        "counter",
+        "Seconds the poll thread spent on batches with packets.",
+        st.pmds.iter().map(|p| (pmd(p), p.busy_ns as f64 / 1e9)),
+    );
+    family(
+        &mut o,
+        "oxvs_pmd_poll_seconds_total",
+        "counter",
+        "Seconds the poll thread has been polling.",
+        st.pmds.iter().map(|p| (pmd(p), p.total_ns as f64 / 1e9)),
+    );
+    o
+}
+
+/// How long one scrape may take to arrive and be answered.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest request head read (a scrape's is a few hundred bytes).
+const MAX_HEAD: usize = 8192;
+
+/// The running HTTP listener; dropping it stops it.
+pub struct MetricsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MetricsServer {
+    /// Listens on `addr` and answers scrapes with text obtained through
+    /// `calls`. `T` is whatever the control thread receives (its own enum,
+    /// with a variant for [`Call`]).
+    pub fn start<T: From<Call> + Send + 'static>(
+        addr: SocketAddr,
+        calls: Sender<T>,
+    ) -> std::io::Result<MetricsServer> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("oxvs-metrics".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if flag.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        if let Err(e) = serve(c, &calls) {
+                            tracing::debug!(error = %e, "metrics scrape failed");
+                        }
+                    }
+                }
+            })?;
+        Ok(MetricsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (useful when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept call so the thread sees the flag.
+        let woken = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+        if let (true, Some(t)) = (woken, self.thread.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve<T: From<Call>>(mut c: TcpStream, calls: &Sender<T>) -> std::io::Result<()> {
+    c.set_read_timeout(Some(SCRAPE_TIMEOUT))?;
+    c.set_write_timeout(Some(SCRAPE_TIMEOUT))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf)?;
+        if n == 0 || head.len() + n > MAX_HEAD {
+            return reply(&mut c, "400 Bad Request", "bad request\n");
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut words = line.split(|b| *b == b' ');
+    let (method, path) = (words.next(), words.next());
+    if method != Some(b"GET") {
+        return reply(&mut c, "405 Method Not Allowed", "only GET\n");
+    }
+    if !matches!(path, Some(b"/metrics") | Some(b"/")) {
+        return reply(&mut c, "404 Not Found", "try /metrics\n");
+    }
+    let (tx, rx) = sync_channel(1);
+    let call = Call {
+        req: Request::new(Command::Metrics),
+        reply: tx,
+    };
+    if calls.send(call.into()).is_err() {
+        return reply(&mut c, "503 Service Unavailable", "oxvsd is stopping\n");
+    }
+    match rx.recv_timeout(SCRAPE_TIMEOUT) {
+        Ok(Response::Ok(text)) => reply(&mut c, "200 OK", &text),
+        Ok(Response::Err(f)) => reply(&mut c, "500 Internal Server Error", &f.message),
+        Err(_) => reply(&mut c, "503 Service Unavailable", "oxvsd did not answer\n"),
+    }
+}
+
+fn reply(c: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes())?;
+    c.write_all(body.as_bytes())?;
+    c.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::handle::answer;
+    use crate::daemon::state::{PmdStatus, PortStatus};
+    use flowtable::Bridge;
+
+    fn state() -> ControlState {
+        let mut br = Bridge::default();
+        br.add_port(1, "vA1");
+        br.add_port(2, "we\"ird\\name");
+        let mut st = ControlState::new(br);
+        crate::daemon::load_flows(&mut st.bridge, "actions=drop\ntable=3,actions=drop\n").unwrap();
+        st.ports = vec![
+            PortStatus {
+                no: 1,
+                name: "vA1".into(),
+                up: true,
+                ..Default::default()
+            },
+            PortStatus {
+                no: 2,
+                name: "we\"ird\\name".into(),
+                ..Default::default()
+            },
+        ];
+        st.ports[0].stats.rx_packets = 42;
+        let mut p = PmdStatus {
+            id: 0,
+            busy_ns: 1_500_000_000,
+            total_ns: 3_000_000_000,
+            ..Default::default()
+        };
+        p.stats.drop(DropReason::TableMiss);
+        st.pmds = vec![p];
+        st
+    }
+
+    #[test]
+    fn renders_prometheus_names_with_help_and_type() {
+        let text = render(&state());
+        assert!(
+            text.contains("# TYPE oxvs_port_rx_packets_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oxvs_port_rx_packets_total{port=\"vA1\"} 42\n"),
+            "{text}"
+        );
+        assert!(text.contains("{port=\"we\\\"ird\\\\name\"}"), "{text}");
+        assert!(
+            text.contains("oxvs_drops_total{reason=\"table_miss\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("oxvs_table_rules{table=\"3\"} 1\n"), "{text}");
+        assert!(
+            text.contains("oxvs_pmd_busy_seconds_total{pmd=\"0\"} 1.5\n"),
+            "{text}"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
+        }
+    }
+
+    /// `promtool` comes with the Debian package `prometheus`.
+    #[test]
+    fn promtool_accepts_the_output() {
+        let text = render(&state());
+        let child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => panic!(
+                "promtool is needed to check the metrics text ({e}); install the Debian package `prometheus` (apt-get install prometheus)"
+            ),
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed:\n{}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn the_listener_serves_get_metrics_through_the_call_channel() {
+        let (tx, rx) = std::sync::mpsc::channel::<Call>();
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), tx).unwrap();
+        let control = std::thread::spawn(move || {
+            let mut st = state();
+            for call in rx {
+                answer(call, &mut st);
+            }
+        });
+        let get = |req: &str| {
+            let mut c = TcpStream::connect(server.addr()).unwrap();
+            c.write_all(req.as_bytes()).unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            s
+        };
+        let r = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("text/plain; version=0.0.4"), "{r}");
+        assert!(
+            r.contains("oxvs_port_rx_packets_total{port=\"vA1\"} 42"),
+            "{r}"
+        );
+        assert!(get("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(get("GET /x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+        assert!(get("GET /metrics").starts_with("HTTP/1.1 400"));
+        drop(server);
+        control.join().unwrap();
+    }
+}

@@ -1,0 +1,285 @@
+//! What the control thread knows about the running switch, for the control
+//! socket and the metrics endpoint: the master [`Bridge`], and copies of the
+//! port and poll-thread counters that the control thread refreshes from the
+//! poll threads. Also the text reports built from it (`show`, `dump-ports`,
+//! `dump-tables`, `dump-drops`, `pmd-stats`), in `ovs-ofctl` /
+//! `ovs-appctl` layout.
+//!
+//! The state is owned by the control thread alone and only ever touched from
+//! [`super::handle::handle`], so no field needs a lock; the poll threads never
+//! see it, they see published snapshots of the bridge.
+
+use super::persist::StateFile;
+use crate::stats::{PmdStats, PortStats};
+use flowtable::{Bridge, DropReason};
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// One port as `show` and `dump-ports` report it.
+#[derive(Clone, Debug, Default)]
+pub struct PortStatus {
+    /// OpenFlow port number.
+    pub no: u32,
+    /// Interface name.
+    pub name: String,
+    /// The interface's MAC address, if known.
+    pub mac: Option<[u8; 6]>,
+    /// How it is attached, e.g. `afxdp native copy`, `af_packet`.
+    pub mode: String,
+    /// Number of queues.
+    pub queues: usize,
+    /// The poll threads serving its queues (thread `i` serves queue `i`).
+    pub pmds: Vec<usize>,
+    /// Whether it is up.
+    pub up: bool,
+    /// Its counters, summed over queues.
+    pub stats: PortStats,
+}
+
+/// One poll thread as `pmd-stats` reports it.
+#[derive(Clone, Debug, Default)]
+pub struct PmdStatus {
+    /// Thread index (`oxvs-pmdN`).
+    pub id: usize,
+    /// The core it is pinned to, if any.
+    pub core: Option<usize>,
+    /// Its counters.
+    pub stats: PmdStats,
+    /// Nanoseconds spent on batches that had packets.
+    pub busy_ns: u64,
+    /// Nanoseconds it has been polling.
+    pub total_ns: u64,
+}
+
+impl PmdStatus {
+    /// Busy share of polling time, in percent.
+    pub fn busy_percent(&self) -> f64 {
+        ratio(self.busy_ns, self.total_ns) * 100.0
+    }
+
+    /// Busy nanoseconds per received packet.
+    pub fn ns_per_packet(&self) -> f64 {
+        ratio(self.busy_ns, self.stats.rx_packets)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Everything [`super::handle::handle`] works on.
+pub struct ControlState {
+    /// The master rule set; a change here is published as a snapshot by the
+    /// control thread after the request.
+    pub bridge: Bridge,
+    /// The clock of rule times: a rule's `created_ms` and `used_ms` are
+    /// milliseconds since this instant, so every part of the daemon that
+    /// stamps rules (the control thread's expiry, the poll threads' counters)
+    /// must use the same one.
+    pub start: Instant,
+    /// Ports, refreshed by the control thread.
+    pub ports: Vec<PortStatus>,
+    /// Poll threads, refreshed by the control thread.
+    pub pmds: Vec<PmdStatus>,
+    /// Installed megaflows, one formatted line each.
+    pub megaflows: Vec<String>,
+    /// Where accepted changes are persisted, if anywhere.
+    pub persist: Option<StateFile>,
+}
+
+impl ControlState {
+    /// A state over `bridge`, with the clock starting now and no ports,
+    /// poll threads or persistence yet.
+    pub fn new(bridge: Bridge) -> ControlState {
+        ControlState {
+            bridge,
+            start: Instant::now(),
+            ports: Vec::new(),
+            pmds: Vec::new(),
+            megaflows: Vec::new(),
+            persist: None,
+        }
+    }
+
+    /// Milliseconds since [`ControlState::start`], the clock of rule times.
+    pub fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Drops summed over poll threads, indexed like [`DropReason::ALL`].
+    pub fn drops(&self) -> [u64; DropReason::COUNT] {
+        let mut d = [0; DropReason::COUNT];
+        for p in &self.pmds {
+            for (sum, n) in d.iter_mut().zip(p.stats.drops) {
+                *sum += n;
+            }
+        }
+        d
+    }
+
+    /// Per table with rules: (table, active rules, packets matched).
+    pub fn tables(&self) -> Vec<(u8, usize, u64)> {
+        self.bridge
+            .cls
+            .tables()
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(n, t)| {
+                let hits = t
+                    .rules()
+                    .map(|r| r.stats.packets.load(Ordering::Relaxed))
+                    .sum();
+                (n, t.len(), hits)
+            })
+            .collect()
+    }
+
+    /// `show`.
+    pub fn show(&self) -> String {
+        let mut s = format!(
+            "oxvsd: up {:.3}s, {} rules, {} groups, {} poll threads\n",
+            self.start.elapsed().as_secs_f64(),
+            self.bridge.cls.len(),
+            self.bridge.groups.len(),
+            self.pmds.len()
+        );
+        for p in self.port_list() {
+            let mac = p
+                .mac
+                .map_or_else(|| "unknown".to_string(), |m| mac_text(&m));
+            let pmds: Vec<String> = p.pmds.iter().map(usize::to_string).collect();
+            let _ = writeln!(s, " {}({}): addr:{mac}", p.no, p.name);
+            let _ = writeln!(s, "     state:  {}", if p.up { "up" } else { "down" });
+            let _ = writeln!(
+                s,
+                "     mode:   {}, queues: {}, pmd: {}",
+                if p.mode.is_empty() {
+                    "unknown"
+                } else {
+                    &p.mode
+                },
+                p.queues,
+                if pmds.is_empty() {
+                    "none".into()
+                } else {
+                    pmds.join(",")
+                }
+            );
+        }
+        s
+    }
+
+    /// The ports to report: the refreshed list, or (before the first
+    /// refresh, or in tests) the bridge's ports with nothing else known.
+    fn port_list(&self) -> Vec<PortStatus> {
+        if !self.ports.is_empty() {
+            return self.ports.clone();
+        }
+        self.bridge
+            .ports
+            .iter()
+            .map(|p| PortStatus {
+                no: p.no,
+                name: p.name.clone(),
+                up: p.up,
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// `dump-ports [PORT]` (a name or a number); an error if no port has it.
+    pub fn dump_ports(&self, port: Option<&str>) -> Result<String, String> {
+        let ports: Vec<PortStatus> = self
+            .port_list()
+            .into_iter()
+            .filter(|p| port.is_none_or(|q| p.name == q || p.no.to_string() == q))
+            .collect();
+        if let (Some(q), true) = (port, ports.is_empty()) {
+            return Err(format!("no port {q:?}"));
+        }
+        let mut s = format!("port stats: {} ports\n", ports.len());
+        for p in ports {
+            let t = &p.stats;
+            let _ = writeln!(
+                s,
+                "  port {:>2}({}): rx pkts={}, bytes={}, drop={}, errs=?\n           tx pkts={}, bytes={}, drop={}, errs=?",
+                p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped
+            );
+        }
+        Ok(s)
+    }
+
+    /// `dump-tables`: tables holding rules (and table 0 always).
+    pub fn dump_tables(&self) -> String {
+        let mut tables = self.tables();
+        if tables.first().is_none_or(|t| t.0 != 0) {
+            tables.insert(0, (0, 0, 0));
+        }
+        let mut s = String::new();
+        for (n, active, matched) in tables {
+            let _ = writeln!(s, "  table {n}:\n    active={active}, matched={matched}");
+        }
+        let _ = writeln!(
+            s,
+            "  other tables: active=0 (matched counts packets credited to rules)"
+        );
+        s
+    }
+
+    /// `dump-drops`: every reason, zero or not, and the total.
+    pub fn dump_drops(&self) -> String {
+        let d = self.drops();
+        let mut s = String::new();
+        for r in DropReason::ALL {
+            let _ = writeln!(s, "{}: {}", r.name(), d[r as usize]);
+        }
+        let _ = writeln!(s, "total: {}", d.iter().sum::<u64>());
+        s
+    }
+
+    /// `pmd-stats`, in the layout of `ovs-appctl dpif-netdev/pmd-stats-show`.
+    pub fn pmd_stats(&self) -> String {
+        let mut s = String::new();
+        for p in &self.pmds {
+            let t = &p.stats;
+            let core = p
+                .core
+                .map_or_else(|| "unpinned".into(), |c| format!("core_id {c}"));
+            let pct = |n: u64| ratio(n, t.rx_packets) * 100.0;
+            let _ = writeln!(s, "pmd thread {} {core}:", p.id);
+            let _ = writeln!(s, "  packets received: {}", t.rx_packets);
+            let _ = writeln!(s, "  emc hits: {} ({:.1}%)", t.emc_hit, pct(t.emc_hit));
+            let _ = writeln!(
+                s,
+                "  megaflow hits: {} ({:.1}%)",
+                t.megaflow_hit,
+                pct(t.megaflow_hit)
+            );
+            let _ = writeln!(s, "  upcalls: {} ({:.1}%)", t.upcall, pct(t.upcall));
+            let _ = writeln!(s, "  upcalls not cached: {}", t.upcall_uncached);
+            let _ = writeln!(s, "  drops: {}", t.total_drops());
+            let _ = writeln!(s, "  revalidations: {}", t.revalidations);
+            let _ = writeln!(
+                s,
+                "  busy: {:.1}% ({} of {} ns)",
+                p.busy_percent(),
+                p.busy_ns,
+                p.total_ns
+            );
+            let _ = writeln!(s, "  avg ns per packet: {:.1}", p.ns_per_packet());
+        }
+        s
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -1,0 +1,309 @@
+//! What the namespace tests share: root detection, command helpers, and
+//! [`Lab`], a lab of network namespaces (scripts/oxvs-lab) with oxvsd
+//! instances in its nodes. Dropping a `Lab` kills its switches and takes the
+//! lab down, so a failed assertion leaves nothing behind.
+
+#![allow(dead_code)] // Each test file uses a different part.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One lab at a time: each runs busy-polling switches, and two cores are
+/// shared by the switches, the pods and the test itself.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0")
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn run(cmd: &[&str]) -> std::process::Output {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+pub fn ok(cmd: &[&str]) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A lab and the switches running in it; dropping it stops both.
+pub struct Lab {
+    pub name: String,
+    pub dir: PathBuf,
+    switches: BTreeMap<String, Child>,
+}
+
+impl Lab {
+    /// One node with `pods` pods.
+    pub fn up(tag: &str, pods: u32) -> Lab {
+        Lab::up_with(tag, 1, pods, 1)
+    }
+
+    /// One node with `pods` pods and `queues` queues per veth.
+    pub fn up_with_queues(tag: &str, pods: u32, queues: u32) -> Lab {
+        Lab::up_with(tag, 1, pods, queues)
+    }
+
+    /// `nodes` nodes of `pods` pods, `queues` queues per veth.
+    pub fn up_with(tag: &str, nodes: u32, pods: u32, queues: u32) -> Lab {
+        let name = format!("ox{tag}{}", std::process::id());
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let lab = Lab {
+            name,
+            dir,
+            switches: BTreeMap::new(),
+        };
+        let script = repo().join("scripts/oxvs-lab");
+        ok(&[
+            script.to_str().unwrap(),
+            "up",
+            "--nodes",
+            &nodes.to_string(),
+            "--pods",
+            &pods.to_string(),
+            "--queues",
+            &queues.to_string(),
+            "--name",
+            &lab.name,
+        ]);
+        lab
+    }
+
+    pub fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.name)
+    }
+
+    /// Starts oxvsd in node n1 with these flows and ports, and waits until
+    /// it says every port is up.
+    pub fn start_switch(&mut self, flows: &str, ports: &[(&str, u32)], kind: &str) {
+        self.start_switch_with(flows, ports, kind, "", 1);
+    }
+
+    /// [`Lab::start_switch`] with more `[switch]` settings and `threads`
+    /// poll threads, each of which logs every port up.
+    pub fn start_switch_with(
+        &mut self,
+        flows: &str,
+        ports: &[(&str, u32)],
+        kind: &str,
+        switch: &str,
+        threads: usize,
+    ) {
+        let mut cfg = format!("[switch]\nflows = \"node.flows\"\nlog = \"info\"\n{switch}");
+        for (name, no) in ports {
+            cfg.push_str(&format!(
+                "[[port]]\nname = \"{name}\"\nno = {no}\nkind = \"{kind}\"\n"
+            ));
+        }
+        self.start_switch_on("n1", &cfg, flows, ports.len() * threads);
+    }
+
+    /// Starts oxvsd in `node` with this whole configuration (whose
+    /// `[switch]` must say `flows = "node.flows"`) and flows, and waits
+    /// until it has logged `ports_up` ports up.
+    pub fn start_switch_on(&mut self, node: &str, toml: &str, flows: &str, ports_up: usize) {
+        let d = self.dir.join(node);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("node.flows"), flows).unwrap();
+        std::fs::write(d.join("node.toml"), toml).unwrap();
+        let log = std::fs::File::create(d.join("oxvsd.log")).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns(node),
+                env!("CARGO_BIN_EXE_oxvsd"),
+                "--config",
+            ])
+            .arg(d.join("node.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start oxvsd");
+        self.switches.insert(node.to_string(), child);
+        self.wait_log_of(
+            node,
+            |l| l.matches("port up").count() >= ports_up,
+            "every port up",
+        );
+    }
+
+    /// n1's switch log.
+    pub fn log(&self) -> String {
+        self.log_of("n1")
+    }
+
+    pub fn log_of(&self, node: &str) -> String {
+        std::fs::read_to_string(self.dir.join(node).join("oxvsd.log")).unwrap_or_default()
+    }
+
+    /// Waits (at most 10 s) until n1's log satisfies `done`.
+    pub fn wait_log(&self, done: impl Fn(&str) -> bool, what: &str) {
+        self.wait_log_of("n1", done, what)
+    }
+
+    pub fn wait_log_of(&self, node: &str, done: impl Fn(&str) -> bool, what: &str) {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if done(&self.log_of(node)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "oxvsd in {node} never logged {what}:\n{}",
+            self.log_of(node)
+        );
+    }
+
+    /// Pings `to` from pod namespace `from` (`n1-p1`); returns how many
+    /// replies came back.
+    pub fn ping(&self, from: &str, to: &str, count: u32) -> u32 {
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(from),
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            "-q",
+            to,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split(", ")
+            .find_map(|p| {
+                p.strip_suffix(" received")
+                    .or_else(|| p.strip_suffix(" packets received"))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Sends `bytes` over TCP from pod `from` to `to_ip`:5201 where pod `to`
+    /// listens; returns what the receiver counted, its SHA-256 and the
+    /// sender's SHA-256.
+    pub fn tcp_transfer(
+        &self,
+        from: &str,
+        to: &str,
+        to_ip: &str,
+        bytes: usize,
+    ) -> (usize, String, String) {
+        let server = Command::new("ip")
+            .args(["netns", "exec", &self.ns(to), "python3", "-c"])
+            .arg(
+                "import socket,hashlib\n\
+                 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                 s.bind(('0.0.0.0',5201)); s.listen(1); s.settimeout(20)\n\
+                 c,_=s.accept(); h=hashlib.sha256(); n=0\n\
+                 while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d); h.update(d)\n\
+                 print(n, h.hexdigest())",
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server");
+        std::thread::sleep(Duration::from_millis(400));
+        let client = format!(
+            "import socket,hashlib,os\n\
+             data=os.urandom({bytes}); s=socket.create_connection(('{to_ip}',5201), timeout=20)\n\
+             s.sendall(data); s.close(); print(hashlib.sha256(data).hexdigest())"
+        );
+        let sent = ok(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns(from),
+            "python3",
+            "-c",
+            &client,
+        ]);
+        let got = server.wait_with_output().expect("server ends");
+        let text = String::from_utf8_lossy(&got.stdout);
+        let mut it = text.split_whitespace();
+        let n = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        (
+            n,
+            it.next().unwrap_or("").to_string(),
+            sent.trim().to_string(),
+        )
+    }
+
+    /// Whether an XDP program is attached to an interface of node n1.
+    pub fn xdp_attached(&self, ifname: &str) -> bool {
+        ok(&["ip", "-n", &self.ns("n1"), "-d", "link", "show", ifname]).contains("xdp")
+    }
+
+    /// Takes the switch of `node` out of the lab's care (the caller ends it).
+    pub fn take_switch(&mut self, node: &str) -> Option<Child> {
+        self.switches.remove(node)
+    }
+
+    /// SIGTERM to n1's switch, then its exit status within 5 s.
+    pub fn stop_switch(&mut self) -> std::process::ExitStatus {
+        self.stop_switch_on("n1")
+    }
+
+    pub fn stop_switch_on(&mut self, node: &str) -> std::process::ExitStatus {
+        let mut child = self.switches.remove(node).expect("switch running");
+        ok(&["kill", "-TERM", &child.id().to_string()]);
+        let t = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "oxvsd in {node} did not stop on SIGTERM:\n{}",
+                self.log_of(node)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.switches) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let script = repo().join("scripts/oxvs-lab");
+        let _ = Command::new(script)
+            .args(["down", "--name", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,285 @@
+//! Pods on different nodes talking through oxvsd's Geneve overlay: a lab of
+//! two nodes with two pods each, oxvsd on both nodes with the node's
+//! underlay veth as uplink and a Geneve tunnel port; every pod pings every
+//! other, TCP crosses nodes both ways (SHA-256 checked), the underlay is
+//! captured with tshark in the underlay namespace (no XDP there) and must
+//! dissect as Geneve with the VNI and option the rules set, and a packet too
+//! big for the tunnel is answered with ICMP carrying the pod MTU. Once over
+//! an IPv4 underlay, once over IPv6.
+//!
+//! Needs root (and tshark); without root it says why and passes. The lab
+//! guard removes every namespace and switch even when a check fails.
+
+mod common;
+
+use common::{is_root, ok, run, serial, Lab};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const VNI: u32 = 0x2a;
+
+/// The flows of node `n` whose peer node is `m`: L2 between its own pods
+/// (ARP included), local delivery by address, everything for the other
+/// node's /24 into the tunnel, and tunnel arrivals routed to the pod (MACs
+/// rewritten to gateway → pod, TTL decremented). With `md`, packets carry
+/// `tun_metadata0` and arrivals must carry it too.
+fn node_flows(n: u32, m: u32, v6: bool, md: bool) -> String {
+    let remote = if v6 {
+        format!("set_field:fd00:77::{m}->tun_ipv6_dst")
+    } else {
+        format!("set_field:192.168.77.{m}->tun_dst")
+    };
+    let set_md = if md {
+        "set_field:0xab->tun_metadata0,"
+    } else {
+        ""
+    };
+    let match_md = if md { "tun_metadata0=0xab," } else { "" };
+    let mut f = String::new();
+    f += &format!("priority=100,in_port=v{n}p1,arp,actions=output:v{n}p2\n");
+    f += &format!("priority=100,in_port=v{n}p2,arp,actions=output:v{n}p1\n");
+    for p in 1..=2 {
+        f += &format!(
+            "priority=100,in_port=gnv0,tun_id={VNI:#x},{match_md}ip,nw_dst=10.244.{n}.{ip},\
+             actions=mod_dl_src:0a:00:00:00:{n:02x}:fe,mod_dl_dst:02:00:00:{n:02x}:00:{p:02x},dec_ttl,output:v{n}p{p}\n",
+            ip = p + 1
+        );
+        f += &format!(
+            "priority=90,ip,nw_dst=10.244.{n}.{ip},actions=output:v{n}p{p}\n",
+            ip = p + 1
+        );
+    }
+    f += "priority=50,in_port=gnv0,actions=drop\n";
+    f += &format!(
+        "priority=80,ip,nw_dst=10.244.{m}.0/24,actions={remote},set_field:{VNI:#x}->tun_id,{set_md}output:gnv0\n"
+    );
+    f
+}
+
+fn node_config(n: u32, v6: bool, md: bool) -> String {
+    let local = if v6 {
+        format!("fd00:77::{n}")
+    } else {
+        format!("192.168.77.{n}")
+    };
+    let tlv = if md {
+        "tlv_map = \"{class=0x0102,type=0x80,len=4}->tun_metadata0\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[switch]\nflows = \"node.flows\"\nlog = \"info\"\n{tlv}\
+         [[port]]\nname = \"v{n}p1\"\nno = 1\nkind = \"afxdp\"\n\
+         [[port]]\nname = \"v{n}p2\"\nno = 2\nkind = \"afxdp\"\n\
+         [[port]]\nname = \"ul0\"\nno = 10\nkind = \"afxdp\"\nuplink = true\n\
+         [[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\nlocal_ip = \"{local}\"\n"
+    )
+}
+
+/// Starts tshark on the underlay bridge's port toward node 1 (LAB-ul has no
+/// XDP program, so the capture sees the frames on the wire).
+fn capture(lab: &Lab, file: &std::path::Path, count: u32) -> std::process::Child {
+    let c = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("ul"), "tshark", "-q", "-i", "n1"])
+        .args([
+            "-f",
+            "udp port 6081",
+            "-c",
+            &count.to_string(),
+            "-a",
+            "duration:20",
+            "-w",
+        ])
+        .arg(file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark (apt-get install tshark)");
+    // tshark needs a moment before it captures.
+    std::thread::sleep(Duration::from_millis(1500));
+    c
+}
+
+fn overlay(tag: &str, v6: bool) {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return;
+    }
+    let _serial = serial();
+    let md = !v6;
+    let mut lab = Lab::up_with(tag, 2, 2, 1);
+    // tshark writes its capture as an unprivileged user when it can.
+    let _ = std::fs::set_permissions(
+        &lab.dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    );
+    for (n, m) in [(1, 2), (2, 1)] {
+        lab.start_switch_on(
+            &format!("n{n}"),
+            &node_config(n, v6, md),
+            &node_flows(n, m, v6, md),
+            3,
+        );
+    }
+    // The first packet toward a remote makes the switch ask the kernel for
+    // its route and neighbour; it is dropped (and counted) meanwhile.
+    for (from, to) in [("n1-p1", "10.244.2.2"), ("n2-p1", "10.244.1.2")] {
+        let _ = lab.ping(from, to, 1);
+    }
+    let pods = [
+        ("n1-p1", "10.244.1.2"),
+        ("n1-p2", "10.244.1.3"),
+        ("n2-p1", "10.244.2.2"),
+        ("n2-p2", "10.244.2.3"),
+    ];
+    for (from, _) in pods {
+        for (to_ns, to) in pods {
+            if to_ns != from {
+                assert_eq!(
+                    lab.ping(from, to, 3),
+                    3,
+                    "ping {from} -> {to}\nn1:\n{}\nn2:\n{}",
+                    lab.log_of("n1"),
+                    lab.log_of("n2")
+                );
+            }
+        }
+    }
+    for (from, to, ip) in [
+        ("n1-p1", "n2-p2", "10.244.2.3"),
+        ("n2-p1", "n1-p2", "10.244.1.3"),
+    ] {
+        let (n, got, sent) = lab.tcp_transfer(from, to, ip, 4 << 20);
+        assert_eq!(n, 4 << 20, "TCP {from} -> {to}\n{}", lab.log_of("n1"));
+        assert_eq!(got, sent, "payload digest {from} -> {to}");
+    }
+
+    // On the wire: Geneve with our VNI (and option), nothing malformed.
+    let pcap = lab.dir.join("underlay.pcap");
+    let cap = capture(&lab, &pcap, 4);
+    assert_eq!(lab.ping("n1-p1", "10.244.2.2", 4), 4);
+    let out = cap.wait_with_output().expect("tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = pcap.to_str().unwrap();
+    let fields = ok(&[
+        "tshark",
+        "-r",
+        p,
+        "-T",
+        "fields",
+        "-E",
+        "separator=;",
+        "-e",
+        "frame.protocols",
+        "-e",
+        "geneve.vni",
+        "-e",
+        "geneve.option.class",
+    ]);
+    let lines: Vec<&str> = fields.lines().collect();
+    assert_eq!(lines.len(), 4, "{fields}");
+    let outer = if v6 {
+        "ipv6:udp:geneve"
+    } else {
+        "ip:udp:geneve"
+    };
+    for l in &lines {
+        let cols: Vec<&str> = l.split(';').collect();
+        assert!(
+            cols[0].contains(&format!("{outer}:eth:ethertype:ip:icmp")),
+            "{l}"
+        );
+        assert_eq!(cols[1], format!("0x{VNI:06x}"), "{l}");
+        assert_eq!(cols[2], if md { "0x0102" } else { "" }, "{l}");
+    }
+    let verbose = ok(&[
+        "tshark",
+        "-r",
+        p,
+        "-V",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+    ]);
+    for bad in ["Malformed", "Expert Info (Error", "[incorrect"] {
+        assert!(!verbose.contains(bad), "tshark reports {bad:?}:\n{verbose}");
+    }
+
+    // Too big for the tunnel: the pod hears the MTU that fits.
+    let (outer_ip, opts) = if v6 { (40, 0) } else { (20, 8) };
+    let pod_mtu = 1500 - outer_ip - 8 - 8 - opts - 14;
+    let big = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p1"),
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.3",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        "1472",
+        "10.244.2.2",
+    ]);
+    let text =
+        String::from_utf8_lossy(&big.stdout).to_string() + &String::from_utf8_lossy(&big.stderr);
+    assert!(
+        text.contains(&format!("mtu = {pod_mtu}")) || text.contains(&format!("mtu={pod_mtu}")),
+        "expected an ICMP error with mtu {pod_mtu}:\n{text}\n{}",
+        lab.log_of("n1")
+    );
+    // And a packet that fits still crosses.
+    let fits = (pod_mtu - 28).to_string();
+    let small = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p1"),
+        "ping",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        "-M",
+        "do",
+        "-s",
+        &fits,
+        "10.244.2.2",
+    ]);
+    assert!(
+        small.status.success(),
+        "{}",
+        String::from_utf8_lossy(&small.stdout)
+    );
+
+    for node in ["n1", "n2"] {
+        assert!(
+            lab.log_of(node).contains("tunnel remote resolved"),
+            "{}",
+            lab.log_of(node)
+        );
+        assert!(lab.stop_switch_on(node).success(), "{}", lab.log_of(node));
+    }
+}
+
+#[test]
+fn pods_across_nodes_over_ipv4_geneve() {
+    overlay("g4", false);
+}
+
+#[test]
+fn pods_across_nodes_over_ipv6_geneve() {
+    overlay("g6", true);
+}
