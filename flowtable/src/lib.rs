@@ -41,3 +41,5 @@ pub mod xlate;
 pub use bridge::{Bridge, Change, FlowFilter, RuleError};
 pub use extract::{extract, Layout};
 pub use xlate::{translate, TraceEvent, XlateOut};
+pub mod conntrack;
+pub mod maglev;

@@ -1,0 +1,295 @@
+//! Connection tracking and NAT for IPv4 and IPv6, as pure logic.
+//!
+//! [`ConnTrack::process`] is the `ct(...)` action: it finds the connection a
+//! packet belongs to by zone and 5-tuple (the ICMP echo identifier stands in
+//! for both ports), in either direction, updates its state, optionally
+//! commits a new one with NAT, and returns `ct_state` bits with OVS's values,
+//! the mark and label, and the rewrite to apply ([`apply_rewrite`] does that
+//! to packet bytes, checksums included). Nothing here reads a clock: callers
+//! pass `now_ms`, and [`ConnTrack::expire`] removes timed-out entries a
+//! bounded number at a time, so no call ever sweeps the table.
+//!
+//! Two poll threads share one table, and OVS's single conntrack lock is what
+//! we want to avoid. The table is split into [`SHARDS`] shards, each behind
+//! its own mutex, and a connection's shard is chosen by a hash that is the
+//! same for a tuple and its reverse, so both directions of a connection
+//! without NAT meet under one lock and each packet takes exactly one lock.
+//! With NAT the reply tuple usually hashes elsewhere; it is then indexed in
+//! its own shard as an *alias* pointing at the entry's home shard, slot and
+//! generation. Committing such a connection holds both shards' locks, taken
+//! in shard order so two threads cannot deadlock, which is also what makes
+//! "is this translated tuple free?" and "take it" one atomic step: two
+//! connections never get the same translated tuple. A reply then takes two
+//! locks one after the other, never both.
+//!
+//! Limits (a global maximum and per-zone maxima) are atomic counters checked
+//! before an entry is made; when one is reached the new connection is not
+//! committed and its verdict names a drop reason.
+//!
+//! Behaviour follows OVS's userspace conntrack where the two can be
+//! compared: a non-SYN TCP segment may start an entry (mid-stream pickup),
+//! a SYN+ACK may not; ICMP errors quoting a tracked connection are `rel`
+//! and their quoted header is translated back through NAT; timeouts are
+//! OVS's defaults. One deliberate difference: a UDP entry stays `new` in
+//! the original direction until a reply is seen (OVS reports `est` from the
+//! third packet on), matching ICMP and the Linux conntrack.
+
+mod process;
+mod related;
+mod rewrite;
+mod table;
+mod tcp;
+mod timeout;
+mod types;
+
+mod nat;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_nat;
+
+pub use nat::{NatRange, NatSpec, MAX_ATTEMPTS};
+pub use rewrite::{apply_rewrite, RewriteError};
+pub use timeout::{TimeoutClass, Timeouts};
+pub use types::{
+    ct_state, proto, tcp_flags, CtPacket, CtVerdict, HeaderRewrite, InnerTuple, NatRewrite, TcpInfo,
+};
+
+use crate::DropReason;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use table::Table;
+use types::CtAddr;
+
+/// How many shards the table is split into (a power of two).
+pub const SHARDS: usize = 16;
+
+/// Table-wide settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtConfig {
+    /// Most connections in all zones together.
+    pub max_conns: usize,
+    /// Most connections in a zone without its own limit; 0 means no limit.
+    pub default_zone_limit: u32,
+    /// Timeout lengths.
+    pub timeouts: Timeouts,
+    /// Hash seed. Pick it at random at start-up so a remote peer cannot aim
+    /// its tuples at one hash chain.
+    pub seed: u64,
+}
+
+impl Default for CtConfig {
+    /// OVS's default limit of 3,000,000 connections, no zone limits.
+    fn default() -> CtConfig {
+        CtConfig {
+            max_conns: 3_000_000,
+            default_zone_limit: 0,
+            timeouts: Timeouts::default(),
+            seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+/// What `exec(...)` sets on a committed connection: values and masks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtExec {
+    /// `set_field:V/M->ct_mark`.
+    pub mark: Option<(u32, u32)>,
+    /// `set_field:V/M->ct_label`.
+    pub label: Option<(u128, u128)>,
+}
+
+/// One shard: a table per address family.
+pub(crate) struct Shard {
+    v4: Table<[u8; 4]>,
+    v6: Table<[u8; 16]>,
+}
+
+/// A shard on its own cache line(s), so two threads locking neighbouring
+/// shards do not bounce one line between cores.
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+/// An address family: its address type and its table in a shard.
+pub(crate) trait Family: CtAddr {
+    fn table(s: &mut Shard) -> &mut Table<Self>;
+}
+
+impl Family for [u8; 4] {
+    fn table(s: &mut Shard) -> &mut Table<Self> {
+        &mut s.v4
+    }
+}
+
+impl Family for [u8; 16] {
+    fn table(s: &mut Shard) -> &mut Table<Self> {
+        &mut s.v6
+    }
+}
+
+/// The connection table.
+pub struct ConnTrack {
+    shards: Box<[Padded]>,
+    cfg: CtConfig,
+    count: AtomicUsize,
+    zone_count: Box<[AtomicU32]>,
+    zone_limit: Box<[AtomicU32]>,
+    cursor: AtomicUsize,
+}
+
+impl ConnTrack {
+    /// An empty table.
+    pub fn new(cfg: CtConfig) -> ConnTrack {
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Padded(Mutex::new(Shard {
+                    v4: Table::new(cfg.seed),
+                    v6: Table::new(cfg.seed),
+                }))
+            })
+            .collect();
+        let zones = || (0..=u16::MAX as usize).map(|_| AtomicU32::new(0)).collect();
+        ConnTrack {
+            shards,
+            cfg,
+            count: AtomicUsize::new(0),
+            zone_count: zones(),
+            zone_limit: zones(),
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CtConfig {
+        &self.cfg
+    }
+
+    /// Live connections.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether there are no connections.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Live connections in `zone`.
+    pub fn zone_len(&self, zone: u16) -> u32 {
+        self.zone_count[zone as usize].load(Ordering::Relaxed)
+    }
+
+    /// Sets `zone`'s own limit (0: back to the default).
+    pub fn set_zone_limit(&self, zone: u16, limit: u32) {
+        self.zone_limit[zone as usize].store(limit, Ordering::Relaxed);
+    }
+
+    /// Heap bytes of all shards' tables (the fixed per-zone counters, 512
+    /// KiB, are not included).
+    pub fn heap_bytes(&self) -> usize {
+        (0..SHARDS)
+            .map(|s| {
+                let g = self.lock(s);
+                g.v4.heap_bytes() + g.v6.heap_bytes()
+            })
+            .sum()
+    }
+
+    fn lock(&self, s: usize) -> MutexGuard<'_, Shard> {
+        // A thread that panicked while holding a shard left it consistent
+        // enough to keep forwarding; poisoning is not worth a crash here.
+        self.shards[s].0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shard_of(h: u64) -> usize {
+        (h >> (64 - SHARDS.trailing_zeros())) as usize
+    }
+
+    /// Counts a new connection in `zone` against the limits.
+    fn reserve(&self, zone: u16) -> Result<(), DropReason> {
+        if self.count.fetch_add(1, Ordering::Relaxed) >= self.cfg.max_conns {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(DropReason::CtFull);
+        }
+        let own = self.zone_limit[zone as usize].load(Ordering::Relaxed);
+        let limit = if own != 0 {
+            own
+        } else {
+            self.cfg.default_zone_limit
+        };
+        let zc = &self.zone_count[zone as usize];
+        if zc.fetch_add(1, Ordering::Relaxed) >= limit && limit != 0 {
+            zc.fetch_sub(1, Ordering::Relaxed);
+            self.count.fetch_sub(1, Ordering::Relaxed);
+            return Err(DropReason::CtZoneFull);
+        }
+        Ok(())
+    }
+
+    /// Undoes [`ConnTrack::reserve`] when an entry goes away.
+    fn release(&self, zone: u16) {
+        self.zone_count[zone as usize].fetch_sub(1, Ordering::Relaxed);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Removes connections that timed out by `now_ms`, looking at no more
+    /// than `budget` entries (each entry looked at counts, expired or not;
+    /// every shard's lists are visited in turn, starting from a shard that
+    /// rotates between calls). Returns how many were removed.
+    pub fn expire(&self, now_ms: u64, budget: usize) -> usize {
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let mut budget = budget;
+        let mut removed = 0;
+        for k in 0..SHARDS {
+            if budget == 0 {
+                break;
+            }
+            let s = (start + k) % SHARDS;
+            removed += self.expire_family::<[u8; 4]>(s, now_ms, &mut budget);
+            removed += self.expire_family::<[u8; 16]>(s, now_ms, &mut budget);
+        }
+        removed
+    }
+
+    fn expire_family<A: Family>(&self, s: usize, now: u64, budget: &mut usize) -> usize {
+        const BATCH: usize = 16;
+        let mut removed = 0;
+        loop {
+            let mut remote = [(
+                0u32,
+                table::Conn::<A>::new(0, 0, Default::default(), Default::default()),
+            ); BATCH];
+            let mut n = 0;
+            let mut g = self.lock(s);
+            removed += A::table(&mut g).expire(now, budget, |idx, c| {
+                self.release(c.zone);
+                if c.flags & table::F_REMOTE != 0 {
+                    remote[n] = (idx, *c);
+                    n += 1;
+                }
+                n < BATCH
+            });
+            drop(g);
+            for (idx, c) in &remote[..n] {
+                self.remove_alias::<A>(s, *idx, c);
+            }
+            if n < BATCH {
+                return removed;
+            }
+        }
+    }
+
+    /// Removes the alias of NATed connection `c`, which lived in slot `idx`
+    /// of shard `home`. Called without any lock held.
+    fn remove_alias<A: Family>(&self, home: usize, idx: u32, c: &table::Conn<A>) {
+        let h = c.reply.hash(c.zone, c.proto, self.cfg.seed);
+        let mut g = self.lock(Self::shard_of(h));
+        let t = A::table(&mut g);
+        if let Some(table::Found::Alias(ai)) = t.find(h, c.zone, c.proto, &c.reply) {
+            let a = t.alias(ai);
+            if a.home_shard as usize == home && a.home_idx == idx && a.home_gen == c.gen {
+                t.remove_alias(ai);
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! One shard's storage for one address family: a slab of entries, a hash
+//! index over both directions' tuples, and the per-class expiry lists.
+//!
+//! The index stores only a `u32` per key (slab position and key kind), and
+//! compares against the tuples in the slab, so a connection costs its slab
+//! entry plus two small index slots. Expiry lists are intrusive (`prev` and
+//! `next` slab positions inside each entry), so refreshing an entry is O(1)
+//! and allocates nothing. Freed slots are reused through a free list; a
+//! generation number tells a stale reference (a NAT alias in another shard)
+//! from the slot's new occupant.
+
+use super::tcp::Peer;
+use super::timeout::{TimeoutClass, Timeouts};
+use super::types::{CtAddr, Tuple};
+use hashbrown::HashTable;
+
+/// Entries per slab chunk. Chunks never grow or move, so a full slab
+/// wastes at most one partly used chunk instead of a doubling `Vec`'s
+/// spare half.
+const CHUNK: usize = 1024;
+
+/// A vector of `T` stored in fixed-size chunks.
+pub(crate) struct Slab<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    fn new() -> Slab<T> {
+        Slab {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, v: T) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunks[last].push(v);
+        self.len += 1;
+    }
+
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Vec<T>>()
+            + self.chunks.len() * CHUNK * std::mem::size_of::<T>()
+    }
+}
+
+impl<T> std::ops::Index<usize> for Slab<T> {
+    type Output = T;
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Slab<T> {
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+/// "No slot" in lists and links.
+pub(crate) const NIL: u32 = u32::MAX;
+/// `class` of a free slot.
+const FREE: u8 = 0xff;
+
+/// How far a refreshed deadline may run ahead of an entry's list position
+/// before the entry is moved to its list's tail.
+pub(crate) const REQUEUE_MS: u64 = 1000;
+
+/// Entry flag: the source was translated.
+pub(crate) const F_SNAT: u8 = 0x01;
+/// Entry flag: the destination was translated.
+pub(crate) const F_DNAT: u8 = 0x02;
+/// Entry flag: the reply tuple is indexed in another shard, as an alias.
+pub(crate) const F_REMOTE: u8 = 0x04;
+/// Entry flag: a reply-direction packet has been seen (UDP, ICMP).
+pub(crate) const F_SEEN_REPLY: u8 = 0x08;
+
+/// Index kinds, in the low two bits of an index value.
+const K_ORIG: u32 = 0;
+const K_REPLY: u32 = 1;
+const K_ALIAS: u32 = 2;
+
+/// A tracked connection. For IPv4 this is 96 bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conn<A> {
+    pub orig: Tuple<A>,
+    pub reply: Tuple<A>,
+    pub tcp: [Peer; 2],
+    pub label: [u64; 2],
+    pub expires: u64,
+    pub mark: u32,
+    pub gen: u16,
+    /// How far `expires` is past the deadline the entry's list position
+    /// was queued with (see [`Table::refresh`]).
+    lag: u16,
+    prev: u32,
+    next: u32,
+    pub zone: u16,
+    pub proto: u8,
+    class: u8,
+    pub flags: u8,
+}
+
+impl<A: CtAddr> Conn<A> {
+    /// A fresh entry (not yet in any list).
+    pub fn new(zone: u16, proto: u8, orig: Tuple<A>, reply: Tuple<A>) -> Conn<A> {
+        Conn {
+            orig,
+            reply,
+            tcp: [Peer::default(); 2],
+            label: [0; 2],
+            expires: 0,
+            mark: 0,
+            gen: 0,
+            lag: 0,
+            prev: NIL,
+            next: NIL,
+            zone,
+            proto,
+            class: FREE,
+            flags: 0,
+        }
+    }
+
+    /// The label as one number.
+    pub fn label(&self) -> u128 {
+        (self.label[0] as u128) << 64 | self.label[1] as u128
+    }
+
+    /// Stores the label.
+    pub fn set_label(&mut self, v: u128) {
+        self.label = [(v >> 64) as u64, v as u64];
+    }
+}
+
+/// The reply key of a NATed connection whose entry lives in another shard.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Alias<A> {
+    pub tuple: Tuple<A>,
+    pub home_idx: u32,
+    pub home_gen: u16,
+    pub home_shard: u16,
+    pub zone: u16,
+    pub proto: u8,
+}
+
+/// What a key lookup found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// An entry here; `reply` says which of its tuples matched.
+    Conn { idx: u32, reply: bool },
+    /// An alias to an entry in another shard.
+    Alias(u32),
+}
+
+/// Head and tail of one expiry list.
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+/// One family's table within one shard.
+pub(crate) struct Table<A> {
+    conns: Slab<Conn<A>>,
+    free: u32,
+    aliases: Slab<Alias<A>>,
+    alias_free: u32,
+    index: HashTable<u32>,
+    lists: [List; TimeoutClass::COUNT],
+    seed: u64,
+    /// Live entries.
+    pub len: usize,
+}
+
+/// The hash of the key that index value `v` stands for.
+fn key_hash<A: CtAddr>(conns: &Slab<Conn<A>>, aliases: &Slab<Alias<A>>, seed: u64, v: u32) -> u64 {
+    let i = (v >> 2) as usize;
+    match v & 3 {
+        K_ORIG => conns[i].orig.hash(conns[i].zone, conns[i].proto, seed),
+        K_REPLY => conns[i].reply.hash(conns[i].zone, conns[i].proto, seed),
+        _ => aliases[i]
+            .tuple
+            .hash(aliases[i].zone, aliases[i].proto, seed),
+    }
+}
+
+impl<A: CtAddr> Table<A> {
+    /// An empty table hashing with `seed`.
+    pub fn new(seed: u64) -> Table<A> {
+        Table {
+            conns: Slab::new(),
+            free: NIL,
+            aliases: Slab::new(),
+            alias_free: NIL,
+            index: HashTable::new(),
+            lists: [List {
+                head: NIL,
+                tail: NIL,
+            }; TimeoutClass::COUNT],
+            seed,
+            len: 0,
+        }
+    }
+
+    /// Heap bytes held by this table (capacity, not just use).
+    pub fn heap_bytes(&self) -> usize {
+        self.conns.heap_bytes() + self.aliases.heap_bytes() + self.index.allocation_size()
+    }
+
+    /// Looks up the key (`zone`, `proto`, `t`) whose hash is `h`.
+    pub fn find(&self, h: u64, zone: u16, proto: u8, t: &Tuple<A>) -> Option<Found> {
+        let (conns, aliases) = (&self.conns, &self.aliases);
+        let v = self.index.find(h, |&v| {
+            let i = (v >> 2) as usize;
+            match v & 3 {
+                K_ORIG => {
+                    let c = &conns[i];
+                    c.zone == zone && c.proto == proto && c.orig == *t
+                }
+                K_REPLY => {
+                    let c = &conns[i];
+                    c.zone == zone && c.proto == proto && c.reply == *t
+                }
+                _ => {
+                    let a = &aliases[i];
+                    a.zone == zone && a.proto == proto && a.tuple == *t
+                }
+            }
+        })?;
+        Some(match v & 3 {
+            K_ORIG => Found::Conn {
+                idx: v >> 2,
+                reply: false,
+            },
+            K_REPLY => Found::Conn {
+                idx: v >> 2,
+                reply: true,
+            },
+            _ => Found::Alias(v >> 2),
+        })
+    }
+
+    /// The alias at `i`.
+    pub fn alias(&self, i: u32) -> &Alias<A> {
+        &self.aliases[i as usize]
+    }
+
+    /// Entry `idx`.
+    pub fn conn(&self, idx: u32) -> &Conn<A> {
+        &self.conns[idx as usize]
+    }
+
+    /// Entry `idx`, to update.
+    pub fn conn_mut(&mut self, idx: u32) -> &mut Conn<A> {
+        &mut self.conns[idx as usize]
+    }
+
+    fn index_insert(&mut self, v: u32) {
+        let seed = self.seed;
+        let (conns, aliases) = (&self.conns, &self.aliases);
+        let h = key_hash(conns, aliases, seed, v);
+        self.index
+            .insert_unique(h, v, |&w| key_hash(conns, aliases, seed, w));
+    }
+
+    fn index_remove(&mut self, v: u32) {
+        let h = key_hash(&self.conns, &self.aliases, self.seed, v);
+        if let Ok(e) = self.index.find_entry(h, |&w| w == v) {
+            e.remove();
+        }
+    }
+
+    /// Stores `c`, indexes its original tuple (and its reply tuple unless
+    /// [`F_REMOTE`] is set), and puts it on `class`'s list expiring at
+    /// `expires`. Returns its slot.
+    pub fn insert(&mut self, mut c: Conn<A>, class: TimeoutClass, expires: u64) -> u32 {
+        let idx = if self.free != NIL {
+            let i = self.free;
+            self.free = self.conns[i as usize].next;
+            c.gen = self.conns[i as usize].gen.wrapping_add(1);
+            self.conns[i as usize] = c;
+            i
+        } else {
+            self.conns.push(c);
+            (self.conns.len() - 1) as u32
+        };
+        self.index_insert(idx << 2 | K_ORIG);
+        if c.flags & F_REMOTE == 0 {
+            self.index_insert(idx << 2 | K_REPLY);
+        }
+        self.conns[idx as usize].expires = expires;
+        self.conns[idx as usize].lag = 0;
+        self.push_back(class, idx);
+        self.len += 1;
+        idx
+    }
+
+    /// Removes entry `idx` and returns a copy of it.
+    pub fn remove(&mut self, idx: u32) -> Conn<A> {
+        let c = self.conns[idx as usize];
+        self.index_remove(idx << 2 | K_ORIG);
+        if c.flags & F_REMOTE == 0 {
+            self.index_remove(idx << 2 | K_REPLY);
+        }
+        self.unlink(idx);
+        let slot = &mut self.conns[idx as usize];
+        slot.class = FREE;
+        slot.next = self.free;
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free = idx;
+        self.len -= 1;
+        c
+    }
+
+    /// Indexes an alias for a connection living in `home_shard`.
+    pub fn insert_alias(&mut self, a: Alias<A>) {
+        let i = if self.alias_free != NIL {
+            let i = self.alias_free;
+            self.alias_free = self.aliases[i as usize].home_idx;
+            self.aliases[i as usize] = a;
+            i
+        } else {
+            self.aliases.push(a);
+            (self.aliases.len() - 1) as u32
+        };
+        self.index_insert(i << 2 | K_ALIAS);
+    }
+
+    /// Removes alias `i`.
+    pub fn remove_alias(&mut self, i: u32) {
+        self.index_remove(i << 2 | K_ALIAS);
+        let a = &mut self.aliases[i as usize];
+        a.home_idx = self.alias_free;
+        a.home_gen = u16::MAX;
+        self.alias_free = i;
+    }
+
+    /// Gives entry `idx` a new expiry in `class`.
+    ///
+    /// Moving the entry to its list's tail on every packet would touch two
+    /// more entries (its neighbours) per packet, each a likely cache miss
+    /// in a big table. So while the class stays the same and the deadline
+    /// moved less than [`REQUEUE_MS`] past the one the entry was queued
+    /// with, only `expires` changes. Lists then stay sorted to within
+    /// `REQUEUE_MS`: [`Table::expire`] may remove an entry up to that much
+    /// after its deadline, and lookups, which check `expires` themselves,
+    /// never see it alive late.
+    pub fn refresh(&mut self, idx: u32, class: TimeoutClass, expires: u64) {
+        let c = &mut self.conns[idx as usize];
+        let queued = c.expires - c.lag as u64;
+        if c.class == class as u8 && expires >= queued && expires - queued < REQUEUE_MS {
+            c.lag = (expires - queued) as u16;
+            c.expires = expires;
+            return;
+        }
+        self.unlink(idx);
+        let c = &mut self.conns[idx as usize];
+        c.expires = expires;
+        c.lag = 0;
+        self.push_back(class, idx);
+    }
+
+    /// Whether slot `idx` holds a live entry.
+    pub fn is_live(&self, idx: u32) -> bool {
+        self.conns
+            .get(idx as usize)
+            .is_some_and(|c| c.class != FREE)
+    }
+
+    fn push_back(&mut self, class: TimeoutClass, idx: u32) {
+        let l = &mut self.lists[class as usize];
+        let tail = l.tail;
+        l.tail = idx;
+        if tail == NIL {
+            l.head = idx;
+        }
+        if tail != NIL {
+            self.conns[tail as usize].next = idx;
+        }
+        let c = &mut self.conns[idx as usize];
+        c.prev = tail;
+        c.next = NIL;
+        c.class = class as u8;
+    }
+
+    fn unlink(&mut self, idx: u32) {
+        let c = self.conns[idx as usize];
+        if c.class == FREE {
+            return;
+        }
+        let l = &mut self.lists[c.class as usize];
+        if c.prev == NIL {
+            l.head = c.next;
+        } else {
+            self.conns[c.prev as usize].next = c.next;
+        }
+        if c.next == NIL {
+            l.tail = c.prev;
+        } else {
+            self.conns[c.next as usize].prev = c.prev;
+        }
+    }
+
+    /// Removes expired entries from the heads of the lists, looking at no
+    /// more than `*budget` entries (each look costs one, expired or not)
+    /// and stopping early when `out` cannot take another removed entry.
+    /// Removed entries are passed to `out`; returns how many were removed.
+    pub fn expire(
+        &mut self,
+        now: u64,
+        budget: &mut usize,
+        mut out: impl FnMut(u32, &Conn<A>) -> bool,
+    ) -> usize {
+        let mut removed = 0;
+        for class in 0..TimeoutClass::COUNT {
+            while *budget > 0 {
+                let head = self.lists[class].head;
+                if head == NIL {
+                    break;
+                }
+                *budget -= 1;
+                if self.conns[head as usize].expires > now {
+                    break;
+                }
+                let c = self.remove(head);
+                removed += 1;
+                if !out(head, &c) {
+                    return removed;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The default timeouts' expiry for `class` from `now`.
+    pub fn deadline(t: &Timeouts, class: TimeoutClass, now: u64) -> u64 {
+        now.saturating_add(t.get(class))
+    }
+}
