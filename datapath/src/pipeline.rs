@@ -191,7 +191,12 @@ impl Pmd {
                 }
             }
         }
+        ok.len = n_ok;
         // Nearly always one tunnel port; otherwise one pass per port.
+        if n_ok > 0 && ports[..n_ok].iter().all(|&p| p == ports[0]) {
+            self.process_with(br, pool, tx, ports[0], &ok, Some(&keys), now_ms);
+            return;
+        }
         let mut left = n_ok;
         while left > 0 {
             let port = ports[0];

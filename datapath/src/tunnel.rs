@@ -35,6 +35,7 @@ const RESOLVE_EVERY_MS: u64 = 500;
 
 /// One remote's outer header and where it leaves.
 struct Entry {
+    dst: [u8; 16],
     tpl: Template,
     out: PortNo,
     mtu: u16,
@@ -45,13 +46,20 @@ struct Entry {
 /// needs resolved.
 #[derive(Default)]
 pub struct TunnelState {
-    cache: HashMap<[u8; 16], Entry>,
+    /// Templates, with an index by remote and the last one used: a batch
+    /// of one flow goes to one remote, so most lookups end at `mru`.
+    entries: Vec<Entry>,
+    index: HashMap<[u8; 16], usize>,
+    mru: usize,
     routes_version: u64,
     opts: Options,
     ip_id: u16,
     asked: HashMap<IpAddr, u64>,
     want: Vec<IpAddr>,
     decap_cfg: DecapConfig,
+    /// Decap's scratch (the options buffer is 252 bytes: filled in place
+    /// rather than returned by value).
+    meta: encap::TunnelMeta,
 }
 
 /// The metadata a `TunnelMetadata` action set for the next push.
@@ -103,37 +111,47 @@ impl TunnelState {
         cx: &PushCtx,
     ) -> Result<PortNo, PushError> {
         if self.routes_version != br.tunnel_routes.version() {
-            self.cache.clear();
+            self.entries.clear();
+            self.index.clear();
             self.routes_version = br.tunnel_routes.version();
         }
-        let remote = match Ipv6Addr::from(cx.dst).to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(cx.dst)),
+        let i = match self.entries.get(self.mru) {
+            Some(e) if e.dst == cx.dst => self.mru,
+            _ => match self.index.get(&cx.dst) {
+                Some(&i) => i,
+                None => {
+                    let remote = match Ipv6Addr::from(cx.dst).to_ipv4_mapped() {
+                        Some(v4) => IpAddr::V4(v4),
+                        None => IpAddr::V6(Ipv6Addr::from(cx.dst)),
+                    };
+                    let Some(e) = build(br, cx.port, remote, cx.dst) else {
+                        self.ask(remote, cx.now_ms);
+                        return Err(PushError::Drop(DropReason::TunnelNoRoute));
+                    };
+                    self.entries.push(e);
+                    self.index.insert(cx.dst, self.entries.len() - 1);
+                    self.entries.len() - 1
+                }
+            },
         };
-        if !self.cache.contains_key(&cx.dst) {
-            let Some(e) = build(br, cx.port, remote) else {
-                self.ask(remote, cx.now_ms);
-                return Err(PushError::Drop(DropReason::TunnelNoRoute));
-            };
-            self.cache.insert(cx.dst, e);
-        }
-        let Some(e) = self.cache.get(&cx.dst) else {
-            return Err(PushError::Drop(DropReason::TunnelNoRoute));
-        };
+        self.mru = i;
+        let e = &self.entries[i];
         self.opts.clear();
-        for (slot, tlv) in br.tlv.slots.iter().enumerate() {
-            let Some(tlv) = tlv else { continue };
-            if md.set & (1 << slot) == 0 {
-                continue;
-            }
-            let bytes = md.md[slot].to_be_bytes();
-            let len = (tlv.len as usize).min(8);
-            if self
-                .opts
-                .push(tlv.class, tlv.ty, &bytes[8 - len..])
-                .is_err()
-            {
-                return Err(PushError::Drop(DropReason::BadRewrite));
+        if md.set != 0 {
+            for (slot, tlv) in br.tlv.slots.iter().enumerate() {
+                let Some(tlv) = tlv else { continue };
+                if md.set & (1 << slot) == 0 {
+                    continue;
+                }
+                let bytes = md.md[slot].to_be_bytes();
+                let len = (tlv.len as usize).min(8);
+                if self
+                    .opts
+                    .push(tlv.class, tlv.ty, &bytes[8 - len..])
+                    .is_err()
+                {
+                    return Err(PushError::Drop(DropReason::BadRewrite));
+                }
             }
         }
         if !encap::mtu::fits(pkt.len as usize, e.mtu, e.underlay, self.opts.len()) {
@@ -177,26 +195,28 @@ impl TunnelState {
     /// descriptor covers the inner frame, and the result names the tunnel
     /// port it enters on and its flow key's tunnel fields.
     pub fn decap(
-        &self,
+        &mut self,
         br: &Bridge,
         bytes: &[u8],
         pkt: &mut PacketDesc,
     ) -> Result<(PortNo, TunnelKey), DropReason> {
-        let d = encap::decap(bytes, &self.decap_cfg).map_err(|e| match e {
-            DecapError::CriticalUnknown => DropReason::GeneveCriticalOption,
-            _ => DropReason::GeneveMalformed,
-        })?;
+        let meta = &mut self.meta;
+        let (inner_off, inner_len) = encap::decap::decap_into(bytes, &self.decap_cfg, meta)
+            .map_err(|e| match e {
+                DecapError::CriticalUnknown => DropReason::GeneveCriticalOption,
+                _ => DropReason::GeneveMalformed,
+            })?;
         let port = br
             .ports
-            .tunnel_for_local(d.meta.dst)
+            .tunnel_for_local(meta.dst)
             .ok_or(DropReason::GeneveNotOurs)?;
         let mut key = TunnelKey {
-            id: d.meta.vni as u64,
-            src: d.meta.src,
-            dst: d.meta.dst,
+            id: meta.vni as u64,
+            src: meta.src,
+            dst: meta.dst,
             md: [0; TUN_METADATA_SLOTS],
         };
-        for o in d.meta.options.iter() {
+        for o in meta.options.iter() {
             match br.tlv.slot_of(o.class, o.typ) {
                 Some(slot)
                     if br.tlv.slots[slot].is_some_and(|s| s.len as usize == o.data.len()) =>
@@ -213,19 +233,20 @@ impl TunnelState {
                 _ => {}
             }
         }
-        pkt.off += d.inner_off as u16;
-        pkt.len = d.inner_len as u16;
+        pkt.off += inner_off as u16;
+        pkt.len = inner_len as u16;
         Ok((port, key))
     }
 }
 
 /// Builds the template for `remote` through tunnel port `port`.
-fn build(br: &Bridge, port: PortNo, remote: IpAddr) -> Option<Entry> {
+fn build(br: &Bridge, port: PortNo, remote: IpAddr, dst: [u8; 16]) -> Option<Entry> {
     let t = br.ports.tunnel(port)?;
     let r = br.tunnel_routes.get(&remote)?;
     let cfg = TunnelConfig::new(r.src_mac, r.dst_mac, t.local, remote);
     let tpl = Template::new(&cfg).ok()?;
     Some(Entry {
+        dst,
         underlay: if remote.is_ipv4() {
             Underlay::Ipv4
         } else {

@@ -84,23 +84,26 @@ impl Default for TunnelKey {
 
 impl TunnelKey {
     /// Writes the tunnel fields into `key` (after `extract`, which zeroes
-    /// them).
+    /// them). Per packet on decap, so it writes the key's words directly
+    /// rather than field by field.
     #[inline]
     pub fn write(&self, key: &mut crate::FlowKey) {
-        use crate::Field;
-        key.set(Field::TunId, self.id as u128);
+        use crate::key::word;
+        key.w[word::TUN_ID] = self.id;
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                key.set(Field::TunSrc, u32::from(s) as u128);
-                key.set(Field::TunDst, u32::from(d) as u128);
+                key.w[word::TUN_IP] = u32::from(s) as u64 | (u32::from(d) as u64) << 32;
             }
             (s, d) => {
-                key.set(Field::TunIpv6Src, v6(s));
-                key.set(Field::TunIpv6Dst, v6(d));
+                let (s, d) = (v6(s), v6(d));
+                key.w[word::TUN_IPV6_SRC] = (s >> 64) as u64;
+                key.w[word::TUN_IPV6_SRC + 1] = s as u64;
+                key.w[word::TUN_IPV6_DST] = (d >> 64) as u64;
+                key.w[word::TUN_IPV6_DST + 1] = d as u64;
             }
         }
-        key.set(Field::TunMetadata0, self.md[0] as u128);
-        key.set(Field::TunMetadata1, self.md[1] as u128);
+        key.w[word::TUN_METADATA0] = self.md[0];
+        key.w[word::TUN_METADATA1] = self.md[1];
     }
 }
 
