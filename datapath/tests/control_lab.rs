@@ -197,6 +197,50 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // replace-flows with 10 k rules under traffic: the two forwarding rules
+    // stay as they are, 10 000 others arrive; not one echo may be lost.
+    let mut big = String::from(FLOWS);
+    for i in 0..10_000u32 {
+        big += &format!(
+            "table=0,priority=100,ip,nw_src=10.{}.{}.{},nw_dst=10.244.9.9,actions=drop\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        );
+    }
+    std::fs::write(dir.join("big.flows"), &big).unwrap();
+    let pinger = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("n1-p1"),
+            "ping",
+            "-q",
+            "-i",
+            "0.005",
+            "-c",
+            "600",
+            "10.244.1.3",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (good, text) = ctl(
+        &lab,
+        &sock,
+        &["replace-flows", dir.join("big.flows").to_str().unwrap()],
+    );
+    assert!(good, "{text}");
+    let out = pinger.wait_with_output().expect("ping ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("600 received"),
+        "echoes lost during replace-flows:\n{text}"
+    );
+    let (_, n) = ctl(&lab, &sock, &["dump-flows"]);
+    assert_eq!(n.lines().count(), 10_002, "rules after replace-flows");
+
     // Warm restart: SIGKILL under a 10 ms ping, start again, measure the
     // longest silence.
     let pinger = Command::new("ip")
@@ -234,7 +278,8 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
     eprintln!("restart took {restart:?}; longest silence in a 10 ms ping: {gap:.3} s");
     assert!(gap < 1.0, "traffic stopped for {gap:.3} s\n{}", lab.log());
     let (_, restored) = ctl(&lab, &sock, &["dump-flows"]);
-    assert_eq!(restored.matches("priority=10").count(), 2, "{restored}");
+    assert_eq!(restored.matches("priority=10,").count(), 2, "{restored}");
+    assert_eq!(restored.lines().count(), 10_002, "every rule restored");
     assert!(lab.log().contains("rules restored"), "{}", lab.log());
     assert!(lab.stop_switch().success());
     assert!(!dir.join("oxvsd.sock").exists(), "socket removed at exit");

@@ -300,8 +300,27 @@ impl Bridge {
         }
     }
 
-    /// The rules a filter selects.
+    /// The rules a filter selects. A strict filter names at most one rule
+    /// per table (match and priority), found by lookup rather than by a
+    /// scan: `replace-flows` deletes rules one strict filter at a time, and
+    /// a scan per filter made that quadratic.
     pub fn select(&self, f: &FlowFilter) -> Vec<Arc<Rule>> {
+        if f.strict {
+            let found = |t: u8| self.cls.table(t).find_strict(&f.m, f.priority);
+            return if f.table == ALL_TABLES {
+                (0..N_TABLES as u8)
+                    .filter_map(found)
+                    .filter(|r| f.selects(r))
+                    .cloned()
+                    .collect()
+            } else {
+                found(f.table)
+                    .filter(|r| f.selects(r))
+                    .cloned()
+                    .into_iter()
+                    .collect()
+            };
+        }
         self.cls.rules().filter(|r| f.selects(r)).cloned().collect()
     }
 

@@ -93,12 +93,14 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         .collect();
     let mut resolver = resolve::Resolver::new(uplinks);
     resolver.want(&fixed_remotes, &mut bridge);
-    load_rules(&cfg, &mut bridge)?;
+    let restored = load_rules(&cfg, &mut bridge)?;
     let mut st = ControlState::new(bridge);
     // One clock for rule times, in this thread and in the poll threads.
     let epoch = st.start;
     st.persist = cfg.switch.state.clone().map(persist::StateFile::new);
-    if let Some(p) = &st.persist {
+    // A switch started from its flow file records it, so that the next
+    // start restores it (with every change made in between).
+    if let (Some(p), false) = (&st.persist, restored) {
         p.save(&st.bridge).map_err(|e| e.to_string())?;
     }
     let published = Arc::new(Published::new(st.bridge.clone()));
@@ -254,12 +256,12 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
 
 /// The rules at start: the persisted state if there is one (it holds every
 /// change accepted since the flow file was first loaded, deletions
-/// included), otherwise the flow file.
-fn load_rules(cfg: &Config, bridge: &mut Bridge) -> Result<(), String> {
+/// included), otherwise the flow file. True if the state was restored.
+fn load_rules(cfg: &Config, bridge: &mut Bridge) -> Result<bool, String> {
     if let Some(path) = &cfg.switch.state {
         if let Some(n) = persist::restore(path, bridge).map_err(|e| e.to_string())? {
             tracing::info!(state = %path.display(), changes = n, "rules restored");
-            return Ok(());
+            return Ok(true);
         }
     }
     if let Some(path) = &cfg.switch.flows {
@@ -267,7 +269,7 @@ fn load_rules(cfg: &Config, bridge: &mut Bridge) -> Result<(), String> {
         let n = load_flows(bridge, &text).map_err(|e| format!("{}: {e}", path.display()))?;
         tracing::info!(flows = %path.display(), changes = n, "rules loaded");
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Refreshes what `show`, `dump-ports`, `pmd-stats` and the metrics read
