@@ -145,6 +145,16 @@ pub enum Command {
     },
     /// The Prometheus text exposition (what `GET /metrics` serves).
     Metrics,
+    /// `capture PORT`: packets received on and sent to a port. The answer
+    /// is one line per packet, `SECONDS.NANOS rx|tx HEX`.
+    Capture {
+        /// A port name or number.
+        port: String,
+        /// Stop after this many packets.
+        count: u32,
+        /// Or after this many milliseconds.
+        timeout_ms: u32,
+    },
 }
 
 /// The daemon's answer.

@@ -8,6 +8,7 @@
 //! (oxvsd runs one bridge). Files are read here, on the client, and sent as
 //! text; the daemon parses them with its own port names.
 
+pub mod capture;
 pub mod offline;
 
 use crate::client::{self, ClientError, DEFAULT_SOCKET};
@@ -34,6 +35,10 @@ Flows and groups (every change is one transaction; --bundle says so):
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
   trace PACKET                       trace a packet through the live rules
+  capture PORT [--count N] [--timeout SECS] [-w FILE]
+                                     packets received on and sent to PORT
+                                     (default 10 packets, 10 s); -w writes
+                                     a pcap file, otherwise one line each
   metrics                            the Prometheus text the daemon exports
 Offline (no daemon):
   trace --flows FILE [--port NAME=NO]... PACKET
@@ -67,6 +72,15 @@ pub enum Invocation {
         /// The packet.
         packet: String,
     },
+    /// `capture PORT`: the request, and where the pcap goes.
+    Capture {
+        /// The socket.
+        socket: PathBuf,
+        /// The request.
+        cmd: Command,
+        /// `-w FILE`.
+        write: Option<String>,
+    },
     /// `parse-flows FILE`.
     ParseFlows {
         /// The flow file.
@@ -98,6 +112,17 @@ pub fn run(args: &[String]) -> Result<String, String> {
         Invocation::ParseFlows { file, ports } => {
             offline::parse_flows(&read_file(&file)?, &file, &ports)
         }
+        Invocation::Capture { socket, cmd, write } => {
+            let text = client::call(&socket, cmd).map_err(|e| e.to_string())?;
+            let packets = capture::parse(&text)?;
+            match write {
+                Some(f) => {
+                    std::fs::write(&f, capture::pcap(&packets)).map_err(|e| format!("{f}: {e}"))?;
+                    Ok(format!("{} packets written to {f}\n", packets.len()))
+                }
+                None => Ok(capture::summary(&packets)),
+            }
+        }
     }
 }
 
@@ -120,6 +145,7 @@ pub fn parse(
 ) -> Result<Invocation, String> {
     let mut socket = PathBuf::from(DEFAULT_SOCKET);
     let (mut strict, mut bundle) = (false, false);
+    let (mut count, mut timeout, mut write) = (None, None, None);
     let mut flows = None;
     let mut ports = Vec::new();
     let mut words: Vec<String> = Vec::new();
@@ -131,6 +157,19 @@ pub fn parse(
             "--bundle" => bundle = true,
             "--flows" => flows = Some(it.next().ok_or("--flows needs a file")?.clone()),
             "--port" => ports.push(port_arg(it.next().ok_or("--port needs NAME=NO")?)?),
+            "--count" => {
+                let n = it.next().ok_or("--count needs a number")?;
+                count = Some(
+                    n.parse::<u32>()
+                        .map_err(|_| format!("--count {n}: not a number"))?,
+                );
+            }
+            "--timeout" => {
+                let n = it.next().ok_or("--timeout needs seconds")?;
+                let secs = n.parse::<f64>().ok().filter(|s| *s > 0.0 && *s <= 3600.0);
+                timeout = Some(secs.ok_or(format!("--timeout {n}: seconds from 0 to 3600"))?);
+            }
+            "-w" => write = Some(it.next().ok_or("-w needs a file")?.clone()),
             "-h" | "--help" => return Ok(Invocation::Help),
             _ => words.push(a.clone()),
         }
@@ -171,6 +210,23 @@ pub fn parse(
     };
     if strict && !matches!(name, "mod-flows" | "del-flows") {
         return Err(format!("{name} does not take --strict"));
+    }
+    if name == "capture" {
+        no_flags(name)?;
+        return Ok(Invocation::Capture {
+            socket: socket.clone(),
+            cmd: Command::Capture {
+                port: one(name, rest, "PORT")?,
+                count: count.unwrap_or(10).max(1),
+                timeout_ms: (timeout.unwrap_or(10.0) * 1000.0) as u32,
+            },
+            write,
+        });
+    }
+    if count.is_some() || timeout.is_some() || write.is_some() {
+        return Err(format!(
+            "--count, --timeout and -w belong to capture, not {name}"
+        ));
     }
     match name {
         "help" => Ok(Invocation::Help),
@@ -302,6 +358,28 @@ mod tests {
             Invocation::Remote { socket, cmd, .. } => (socket, cmd),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn capture_takes_its_options() {
+        match p("capture --count 3 -w /tmp/x.pcap v1p1").unwrap() {
+            Invocation::Capture { cmd, write, .. } => {
+                assert_eq!(
+                    cmd,
+                    Command::Capture {
+                        port: "v1p1".into(),
+                        count: 3,
+                        timeout_ms: 10_000
+                    }
+                );
+                assert_eq!(write.as_deref(), Some("/tmp/x.pcap"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p("dump-flows --count 3")
+            .unwrap_err()
+            .contains("belong to capture"));
+        assert!(p("capture --timeout 0 v1p1").is_err());
     }
 
     #[test]

@@ -177,6 +177,11 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             Ok(ctl::trace::render(&st.bridge, &key, ports))
         }
         Command::Metrics => Ok(super::metrics::render(st)),
+        // The control thread answers captures itself: they wait for packets.
+        Command::Capture { .. } => Err(Failure::new(
+            FailureKind::Rejected,
+            "capture needs the running switch's poll threads",
+        )),
     }
 }
 

@@ -125,6 +125,8 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         cfg.switch.poll_cores.iter().map(|&c| Some(c)).collect()
     };
     let dump = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tap = Arc::new(pmd::Tap::default());
+    let mut capture: Option<Capture> = None;
     let mut handles = Vec::new();
     for (id, core) in cores.iter().enumerate() {
         let thread = PmdThread {
@@ -139,6 +141,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             open: open.clone(),
             epoch,
             dump: dump.clone(),
+            tap: tap.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("oxvs-pmd{id}"))
@@ -185,6 +188,14 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             Ok(ToControl::Megaflows { thread, seq, lines }) => {
                 dump_lines.insert(thread, (seq, lines));
             }
+            Ok(ToControl::Captured(pkts)) => {
+                if let Some(cap) = capture.as_mut() {
+                    cap.add(&pkts);
+                }
+            }
+            Ok(ToControl::Call(c)) if matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) => {
+                start_capture(c, &st, &tap, &mut capture);
+            }
             Ok(ToControl::Call(c)) => {
                 if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
                     if dumps.is_empty() {
@@ -214,6 +225,12 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
                 for c in dumps.drain(..) {
                     handle::answer(c, &mut st);
                 }
+            }
+        }
+        if capture.as_ref().is_some_and(Capture::done) {
+            tap.port.store(0, Ordering::Relaxed);
+            if let Some(cap) = capture.take() {
+                cap.answer();
             }
         }
         resolver.tick(&mut st.bridge);
@@ -252,6 +269,100 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         );
     }
     Ok(())
+}
+
+/// A `capture` in progress: the waiting client and what has arrived.
+struct Capture {
+    call: handle::Call,
+    count: usize,
+    deadline: Instant,
+    lines: Vec<String>,
+}
+
+impl Capture {
+    fn add(&mut self, pkts: &[pmd::Captured]) {
+        for p in pkts {
+            if self.lines.len() >= self.count {
+                return;
+            }
+            let t =
+                p.at.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+            let mut line = format!(
+                "{}.{:09} {} ",
+                t.as_secs(),
+                t.subsec_nanos(),
+                if p.rx { "rx" } else { "tx" }
+            );
+            for b in &p.bytes {
+                line.push_str(&format!("{b:02x}"));
+            }
+            self.lines.push(line);
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.lines.len() >= self.count || Instant::now() >= self.deadline
+    }
+
+    fn answer(self) {
+        let mut text = self.lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let _ = self.call.reply.send(ctl::proto::Response::Ok(text));
+    }
+}
+
+/// Starts a capture, or refuses it (unknown or tunnel port, one already
+/// running).
+fn start_capture(
+    c: handle::Call,
+    st: &ControlState,
+    tap: &pmd::Tap,
+    capture: &mut Option<Capture>,
+) {
+    use ctl::proto::{Command, Failure, FailureKind, Response};
+    let Command::Capture {
+        port,
+        count,
+        timeout_ms,
+    } = c.req.cmd.clone()
+    else {
+        return;
+    };
+    let refuse = |c: handle::Call, why: String| {
+        let _ = c
+            .reply
+            .send(Response::Err(Failure::new(FailureKind::Rejected, why)));
+    };
+    if c.req.version != ctl::proto::VERSION {
+        return handle::answer(c, &mut ControlState::new(Bridge::default()));
+    }
+    let ports = &st.bridge.ports;
+    let no = port
+        .parse::<u32>()
+        .ok()
+        .filter(|n| ports.contains(*n))
+        .or_else(|| ports.by_name(&port));
+    match no {
+        None => refuse(c, format!("no port {port}")),
+        Some(n) if ports.tunnel(n).is_some() => refuse(
+            c,
+            format!("{port} is a tunnel port; capture the uplink to see its packets"),
+        ),
+        Some(_) if capture.is_some() => refuse(c, "a capture is already running".into()),
+        Some(n) => {
+            let (count, timeout) = (count as usize, Duration::from_millis(timeout_ms as u64));
+            tap.port.store(n, Ordering::Relaxed);
+            *capture = Some(Capture {
+                call: c,
+                count: count.clamp(1, 100_000),
+                deadline: Instant::now() + timeout.min(Duration::from_secs(3600)),
+                lines: Vec::new(),
+            });
+        }
+    }
 }
 
 /// The rules at start: the persisted state if there is one (it holds every

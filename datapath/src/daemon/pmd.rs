@@ -59,6 +59,8 @@ pub enum ToControl {
     },
     /// A control-socket or metrics request for the control thread.
     Call(super::handle::Call),
+    /// Packets copied for `capture`.
+    Captured(Vec<Captured>),
 }
 
 impl From<super::handle::Call> for ToControl {
@@ -118,6 +120,42 @@ struct Slot {
 struct Ports {
     slots: Vec<Slot>,
     by_no: Vec<Option<usize>>,
+    /// The port being captured (0: none), read once per loop.
+    tap: PortNo,
+    /// Packets copied for the capture since the last hand-off.
+    captured: Vec<Captured>,
+}
+
+/// What `capture` is watching: set by the control thread, read by the poll
+/// threads once per loop (one relaxed load while nobody captures).
+#[derive(Default)]
+pub struct Tap {
+    /// Port number, 0 for none.
+    pub port: std::sync::atomic::AtomicU32,
+}
+
+/// A packet copied for `capture`.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// When.
+    pub at: std::time::SystemTime,
+    /// Received on the port (else sent to it).
+    pub rx: bool,
+    /// The frame.
+    pub bytes: Vec<u8>,
+}
+
+impl Ports {
+    /// Copies a packet for the capture. This allocates, and only runs while
+    /// someone captures this port.
+    #[cold]
+    fn copy(&mut self, rx: bool, bytes: &[u8]) {
+        self.captured.push(Captured {
+            at: std::time::SystemTime::now(),
+            rx,
+            bytes: bytes.to_vec(),
+        });
+    }
 }
 
 impl TxPorts for Ports {
@@ -134,6 +172,10 @@ impl TxPorts for Ports {
             .copied()
             .flatten()
             .ok_or(DropReason::PortDown)?;
+        if port == self.tap {
+            let bytes = pool.data(&pkt).to_vec();
+            self.copy(false, &bytes);
+        }
         match self.slots[idx].port.as_mut() {
             Some(p) => p.send(pool, pkt),
             None => Err(DropReason::PortDown),
@@ -176,6 +218,8 @@ pub struct PmdThread {
     pub epoch: Instant,
     /// Bumped by the control thread to ask for a megaflow dump.
     pub dump: Arc<std::sync::atomic::AtomicU64>,
+    /// The port `capture` watches.
+    pub tap: Arc<Tap>,
 }
 
 impl PmdThread {
@@ -198,6 +242,8 @@ impl PmdThread {
         let mut ports = Ports {
             slots: Vec::new(),
             by_no: Vec::new(),
+            tap: 0,
+            captured: Vec::new(),
         };
         // Tunnel ports have no interface: their packets leave and arrive
         // through the uplinks.
@@ -257,6 +303,7 @@ impl PmdThread {
                     lines,
                 });
             }
+            ports.tap = self.tap.port.load(Ordering::Relaxed);
             let mut got = 0;
             for i in 0..ports.slots.len() {
                 let no = ports.slots[i].cfg.no;
@@ -268,6 +315,12 @@ impl PmdThread {
                     continue;
                 }
                 got += batch.len;
+                if no == ports.tap {
+                    for d in batch.as_slice() {
+                        let bytes = pool.data(d).to_vec();
+                        ports.copy(true, &bytes);
+                    }
+                }
                 if ports.slots[i].cfg.uplink {
                     pmd.process_uplink(&bridge, &mut pool, &mut ports, &batch, now_ms);
                 } else {
@@ -278,6 +331,10 @@ impl PmdThread {
                 if let Some(p) = s.port.as_mut() {
                     p.flush(&mut pool);
                 }
+            }
+            if !ports.captured.is_empty() {
+                let c = std::mem::take(&mut ports.captured);
+                let _ = self.to_control.send(ToControl::Captured(c));
             }
             pmd.tunnel.take_unresolved(&mut unresolved);
             if !unresolved.is_empty() {
