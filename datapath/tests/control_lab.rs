@@ -162,6 +162,61 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
     );
     assert!(tr.contains("Datapath actions: 2"), "{tr}");
 
+    // The rest of the flow and group commands, as ovs-ofctl users type them.
+    let run_ok = |args: &[&str]| {
+        let (good, text) = ctl(&lab, &sock, args);
+        assert!(good, "oxvs-ctl {args:?}: {text}");
+        text
+    };
+    run_ok(&[
+        "add-flow",
+        "table=5,priority=7,cookie=0x1,ip,nw_dst=10.244.7.7,actions=drop",
+    ]);
+    run_ok(&[
+        "mod-flows",
+        "--strict",
+        "table=5,priority=7,ip,nw_dst=10.244.7.7,actions=output:v1p1",
+    ]);
+    assert!(run_ok(&["dump-flows", "table=5"]).contains("actions=output:v1p1"));
+    run_ok(&[
+        "add-group",
+        "group_id=1,type=select,bucket=output:v1p1,bucket=output:v1p2",
+    ]);
+    run_ok(&["mod-group", "group_id=1,type=select,bucket=output:v1p2"]);
+    let groups = run_ok(&["dump-groups"]);
+    assert!(
+        groups.contains("group_id=1,type=select") && groups.matches("bucket=").count() == 1,
+        "{groups}"
+    );
+    run_ok(&["del-groups", "group_id=1"]);
+    assert!(!run_ok(&["dump-groups"]).contains("group_id=1"));
+    assert!(run_ok(&["dump-tables"]).contains("table 5"));
+    assert!(run_ok(&["dump-ports", "v1p1"]).contains("rx pkts="));
+    std::fs::write(dir.join("same.flows"), FLOWS).unwrap();
+    let diff = run_ok(&["diff-flows", dir.join("same.flows").to_str().unwrap()]);
+    assert!(diff.contains("-table=5,priority=7,cookie=0x1"), "{diff}");
+    run_ok(&["del-flows", "cookie=0x1/-1"]);
+    assert!(run_ok(&["diff-flows", dir.join("same.flows").to_str().unwrap()]).is_empty());
+    // Two clients changing rules at once: both land, nothing is lost.
+    let a = (0..50).map(|i| format!("table=6,priority={i},ip,nw_dst=10.244.8.{i},actions=drop\n"));
+    let b = (0..50).map(|i| format!("table=7,priority={i},ip,nw_dst=10.244.8.{i},actions=drop\n"));
+    std::fs::write(dir.join("t6.flows"), a.collect::<String>()).unwrap();
+    std::fs::write(dir.join("t7.flows"), b.collect::<String>()).unwrap();
+    std::thread::scope(|s| {
+        for f in ["t6.flows", "t7.flows"] {
+            let path = dir.join(f);
+            let (lab, sock) = (&lab, &sock);
+            s.spawn(move || {
+                let (good, text) = ctl(lab, sock, &["add-flows", path.to_str().unwrap()]);
+                assert!(good, "{text}");
+            });
+        }
+    });
+    assert_eq!(run_ok(&["dump-flows", "table=6"]).lines().count(), 50);
+    assert_eq!(run_ok(&["dump-flows", "table=7"]).lines().count(), 50);
+    run_ok(&["del-flows", "table=6"]);
+    run_ok(&["del-flows", "table=7"]);
+
     // capture: pcap of what pod 2's port sees, read by tshark.
     let pcap = dir.join("v1p2.pcap");
     let pinger = Command::new("ip")
