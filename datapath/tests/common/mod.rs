@@ -228,7 +228,7 @@ impl Lab {
                 "import socket,hashlib\n\
                  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
                  s.bind(('0.0.0.0',5201)); s.listen(1); s.settimeout(20)\n\
-                 c,_=s.accept(); h=hashlib.sha256(); n=0\n\
+                 c,_=s.accept(); c.settimeout(20); h=hashlib.sha256(); n=0\n\
                  while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d); h.update(d)\n\
                  print(n, h.hexdigest())",
             )
