@@ -2,10 +2,12 @@
 //! groups and packets, parsed into `flowtable`'s typed values and printed back.
 //!
 //! This crate is never on the packet path. It depends on `flowtable` for the
-//! types it produces and on nothing that does I/O, so everything here is
-//! testable as plain functions over strings; the `oxvs-ctl` binary and the
-//! daemon's control socket are thin layers over it. Text is turned into typed
-//! rules once, here, so that no string is ever interpreted per packet.
+//! types it produces. The syntax, the protocol types and their framing are
+//! plain functions over strings and byte streams, testable without a
+//! daemon; the only I/O is in `client` (a Unix socket to oxvsd) and in the
+//! command line (`cmd`: files, a pcap written by `capture`). The daemon's
+//! control socket is a thin layer over the same types. Text is turned into
+//! typed rules once, here, so that no string is ever interpreted per packet.
 
 #![forbid(unsafe_code)]
 
