@@ -238,6 +238,12 @@ fn overlay(tag: &str, v6: bool) {
         "expected an ICMP error with mtu {pod_mtu}:\n{text}\n{}",
         lab.log_of("n1")
     );
+    // oxvsd said which pod MTU fits.
+    assert!(
+        lab.log_of("n1").contains(&format!("pod_mtu={pod_mtu}")),
+        "{}",
+        lab.log_of("n1")
+    );
     // And a packet that fits still crosses.
     let fits = (pod_mtu - 28).to_string();
     let small = run(&[

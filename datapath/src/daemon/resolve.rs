@@ -8,7 +8,9 @@
 //! resolved yet are checked again every loop of the control thread (the
 //! kernel answers within milliseconds on a LAN); every remote is checked
 //! again once a second, so a changed route or neighbour is followed and a
-//! vanished one stops traffic rather than sending it to a stale MAC.
+//! vanished one stops traffic rather than sending it to a stale MAC. Each
+//! resolution logs the pod MTU that fits the tunnel (`pod_mtu`): pods with a
+//! larger MTU get ICMP "too big" answers from the switch.
 
 use crate::sys::netlink::Netlink;
 use flowtable::tunnel::TunnelRoute;
@@ -82,8 +84,23 @@ impl Resolver {
         match &route {
             Ok(r) => {
                 if br.tunnel_routes.get(&ip) != Some(r) {
+                    // The largest pod packet that crosses without an ICMP
+                    // "too big": what the pods' MTU should be.
+                    let opts: usize = br
+                        .tlv
+                        .slots
+                        .iter()
+                        .flatten()
+                        .map(|t| 4 + t.len as usize)
+                        .sum();
+                    let underlay = if ip.is_ipv4() {
+                        encap::mtu::Underlay::Ipv4
+                    } else {
+                        encap::mtu::Underlay::Ipv6
+                    };
+                    let pod_mtu = encap::mtu::pod_mtu(r.mtu, underlay, opts);
                     tracing::info!(
-                        remote = %ip, port = r.port, mtu = r.mtu,
+                        remote = %ip, port = r.port, mtu = r.mtu, pod_mtu,
                         next_hop_mac = %mac(&r.dst_mac), "tunnel remote resolved"
                     );
                 }
