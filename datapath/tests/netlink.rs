@@ -7,6 +7,9 @@
 //! Needs root; without it the test says why and passes. A guard deletes both
 //! namespaces even when an assertion fails.
 
+mod common;
+
+use common::{is_root, ok};
 use datapath::sys::netlink::Netlink;
 use std::net::IpAddr;
 use std::process::Command;
@@ -14,23 +17,10 @@ use std::time::{Duration, Instant};
 
 const PEER_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x02];
 
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
-
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = vec!["ip"];
+    cmd.extend_from_slice(args);
+    ok(&cmd);
 }
 
 /// Two namespaces `a` and `b`; dropping deletes both (and the veth).

@@ -68,13 +68,17 @@ pub struct PortTable {
 impl PortTable {
     /// Adds or replaces a port.
     pub fn add(&mut self, no: PortNo, name: &str) {
+        self.insert(no, name, None);
+    }
+
+    fn insert(&mut self, no: PortNo, name: &str, tunnel: Option<crate::tunnel::Tunnel>) {
         self.ports.insert(
             no,
             PortInfo {
                 no,
                 name: name.to_string(),
                 up: true,
-                tunnel: None,
+                tunnel,
             },
         );
     }
@@ -83,15 +87,7 @@ impl PortTable {
     /// it is up from the start, and its packets leave and arrive through
     /// the uplink.
     pub fn add_tunnel(&mut self, no: PortNo, name: &str, t: crate::tunnel::Tunnel) {
-        self.ports.insert(
-            no,
-            PortInfo {
-                no,
-                name: name.to_string(),
-                up: true,
-                tunnel: Some(t),
-            },
-        );
+        self.insert(no, name, Some(t));
     }
 
     /// The tunnel settings of port `no`, if it is a tunnel port.

@@ -52,6 +52,24 @@ pub fn ok(cmd: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Checks that tshark dissects every frame of the capture `pcap` without a
+/// malformed packet, an error-level expert note or a bad IP/UDP checksum.
+pub fn assert_clean_dissection(pcap: &str) {
+    let verbose = ok(&[
+        "tshark",
+        "-r",
+        pcap,
+        "-V",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+    ]);
+    for bad in ["Malformed", "Expert Info (Error", "[incorrect"] {
+        assert!(!verbose.contains(bad), "tshark reports {bad:?}:\n{verbose}");
+    }
+}
+
 /// A lab and the switches running in it; dropping it stops both.
 pub struct Lab {
     pub name: String,

@@ -21,26 +21,9 @@ pub mod proto {
     pub const ICMPV6: u8 = 58;
 }
 
-/// `ct_state` bits with the values OVS uses in `OVS_CS_F_*`, so rules written
-/// for OVS (`ct_state=+trk+est`) mean the same here.
-pub mod ct_state {
-    /// The packet starts a new connection (or would, if committed).
-    pub const NEW: u8 = 0x01;
-    /// The packet belongs to an established connection.
-    pub const EST: u8 = 0x02;
-    /// The packet is related to a connection (an ICMP error quoting it).
-    pub const REL: u8 = 0x04;
-    /// The packet travels in the reply direction.
-    pub const RPL: u8 = 0x08;
-    /// The packet is invalid: bad flags, outside the window, untrackable.
-    pub const INV: u8 = 0x10;
-    /// The packet went through conntrack.
-    pub const TRK: u8 = 0x20;
-    /// The packet's source was translated.
-    pub const SNAT: u8 = 0x40;
-    /// The packet's destination was translated.
-    pub const DNAT: u8 = 0x80;
-}
+/// `ct_state` bits, with the values OVS uses (`OVS_CS_F_*`): the same
+/// constants the flow syntax matches with `ct_state=+trk+est`.
+pub use crate::field::ct_state;
 
 /// TCP flag bits as they sit in the header's 13th byte.
 pub mod tcp_flags {
