@@ -37,7 +37,6 @@ mod common;
 
 use common::{is_root, ok, run, serial, Lab, Spawned};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const VNI: u32 = 0x2a;
@@ -438,37 +437,6 @@ fn until_reply(lab: &Lab, from: &str, to: &str) -> bool {
     false
 }
 
-/// Captures `count` Geneve frames with tshark on the underlay bridge's port
-/// toward node 1 (LAB-ul has no XDP program, so it sees the frames on the
-/// wire both ways), pinging `to` from pod `from` until tshark has them or
-/// its 20 s are up. tshark says nothing once it really captures (its
-/// "Capturing on" comes before it starts dumpcap), and a fixed pause is
-/// too short on a loaded machine, so the pings go on until the count is
-/// reached. Returns whether tshark succeeded and what it said.
-fn capture_pings(lab: &Lab, file: &Path, count: u32, from: &str, to: &str) -> (bool, String) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("ul"), "tshark", "-q", "-i", "n1"])
-        .args(["-f", "udp port 6081", "-c", &count.to_string()])
-        .args(["-a", "duration:20", "-w"])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark (apt-get install tshark)");
-    let t = Instant::now();
-    while matches!(child.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(25) {
-        lab.ping(from, to, 1);
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    match child.wait_with_output() {
-        Ok(out) => (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ),
-        Err(e) => (false, e.to_string()),
-    }
-}
-
 #[test]
 fn oxvsd_and_open_vswitch_share_a_geneve_overlay() {
     if !is_root() {
@@ -540,7 +508,7 @@ fn oxvsd_and_open_vswitch_share_a_geneve_overlay() {
 
     // On the wire: requests from oxvsd, replies from OVS, one header.
     let pcap = lab.dir.join("underlay.pcap");
-    let (captured, said) = capture_pings(&lab, &pcap, 4, "n1-p1", "10.244.2.2");
+    let (captured, said) = lab.capture_pings(&pcap, 4, "n1-p1", "10.244.2.2");
     assert!(captured, "tshark: {said}");
     let p = pcap.to_str().unwrap();
     let fields = ok(&[

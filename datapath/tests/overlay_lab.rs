@@ -13,8 +13,6 @@
 mod common;
 
 use common::{is_root, ok, run, serial, Lab};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const VNI: u32 = 0x2a;
 
@@ -76,30 +74,6 @@ fn node_config(n: u32, v6: bool, md: bool) -> String {
     )
 }
 
-/// Starts tshark on the underlay bridge's port toward node 1 (LAB-ul has no
-/// XDP program, so the capture sees the frames on the wire).
-fn capture(lab: &Lab, file: &std::path::Path, count: u32) -> std::process::Child {
-    let c = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("ul"), "tshark", "-q", "-i", "n1"])
-        .args([
-            "-f",
-            "udp port 6081",
-            "-c",
-            &count.to_string(),
-            "-a",
-            "duration:20",
-            "-w",
-        ])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark (apt-get install tshark)");
-    // tshark needs a moment before it captures.
-    std::thread::sleep(Duration::from_millis(1500));
-    c
-}
-
 fn overlay(tag: &str, v6: bool) {
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces");
@@ -156,14 +130,8 @@ fn overlay(tag: &str, v6: bool) {
 
     // On the wire: Geneve with our VNI (and option), nothing malformed.
     let pcap = lab.dir.join("underlay.pcap");
-    let cap = capture(&lab, &pcap, 4);
-    assert_eq!(lab.ping("n1-p1", "10.244.2.2", 4), 4);
-    let out = cap.wait_with_output().expect("tshark");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (captured, said) = lab.capture_pings(&pcap, 4, "n1-p1", "10.244.2.2");
+    assert!(captured, "tshark: {said}");
     let p = pcap.to_str().unwrap();
     let fields = ok(&[
         "tshark",

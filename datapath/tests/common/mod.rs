@@ -279,6 +279,37 @@ impl Lab {
         )
     }
 
+    /// Captures `count` Geneve frames with tshark on the underlay bridge's port
+    /// toward node 1 (LAB-ul has no XDP program, so it sees the frames on the
+    /// wire both ways), pinging `to` from pod `from` until tshark has them or
+    /// its 20 s are up. tshark says nothing once it really captures (its
+    /// "Capturing on" comes before it starts dumpcap), and a fixed pause is
+    /// too short on a loaded machine, so the pings go on until the count is
+    /// reached. Returns whether tshark succeeded and what it said.
+    pub fn capture_pings(&self, file: &Path, count: u32, from: &str, to: &str) -> (bool, String) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("ul"), "tshark", "-q", "-i", "n1"])
+            .args(["-f", "udp port 6081", "-c", &count.to_string()])
+            .args(["-a", "duration:20", "-w"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark (apt-get install tshark)");
+        let t = Instant::now();
+        while matches!(child.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(25) {
+            self.ping(from, to, 1);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match child.wait_with_output() {
+            Ok(out) => (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Err(e) => (false, e.to_string()),
+        }
+    }
+
     /// Whether an XDP program is attached to an interface of node n1.
     pub fn xdp_attached(&self, ifname: &str) -> bool {
         ok(&["ip", "-n", &self.ns("n1"), "-d", "link", "show", ifname]).contains("xdp")
