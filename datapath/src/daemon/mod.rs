@@ -193,7 +193,12 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
                     cap.add(&pkts);
                 }
             }
-            Ok(ToControl::Call(c)) if matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) => {
+            // A capture waits for packets, so this loop answers it; a request
+            // of another protocol version goes to `handle`, which refuses it.
+            Ok(ToControl::Call(c))
+                if c.req.version == ctl::proto::VERSION
+                    && matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) =>
+            {
                 start_capture(c, &st, &tap, &mut capture);
             }
             Ok(ToControl::Call(c)) => {
@@ -336,9 +341,6 @@ fn start_capture(
             .reply
             .send(Response::Err(Failure::new(FailureKind::Rejected, why)));
     };
-    if c.req.version != ctl::proto::VERSION {
-        return handle::answer(c, &mut ControlState::new(Bridge::default()));
-    }
     let ports = &st.bridge.ports;
     let no = port
         .parse::<u32>()

@@ -173,8 +173,7 @@ impl TxPorts for Ports {
             .flatten()
             .ok_or(DropReason::PortDown)?;
         if port == self.tap {
-            let bytes = pool.data(&pkt).to_vec();
-            self.copy(false, &bytes);
+            self.copy(false, pool.data(&pkt));
         }
         match self.slots[idx].port.as_mut() {
             Some(p) => p.send(pool, pkt),
@@ -317,8 +316,7 @@ impl PmdThread {
                 got += batch.len;
                 if no == ports.tap {
                     for d in batch.as_slice() {
-                        let bytes = pool.data(d).to_vec();
-                        ports.copy(true, &bytes);
+                        ports.copy(true, pool.data(d));
                     }
                 }
                 if ports.slots[i].cfg.uplink {
