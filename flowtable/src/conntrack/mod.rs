@@ -91,7 +91,7 @@ impl Default for CtConfig {
 }
 
 /// What `exec(...)` sets on a committed connection: values and masks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtExec {
     /// `set_field:V/M->ct_mark`.
     pub mark: Option<(u32, u32)>,

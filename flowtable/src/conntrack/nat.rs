@@ -23,7 +23,7 @@ pub const MAX_ATTEMPTS: u32 = 256;
 const EPHEMERAL: (u16, u16) = (1024, 65535);
 
 /// An inclusive range of addresses and ports to translate to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NatRange {
     /// First address.
     pub addr_min: IpAddr,
@@ -63,7 +63,7 @@ impl NatRange {
 }
 
 /// The `nat` part of a `ct` action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NatSpec {
     /// `nat` without arguments: translate packets of connections already
     /// set up with NAT, set up nothing new.
