@@ -568,6 +568,9 @@ fn execute(
         return;
     };
     let mut md = PendingMetadata::default();
+    // Whether the bytes may differ from the key the packet was looked up
+    // by: a recirculated packet is then parsed again.
+    let mut rewritten = false;
     for (i, a) in actions[..=last_out].iter().enumerate() {
         match a {
             DpAction::Output(_) | DpAction::TunnelPush { .. } | DpAction::Ct(_)
@@ -618,7 +621,10 @@ fn execute(
                         // tracked and goes to the next pass.
                         let mut l = *lay;
                         match conntrack(cx, pool, &mut out, &mut l, spec) {
-                            Ok(v) => recirculate(cx, stats, pool, out, spec, &v),
+                            Ok(v) => {
+                                let reparse = rewritten || v.nat.is_some();
+                                recirculate(cx, stats, pool, out, &l, reparse, spec, &v)
+                            }
                             Err(reason) => {
                                 stats.drop(reason);
                                 pool.free(out);
@@ -636,10 +642,13 @@ fn execute(
             DpAction::Ct(spec) => {
                 // Tracked in place: NAT rewrites this packet, and the
                 // actions after it see the result.
-                if let Err(reason) = conntrack(cx, pool, pkt, lay, spec) {
-                    stats.drop(reason);
-                    pool.free(*pkt);
-                    return;
+                match conntrack(cx, pool, pkt, lay, spec) {
+                    Ok(v) => rewritten |= v.nat.is_some(),
+                    Err(reason) => {
+                        stats.drop(reason);
+                        pool.free(*pkt);
+                        return;
+                    }
                 }
             }
             DpAction::TunnelMetadata { slot, value } => {
@@ -657,6 +666,7 @@ fn execute(
                     pool.free(*pkt);
                     return;
                 }
+                rewritten = true;
                 *pkt = d;
             }
         }
@@ -710,14 +720,18 @@ fn conntrack(
 }
 
 /// Queues a tracked packet for the next pass, keyed by its bytes as they
-/// are now, with the input port and tunnel fields of its first pass, the
-/// registers and metadata frozen at the `ct` action, and the verdict's
-/// `ct_*` fields.
+/// are now (parsed again when `reparse`, because a rewrite or NAT changed
+/// them; otherwise the key it was looked up by still describes them), with
+/// the input port and tunnel fields of its first pass, the registers and
+/// metadata frozen at the `ct` action, and the verdict's `ct_*` fields.
+#[allow(clippy::too_many_arguments)]
 fn recirculate(
     cx: &mut ExecCtx<'_>,
     stats: &mut PmdStats,
     pool: &mut FramePool,
     pkt: PacketDesc,
+    lay: &Layout,
+    reparse: bool,
     spec: &CtSpec,
     v: &CtVerdict,
 ) {
@@ -731,12 +745,17 @@ fn recirculate(
         return;
     }
     let key = &mut r.keys[r.n];
-    match extract(pool.data(&pkt), cx.in_port, key) {
-        Ok(l) => r.layouts[r.n] = l,
-        Err(reason) => {
-            stats.drop(reason);
-            pool.free(pkt);
-            return;
+    if !reparse {
+        *key = *cx.key;
+        r.layouts[r.n] = *lay;
+    } else {
+        match extract(pool.data(&pkt), cx.in_port, key) {
+            Ok(l) => r.layouts[r.n] = l,
+            Err(reason) => {
+                stats.drop(reason);
+                pool.free(pkt);
+                return;
+            }
         }
     }
     for f in [

@@ -251,10 +251,18 @@ table=1,priority=10,ip,actions=drop
         "p1 -> p2 is allowed, and its replies pass\n{}",
         lab.log()
     );
-    assert_eq!(lab.ping("n1-p2", "10.244.1.2", 3), 0, "p2 -> p1 is new and dropped");
+    assert_eq!(
+        lab.ping("n1-p2", "10.244.1.2", 3),
+        0,
+        "p2 -> p1 is new and dropped"
+    );
     let (n, got, sent) = lab.tcp_transfer("n1-p1", "n1-p2", "10.244.1.3", 1 << 20);
     assert_eq!(n, 1 << 20, "bytes received\n{}", lab.log());
     assert_eq!(got, sent, "payload digest");
     let status = lab.stop_switch();
-    assert!(status.success(), "oxvsd exit status {status}\n{}", lab.log());
+    assert!(
+        status.success(),
+        "oxvsd exit status {status}\n{}",
+        lab.log()
+    );
 }

@@ -236,3 +236,23 @@ fn bad_ct_actions_name_their_column() {
         assert!(e.column > 1, "{line}: {msg}");
     }
 }
+
+#[test]
+fn a_rewrite_before_ct_is_seen_by_the_next_pass() {
+    // The second pass must match the rewritten address, so the packet is
+    // parsed again rather than keyed by its first-pass key.
+    let flows = "\
+table=0,priority=10,ip,in_port=1,actions=mod_nw_dst:10.244.2.3,ct(table=1)
+table=1,priority=20,ip,nw_dst=10.244.2.3,ct_state=+trk,actions=output:2
+table=1,priority=10,ip,actions=drop
+";
+    let mut dp = datapath(2, flows, always_emc());
+    send(
+        &mut dp,
+        1,
+        &tcp(CLIENT, 40000, VIP, 80, Flags::Syn, 1000, 0),
+        0,
+    );
+    let want = tcp(CLIENT, 40000, SERVER, 80, Flags::Syn, 1000, 0);
+    assert_eq!(dp.take_tx(2), vec![want]);
+}
