@@ -212,5 +212,51 @@ fn upcall(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, emc, megaflow, upcall);
+/// A 64-byte UDP datagram from 10.244.1.2:`sport` to `dst`:53.
+fn udp64(dst: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 244, 1, 2], dst, 64)
+        .udp(sport, 53)
+        .write(&mut out, &[0u8; 18])
+        .expect("builds");
+    out
+}
+
+/// Packets of committed connections through `ct(commit,table=1)`: a
+/// conntrack lookup, a second pass through the EMC and the output, beside
+/// plain forwarding of the same packets in the same run.
+fn conntrack(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ct");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let pkts: Vec<Vec<u8>> = (0..BATCH)
+        .map(|i| udp64([10, 244, 2, 3], 1000 + i as u16))
+        .collect();
+    let cfg = PmdConfig {
+        emc_inv_prob: 1,
+        ..Default::default()
+    };
+    let cases = [
+        ("plain_output", "in_port=1,actions=output:2\n"),
+        (
+            "ct_recirc_output",
+            "table=0,in_port=1,ip,actions=ct(commit,table=1,zone=1)\n\
+             table=1,ip,ct_state=+trk,actions=output:2\n",
+        ),
+    ];
+    for (name, flows) in cases {
+        let (mut dp, mut batch) = setup(flows, cfg, &pkts);
+        let mut lb = Loopback::default();
+        for _ in 0..4 {
+            batch = spin(&mut dp, &mut lb, &batch);
+        }
+        assert_eq!(batch.len, BATCH, "every packet forwarded");
+        g.bench_function(BenchmarkId::new(name, BATCH), |b| {
+            b.iter(|| batch = spin(&mut dp, &mut lb, black_box(&batch)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, emc, megaflow, upcall, conntrack);
 criterion_main!(benches);

@@ -59,6 +59,7 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
                     ),
                 }
             }
+            DpAction::Ct(c) => write_ct(&mut s, c),
             DpAction::Drop(r) => write!(s, "drop({})", r.name().trim_start_matches("drop_")),
         };
     }
@@ -66,6 +67,36 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
         s.push_str("drop");
     }
     s
+}
+
+/// `ct(commit,zone=5,mark=0x1/0xff,nat(dst=10.244.1.2:80)),recirc(0x2)`,
+/// as `dpctl/dump-flows` prints a conntrack action.
+fn write_ct(s: &mut String, c: &flowtable::action::CtSpec) -> std::fmt::Result {
+    use flowtable::conntrack::NatSpec;
+    let mut parts: Vec<String> = Vec::new();
+    if c.commit {
+        parts.push("commit".into());
+    }
+    if c.zone != 0 {
+        parts.push(format!("zone={}", c.zone));
+    }
+    if let Some((v, m)) = c.exec.mark {
+        parts.push(format!("mark={v:#x}/{m:#x}"));
+    }
+    if let Some((v, m)) = c.exec.label {
+        parts.push(format!("label={v:#x}/{m:#x}"));
+    }
+    match c.nat {
+        None => {}
+        Some(NatSpec::Existing) => parts.push("nat".into()),
+        Some(NatSpec::Src(r)) => parts.push(format!("nat(src={})", crate::ofp::ct::range_text(&r))),
+        Some(NatSpec::Dst(r)) => parts.push(format!("nat(dst={})", crate::ofp::ct::range_text(&r))),
+    }
+    write!(s, "ct({})", parts.join(","))?;
+    if let Some(t) = c.table {
+        write!(s, ",recirc({:#x})", flowtable::xlate::recirc_id(t))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn writable(f: Field) -> bool {
     use Field::*;
     !matches!(
         f,
-        RecircId | CtState | CtZone | CtMark | DlType | NwFrag | TcpFlags
+        RecircId | CtState | CtZone | CtMark | CtLabel | DlType | NwFrag | TcpFlags
     )
 }
 

@@ -94,7 +94,8 @@ pub fn rewrite(
         DpAction::Output(_)
         | DpAction::Drop(_)
         | DpAction::TunnelMetadata { .. }
-        | DpAction::TunnelPush { .. } => {}
+        | DpAction::TunnelPush { .. }
+        | DpAction::Ct(_) => {}
     }
     Ok(())
 }

@@ -19,12 +19,16 @@ use crate::buf::{Batch, FramePool, PacketDesc, BATCH};
 use crate::exec::rewrite;
 use crate::stats::PmdStats;
 use crate::tunnel::{PendingMetadata, PushCtx, PushError, TunnelState};
+use flowtable::action::{CtSpec, FROZEN_WORDS};
+use flowtable::conntrack::{apply_rewrite, ConnTrack, CtConfig, CtPacket, CtVerdict};
 use flowtable::emc::{Emc, DEFAULT_ENTRIES, DEFAULT_INV_PROB};
 use flowtable::extract::{extract, Layout};
 use flowtable::mac::Learn;
 use flowtable::megaflow::{MegaflowRef, MegaflowTable, RevalidateStats, DEFAULT_MAX_FLOWS};
 use flowtable::tunnel::TunnelKey;
+use flowtable::Field;
 use flowtable::{translate, Bridge, DpAction, DropReason, FlowKey, PortNo};
+use std::sync::Arc;
 
 /// Where the pipeline sends packets. Ownership of the frame passes with the
 /// descriptor; on error the pipeline frees it and counts the reason.
@@ -80,16 +84,35 @@ pub struct Pmd {
     learned: Vec<Learn>,
     /// Geneve templates and unresolved remotes.
     pub tunnel: TunnelState,
+    /// The connection table, shared by every poll thread of the switch.
+    pub ct: Arc<ConnTrack>,
 }
 
 /// Per-batch working state.
 struct Scratch {
+    pkts: [PacketDesc; BATCH],
     keys: [FlowKey; BATCH],
     layouts: [Layout; BATCH],
     hashes: [u32; BATCH],
     flows: [Option<MegaflowRef>; BATCH],
     groups: [Group; BATCH],
+    /// Packets that a `ct(table=T)` sent to another pass.
+    recirc: Recirc,
 }
+
+/// The packets of the next pass: each with the key it is looked up by
+/// (re-parsed after conntrack, with registers, metadata, tunnel and `ct_*`
+/// fields carried in) and its layout.
+struct Recirc {
+    pkts: [PacketDesc; BATCH],
+    keys: [FlowKey; BATCH],
+    layouts: [Layout; BATCH],
+    n: usize,
+}
+
+/// How many passes one packet may make (OVS's userspace datapath allows
+/// the same number of recirculations).
+pub const MAX_PASSES: u32 = 6;
 
 /// Packets of one batch that share a megaflow.
 #[derive(Clone, Copy)]
@@ -113,6 +136,7 @@ impl Pmd {
             seen_version: None,
             last_revalidation: RevalidateStats::default(),
             scratch: Box::new(Scratch {
+                pkts: [PacketDesc::default(); BATCH],
                 keys: [FlowKey::default(); BATCH],
                 layouts: [Layout::default(); BATCH],
                 hashes: [0; BATCH],
@@ -122,10 +146,17 @@ impl Pmd {
                     members: [0; BATCH],
                     n: 0,
                 }; BATCH],
+                recirc: Recirc {
+                    pkts: [PacketDesc::default(); BATCH],
+                    keys: [FlowKey::default(); BATCH],
+                    layouts: [Layout::default(); BATCH],
+                    n: 0,
+                },
             }),
             batches: 0,
             learned: Vec::new(),
             tunnel: TunnelState::default(),
+            ct: Arc::new(ConnTrack::new(CtConfig::default())),
         }
     }
 
@@ -236,8 +267,7 @@ impl Pmd {
         if self.batches % SORT_EVERY == 0 {
             self.megaflows.sort_subtables();
         }
-        let n = batch.len;
-        let mut pkts = batch.pkts;
+        let mut n = batch.len;
         let Pmd {
             emc,
             megaflows,
@@ -245,15 +275,18 @@ impl Pmd {
             scratch,
             learned,
             tunnel,
+            ct,
             ..
         } = self;
         let sc = &mut **scratch;
         stats.rx_packets += n as u64;
+        sc.pkts = batch.pkts;
 
         // Parse every packet once.
         let mut alive: u32 = 0;
-        for (i, pkt) in pkts[..n].iter().enumerate() {
-            match extract(pool.data(pkt), in_port, &mut sc.keys[i]) {
+        for i in 0..n {
+            let pkt = sc.pkts[i];
+            match extract(pool.data(&pkt), in_port, &mut sc.keys[i]) {
                 Ok(l) => {
                     if let Some(t) = tun {
                         t[i].write(&mut sc.keys[i]);
@@ -263,10 +296,84 @@ impl Pmd {
                 }
                 Err(reason) => {
                     stats.drop(reason);
-                    pool.free(*pkt);
+                    pool.free(pkt);
                 }
             }
         }
+
+        let mut passes = 1;
+        loop {
+            let mut st = Stages {
+                br,
+                emc,
+                megaflows,
+                stats,
+                learned,
+                tunnel,
+                ct,
+                in_port,
+                now_ms,
+            };
+            st.pass(pool, tx, sc, n, alive);
+            let r = &mut sc.recirc;
+            if r.n == 0 {
+                return;
+            }
+            n = std::mem::take(&mut r.n);
+            if passes == MAX_PASSES {
+                for p in &r.pkts[..n] {
+                    stats.drop(DropReason::RecircLimit);
+                    pool.free(*p);
+                }
+                return;
+            }
+            passes += 1;
+            stats.recirc += n as u64;
+            sc.pkts[..n].copy_from_slice(&r.pkts[..n]);
+            sc.keys[..n].copy_from_slice(&r.keys[..n]);
+            sc.layouts[..n].copy_from_slice(&r.layouts[..n]);
+            alive = (((1u64 << n) - 1) & u32::MAX as u64) as u32;
+        }
+    }
+}
+
+/// The parts of a poll thread one pass over a batch works with.
+struct Stages<'a> {
+    br: &'a Bridge,
+    emc: &'a mut Emc,
+    megaflows: &'a mut MegaflowTable,
+    stats: &'a mut PmdStats,
+    learned: &'a mut Vec<Learn>,
+    tunnel: &'a mut TunnelState,
+    ct: &'a ConnTrack,
+    in_port: PortNo,
+    now_ms: u64,
+}
+
+impl Stages<'_> {
+    /// One pass over the packets of `sc` marked `alive`, whose keys are
+    /// filled in: caches, upcalls, then each flow's actions. Packets that
+    /// recirculate land in `sc.recirc` for the next pass.
+    fn pass(
+        &mut self,
+        pool: &mut FramePool,
+        tx: &mut impl TxPorts,
+        sc: &mut Scratch,
+        n: usize,
+        mut alive: u32,
+    ) {
+        let Stages {
+            br,
+            emc,
+            megaflows,
+            stats,
+            learned,
+            tunnel,
+            ct,
+            in_port,
+            now_ms,
+        } = self;
+        let (br, ct, in_port, now_ms) = (*br, *ct, *in_port, *now_ms);
 
         // Exact-match cache.
         let mut miss: u32 = 0;
@@ -323,13 +430,16 @@ impl Pmd {
                     // The table is full: execute this translation uncached.
                     stats.upcall_uncached += 1;
                     alive &= !(1 << i);
-                    let len = pkts[i].len as u64;
+                    let len = sc.pkts[i].len as u64;
                     for r in &x.rules {
                         r.stats.credit(1, len, now_ms);
                     }
                     let mut cx = ExecCtx {
                         br,
-                        tunnel: &mut *tunnel,
+                        tunnel,
+                        ct,
+                        recirc: &mut sc.recirc,
+                        key: &sc.keys[i],
                         in_port,
                         now_ms,
                         hash: sc.hashes[i],
@@ -340,7 +450,7 @@ impl Pmd {
                         tx,
                         &mut cx,
                         &x.actions,
-                        &mut pkts[i],
+                        &mut sc.pkts[i],
                         &mut sc.layouts[i],
                     );
                 }
@@ -369,7 +479,10 @@ impl Pmd {
         }
         for g in &sc.groups[..n_groups] {
             let members = &g.members[..g.n as usize];
-            let bytes: u64 = members.iter().map(|&m| pkts[m as usize].len as u64).sum();
+            let bytes: u64 = members
+                .iter()
+                .map(|&m| sc.pkts[m as usize].len as u64)
+                .sum();
             // Take the actions out of the table for the duration of the
             // group so the executor can borrow the pool and ports mutably.
             let Some(mf) = megaflows.get_mut(g.flow) else {
@@ -383,7 +496,10 @@ impl Pmd {
                 let m = m as usize;
                 let mut cx = ExecCtx {
                     br,
-                    tunnel: &mut *tunnel,
+                    tunnel,
+                    ct,
+                    recirc: &mut sc.recirc,
+                    key: &sc.keys[m],
                     in_port,
                     now_ms,
                     hash: sc.hashes[m],
@@ -394,7 +510,7 @@ impl Pmd {
                     tx,
                     &mut cx,
                     &actions,
-                    &mut pkts[m],
+                    &mut sc.pkts[m],
                     &mut sc.layouts[m],
                 );
             }
@@ -406,11 +522,15 @@ impl Pmd {
 }
 
 /// What the executor needs beyond the packet: the rule set (tunnel ports,
-/// routes, TLV map), the thread's tunnel state, and where the packet came
-/// from (an ICMP error goes back there).
+/// routes, TLV map), the thread's tunnel state, the connection table, where
+/// recirculated packets go, the packet's key as looked up, and where the
+/// packet came from (an ICMP error goes back there).
 struct ExecCtx<'a> {
     br: &'a Bridge,
     tunnel: &'a mut TunnelState,
+    ct: &'a ConnTrack,
+    recirc: &'a mut Recirc,
+    key: &'a FlowKey,
     in_port: PortNo,
     now_ms: u64,
     hash: u32,
@@ -428,8 +548,17 @@ fn execute(
     pkt: &mut PacketDesc,
     lay: &mut Layout,
 ) {
-    let last_out = actions.iter().rposition(DpAction::is_output);
-    let Some(last_out) = last_out else {
+    let Some(last_out) = actions.iter().rposition(DpAction::is_output) else {
+        // A connection is committed even when the packet then goes nowhere.
+        for a in actions {
+            if let DpAction::Ct(spec) = a {
+                if let Err(reason) = conntrack(cx, pool, pkt, lay, spec) {
+                    stats.drop(reason);
+                    pool.free(*pkt);
+                    return;
+                }
+            }
+        }
         let reason = match actions.last() {
             Some(DpAction::Drop(r)) => *r,
             _ => DropReason::NoOutput,
@@ -439,9 +568,14 @@ fn execute(
         return;
     };
     let mut md = PendingMetadata::default();
+    // Whether the bytes may differ from the key the packet was looked up
+    // by: a recirculated packet is then parsed again.
+    let mut rewritten = false;
     for (i, a) in actions[..=last_out].iter().enumerate() {
-        match *a {
-            DpAction::Output(_) | DpAction::TunnelPush { .. } => {
+        match a {
+            DpAction::Output(_) | DpAction::TunnelPush { .. } | DpAction::Ct(_)
+                if a.is_output() =>
+            {
                 let out = if i == last_out {
                     *pkt
                 } else {
@@ -482,6 +616,22 @@ fn execute(
                         }
                     }
                     DpAction::Output(p) => p,
+                    DpAction::Ct(ref spec) => {
+                        // The copy (or the packet itself, when last) is
+                        // tracked and goes to the next pass.
+                        let mut l = *lay;
+                        match conntrack(cx, pool, &mut out, &mut l, spec) {
+                            Ok(v) => {
+                                let reparse = rewritten || v.nat.is_some();
+                                recirculate(cx, stats, pool, out, &l, reparse, spec, &v)
+                            }
+                            Err(reason) => {
+                                stats.drop(reason);
+                                pool.free(out);
+                            }
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 if let Err(reason) = tx.send(port, out, pool) {
@@ -489,9 +639,21 @@ fn execute(
                     pool.free(out);
                 }
             }
+            DpAction::Ct(spec) => {
+                // Tracked in place: NAT rewrites this packet, and the
+                // actions after it see the result.
+                match conntrack(cx, pool, pkt, lay, spec) {
+                    Ok(v) => rewritten |= v.nat.is_some(),
+                    Err(reason) => {
+                        stats.drop(reason);
+                        pool.free(*pkt);
+                        return;
+                    }
+                }
+            }
             DpAction::TunnelMetadata { slot, value } => {
-                if let Some(v) = md.md.get_mut(slot as usize) {
-                    *v = value;
+                if let Some(v) = md.md.get_mut(*slot as usize) {
+                    *v = *value;
                     md.set |= 1 << slot;
                 }
             }
@@ -504,10 +666,118 @@ fn execute(
                     pool.free(*pkt);
                     return;
                 }
+                rewritten = true;
                 *pkt = d;
             }
         }
     }
+}
+
+/// Runs the packet through the connection table and applies the NAT
+/// rewrite the verdict asks for. A packet conntrack cannot parse (a
+/// fragment, a truncated header) is `+trk+inv`, as in OVS, and left for the
+/// rules to judge; a connection that could not be committed is a drop.
+fn conntrack(
+    cx: &mut ExecCtx<'_>,
+    pool: &mut FramePool,
+    pkt: &mut PacketDesc,
+    lay: &mut Layout,
+    spec: &CtSpec,
+) -> Result<CtVerdict, DropReason> {
+    let verdict = match CtPacket::parse(pool.data(pkt), lay) {
+        Ok(p) => cx.ct.process_exec(
+            &p,
+            spec.zone,
+            cx.now_ms,
+            spec.commit,
+            spec.nat.as_ref(),
+            &spec.exec,
+        ),
+        Err(_) => CtVerdict {
+            state: flowtable::field::ct_state::TRK | flowtable::field::ct_state::INV,
+            mark: 0,
+            label: 0,
+            nat: None,
+            drop: None,
+        },
+    };
+    if let Some(reason) = verdict.drop {
+        return Err(reason);
+    }
+    if let Some(rw) = verdict.nat {
+        let d = *pkt;
+        let (off, len) = (d.off as usize, d.len as usize);
+        let frame = pool.frame_mut(&d);
+        apply_rewrite(
+            &mut frame[off..off + len],
+            lay.l3 as usize,
+            lay.l4 as usize,
+            &rw,
+        )
+        .map_err(|_| DropReason::BadRewrite)?;
+    }
+    Ok(verdict)
+}
+
+/// Queues a tracked packet for the next pass, keyed by its bytes as they
+/// are now (parsed again when `reparse`, because a rewrite or NAT changed
+/// them; otherwise the key it was looked up by still describes them), with
+/// the input port and tunnel fields of its first pass, the registers and
+/// metadata frozen at the `ct` action, and the verdict's `ct_*` fields.
+#[allow(clippy::too_many_arguments)]
+fn recirculate(
+    cx: &mut ExecCtx<'_>,
+    stats: &mut PmdStats,
+    pool: &mut FramePool,
+    pkt: PacketDesc,
+    lay: &Layout,
+    reparse: bool,
+    spec: &CtSpec,
+    v: &CtVerdict,
+) {
+    let (Some(table), r) = (spec.table, &mut *cx.recirc) else {
+        pool.free(pkt);
+        return;
+    };
+    if r.n == BATCH {
+        stats.drop(DropReason::RecircLimit);
+        pool.free(pkt);
+        return;
+    }
+    let key = &mut r.keys[r.n];
+    if !reparse {
+        *key = *cx.key;
+        r.layouts[r.n] = *lay;
+    } else {
+        match extract(pool.data(&pkt), cx.in_port, key) {
+            Ok(l) => r.layouts[r.n] = l,
+            Err(reason) => {
+                stats.drop(reason);
+                pool.free(pkt);
+                return;
+            }
+        }
+    }
+    for f in [
+        Field::TunId,
+        Field::TunSrc,
+        Field::TunDst,
+        Field::TunIpv6Src,
+        Field::TunIpv6Dst,
+        Field::TunMetadata0,
+        Field::TunMetadata1,
+    ] {
+        key.set(f, cx.key.get(f));
+    }
+    let first = Field::Metadata.word();
+    key.w[first..first + FROZEN_WORDS].copy_from_slice(&spec.frozen);
+    key.set(Field::CtState, v.state.into());
+    key.set(Field::CtZone, spec.zone.into());
+    key.set(Field::CtMark, v.mark.into());
+    key.set(Field::CtLabel, v.label);
+    key.set(Field::RecircId, flowtable::xlate::recirc_id(table).into());
+    r.pkts[r.n] = pkt;
+    r.n += 1;
 }
 
 /// Answers a packet too big for the tunnel with ICMP "fragmentation

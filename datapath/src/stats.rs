@@ -25,6 +25,9 @@ pub struct PmdStats {
     /// ICMP "fragmentation needed" / "Packet Too Big" errors sent to pods
     /// whose packets were too big for the tunnel.
     pub tunnel_mtu_replies: u64,
+    /// Passes after the first: packets a `ct(table=T)` sent back through
+    /// the caches.
+    pub recirc: u64,
     /// Drops, indexed by [`DropReason`] discriminant.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -52,6 +55,7 @@ impl PmdStats {
         self.revalidations += o.revalidations;
         self.port_down += o.port_down;
         self.tunnel_mtu_replies += o.tunnel_mtu_replies;
+        self.recirc += o.recirc;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

@@ -225,3 +225,44 @@ fn port_deleted_and_recreated_under_traffic() {
     );
     assert!(lab.stop_switch().success());
 }
+
+/// A stateful firewall through `ct()` on real AF_XDP ports: p1 may open
+/// connections to p2 and gets its replies; p2 may open nothing towards p1.
+#[test]
+fn stateful_firewall_through_conntrack() {
+    if !is_root() {
+        eprintln!("skipped: needs root for network namespaces");
+        return;
+    }
+    let _serial = serial();
+    let mut lab = Lab::up("ct", 2);
+    let flows = "\
+table=0,priority=100,arp,actions=normal
+table=0,priority=10,ip,actions=ct(table=1,zone=7)
+table=1,priority=30,ip,ct_state=+trk+est,actions=normal
+table=1,priority=30,ip,ct_state=+trk+rel,actions=normal
+table=1,priority=20,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=7),normal
+table=1,priority=10,ip,actions=drop
+";
+    lab.start_switch(flows, &[("v1p1", 1), ("v1p2", 2)], "afxdp");
+    assert_eq!(
+        lab.ping("n1-p1", "10.244.1.3", 5),
+        5,
+        "p1 -> p2 is allowed, and its replies pass\n{}",
+        lab.log()
+    );
+    assert_eq!(
+        lab.ping("n1-p2", "10.244.1.2", 3),
+        0,
+        "p2 -> p1 is new and dropped"
+    );
+    let (n, got, sent) = lab.tcp_transfer("n1-p1", "n1-p2", "10.244.1.3", 1 << 20);
+    assert_eq!(n, 1 << 20, "bytes received\n{}", lab.log());
+    assert_eq!(got, sent, "payload digest");
+    let status = lab.stop_switch();
+    assert!(
+        status.success(),
+        "oxvsd exit status {status}\n{}",
+        lab.log()
+    );
+}

@@ -6,9 +6,11 @@
 //! every value already computed, so the fast path never interprets OpenFlow.
 //! This is the split Open vSwitch makes between ofpacts and datapath actions.
 
+use crate::conntrack::{CtExec, NatSpec};
 use crate::drop::DropReason;
 use crate::field::Field;
 use crate::port::PortNo;
+use std::sync::Arc;
 type MacAddr = [u8; 6];
 
 /// Part of a field: bits `ofs .. ofs + n_bits` (`NXM_NX_REG0[8..15]`).
@@ -114,11 +116,63 @@ pub enum Action {
     ModVlanPcp(u8),
     /// `group:ID`.
     Group(u32),
+    /// `ct(...)`: send the packet through connection tracking.
+    Ct(Box<CtAction>),
+    /// `ct_clear`: forget the packet's connection-tracking state.
+    CtClear,
 }
+
+/// Where a `ct` action's zone comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CtZoneSrc {
+    /// `zone=N`.
+    Imm(u16),
+    /// `zone=NXM_NX_REG6[0..15]`: read from the flow at translation.
+    Field(SubField),
+}
+
+/// A rule's `ct(...)` action, as written (`ovs-actions(7)`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CtAction {
+    /// `commit`: make a new connection an entry of the table.
+    pub commit: bool,
+    /// `zone=`.
+    pub zone: CtZoneSrc,
+    /// `table=T`: recirculate the tracked packet into table T.
+    pub table: Option<u8>,
+    /// `nat`, `nat(src=...)`, `nat(dst=...)`.
+    pub nat: Option<NatSpec>,
+    /// `exec(...)`: writes to `ct_mark` and `ct_label` (only
+    /// [`Action::SetField`], [`Action::Load`] and [`Action::Move`] into
+    /// those two fields), applied when the connection is committed.
+    pub exec: Vec<Action>,
+}
+
+/// A `ct` action as the datapath runs it: every value computed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CtSpec {
+    /// Conntrack zone.
+    pub zone: u16,
+    /// Commit a new connection.
+    pub commit: bool,
+    /// NAT to set up or apply.
+    pub nat: Option<NatSpec>,
+    /// Mark and label to store on commit.
+    pub exec: CtExec,
+    /// Recirculation: the table the tracked packet continues in, or `None`
+    /// when the packet is only tracked (and translated) in place.
+    pub table: Option<u8>,
+    /// The values of `metadata` and `reg0..reg15` (key words 3 to 11) at
+    /// the `ct` action, which the recirculated packet carries on.
+    pub frozen: [u64; FROZEN_WORDS],
+}
+
+/// How many key words a recirculation carries over (metadata, registers).
+pub const FROZEN_WORDS: usize = 9;
 
 /// A rewrite or output the datapath performs on a packet. Values are
 /// absolute: what to write, not how to compute it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DpAction {
     /// Transmit a copy (or, when last, the packet itself) on a port.
     Output(PortNo),
@@ -172,6 +226,10 @@ pub enum DpAction {
         /// The remote VTEP: an IPv4 address as `::ffff:a.b.c.d`.
         dst: [u8; 16],
     },
+    /// Connection tracking: look the packet up (commit, NAT) and, with a
+    /// table, recirculate it with its `ct_*` fields set. Shared, because
+    /// every packet of the megaflow runs the same spec.
+    Ct(Arc<CtSpec>),
     /// Stop: the packet is dropped for this reason (any outputs before it
     /// still happen).
     Drop(DropReason),
@@ -181,6 +239,11 @@ impl DpAction {
     /// Whether the action sends the packet somewhere.
     #[inline]
     pub fn is_output(&self) -> bool {
-        matches!(self, DpAction::Output(_) | DpAction::TunnelPush { .. })
+        match self {
+            DpAction::Output(_) | DpAction::TunnelPush { .. } => true,
+            // A recirculating `ct` hands the packet to the next pass.
+            DpAction::Ct(spec) => spec.table.is_some(),
+            _ => false,
+        }
     }
 }

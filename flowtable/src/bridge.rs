@@ -62,6 +62,8 @@ pub enum RuleError {
     },
     /// a select group needs at least one bucket with a non-zero weight; an indirect group exactly one bucket
     BadBuckets(u32),
+    /// ct: {0}
+    BadCt(&'static str),
 }
 
 impl std::fmt::Display for RuleError {
@@ -83,6 +85,7 @@ impl std::fmt::Display for RuleError {
             RuleError::ActionPrereq { field } => {
                 write!(f, "set_field on {field}, whose prerequisite the rule does not match")
             }
+            RuleError::BadCt(why) => write!(f, "ct: {why}"),
             RuleError::BadBuckets(g) => write!(
                 f,
                 "group {g}: a select group needs a bucket with non-zero weight, an indirect group exactly one bucket"
@@ -427,6 +430,7 @@ impl Bridge {
                         return Err(RuleError::ActionPrereq { field: dst.field });
                     }
                 }
+                Action::Ct(ref c) => validate_ct(c)?,
                 _ => {}
             }
         }
@@ -478,6 +482,49 @@ fn check_subfield(sf: &crate::action::SubField) -> Result<(), RuleError> {
             ofs: sf.ofs,
             end,
         });
+    }
+    Ok(())
+}
+
+/// What OVS refuses in a `ct` action: a recirculation table that does not
+/// exist, `exec` without `commit` or writing anything but `ct_mark` and
+/// `ct_label`, and a zone read from bits that are not there.
+fn validate_ct(c: &crate::action::CtAction) -> Result<(), RuleError> {
+    if let Some(t) = c.table {
+        if t as usize >= N_TABLES {
+            return Err(RuleError::BadTable(t));
+        }
+    }
+    if let crate::action::CtZoneSrc::Field(sf) = c.zone {
+        check_subfield(&sf)?;
+        if sf.n_bits != 16 {
+            return Err(RuleError::BadCt(
+                "a zone read from a field must be 16 bits wide",
+            ));
+        }
+    }
+    if !c.exec.is_empty() && !c.commit {
+        return Err(RuleError::BadCt("exec(...) needs commit"));
+    }
+    for a in &c.exec {
+        let ok = match a {
+            Action::SetField { field, .. } => matches!(field, Field::CtMark | Field::CtLabel),
+            Action::Load { dst, .. } => {
+                check_subfield(dst)?;
+                matches!(dst.field, Field::CtMark | Field::CtLabel)
+            }
+            Action::Move { src, dst } => {
+                check_subfield(src)?;
+                check_subfield(dst)?;
+                matches!(dst.field, Field::CtMark | Field::CtLabel) && src.n_bits == dst.n_bits
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(RuleError::BadCt(
+                "exec(...) may only write ct_mark and ct_label",
+            ));
+        }
     }
     Ok(())
 }

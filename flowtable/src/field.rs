@@ -43,6 +43,7 @@ pub enum Field {
     CtState,
     CtZone,
     CtMark,
+    CtLabel,
     DlSrc,
     DlDst,
     DlType,
@@ -225,7 +226,7 @@ const fn reg(name: &'static str, n: usize, aliases: &'static [&'static str]) -> 
 
 /// One row per [`Field`] variant, in declaration order.
 #[rustfmt::skip]
-static INFO: [Info; 47] = [
+static INFO: [Info; 48] = [
     info("in_port", word::PORT, 0, 32, F::Decimal, P::None, &["NXM_OF_IN_PORT", "OXM_OF_IN_PORT"]),
     info("recirc_id", word::PORT, 32, 32, F::Hex, P::None, &["NXM_NX_RECIRC_ID"]),
     info("tun_id", word::TUN_ID, 0, 64, F::Hex, P::None, &["tunnel_id", "NXM_NX_TUN_ID", "OXM_OF_TUNNEL_ID"]),
@@ -255,6 +256,7 @@ static INFO: [Info; 47] = [
     info("ct_state", word::CT, 0, 8, F::CtState, P::None, &["NXM_NX_CT_STATE"]),
     info("ct_zone", word::CT, 16, 16, F::Decimal, P::None, &["NXM_NX_CT_ZONE"]),
     info("ct_mark", word::CT, 32, 32, F::Hex, P::None, &["NXM_NX_CT_MARK"]),
+    info("ct_label", word::CT_LABEL, 0, 128, F::Hex, P::None, &["NXM_NX_CT_LABEL"]),
     info("dl_src", word::DL_SRC, 0, 48, F::Mac, P::None, &["eth_src", "NXM_OF_ETH_SRC", "OXM_OF_ETH_SRC"]),
     info("dl_dst", word::DL_DST, 0, 48, F::Mac, P::None, &["eth_dst", "NXM_OF_ETH_DST", "OXM_OF_ETH_DST"]),
     info("dl_type", word::DL_SRC, 48, 16, F::Hex, P::None, &["eth_type", "NXM_OF_ETH_TYPE", "OXM_OF_ETH_TYPE"]),
@@ -277,13 +279,13 @@ static INFO: [Info; 47] = [
 
 /// Every field in declaration order, for iteration.
 #[rustfmt::skip]
-static ALL: [Field; 47] = {
+static ALL: [Field; 48] = {
     use Field::*;
     [
         InPort, RecircId, TunId, TunSrc, TunDst, TunIpv6Src, TunIpv6Dst, TunMetadata0,
         TunMetadata1, Metadata, Reg0, Reg1, Reg2, Reg3, Reg4, Reg5, Reg6, Reg7, Reg8, Reg9,
-        Reg10, Reg11, Reg12, Reg13, Reg14, Reg15, CtState, CtZone, CtMark, DlSrc, DlDst, DlType,
-        VlanTci, NwSrc, NwDst, Ipv6Src, Ipv6Dst, NwProto, NwTos, NwTtl, NwFrag, TpSrc, TpDst,
+        Reg10, Reg11, Reg12, Reg13, Reg14, Reg15, CtState, CtZone, CtMark, CtLabel, DlSrc, DlDst,
+        DlType, VlanTci, NwSrc, NwDst, Ipv6Src, Ipv6Dst, NwProto, NwTos, NwTtl, NwFrag, TpSrc, TpDst,
         TcpFlags, Ipv6Label, ArpSha, ArpTha,
     ]
 };
@@ -317,6 +319,11 @@ impl Field {
             let i = f.info();
             i.name == name || i.aliases.contains(&name)
         })
+    }
+
+    /// The key word the field starts in.
+    pub fn word(self) -> usize {
+        self.info().word as usize
     }
 
     /// Width in bits.

@@ -37,7 +37,7 @@ pub(crate) mod word {
     pub const TUN_IPV6_DST: usize = 26; // two words, high half first
     pub const TUN_METADATA0: usize = 28;
     pub const TUN_METADATA1: usize = 29;
-    // 30 and 31 are not used yet and stay zero.
+    pub const CT_LABEL: usize = 30; // two words, high half first
 }
 
 /// The values of every matchable field of one packet (or, masked, of a

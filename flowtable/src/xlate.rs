@@ -17,8 +17,10 @@
 //! [`XlateOut::learned`] for the caller to apply; revalidation re-runs
 //! translation freely and ignores it.
 
-use crate::action::{Action, DpAction, GroupType, SubField};
+use crate::action::FROZEN_WORDS;
+use crate::action::{Action, CtAction, CtSpec, CtZoneSrc, DpAction, GroupType, SubField};
 use crate::bridge::Bridge;
+use crate::conntrack::CtExec;
 use crate::drop::DropReason;
 use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
 use crate::key::{hash_masked, FlowKey, FlowMask};
@@ -112,8 +114,12 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
     // per port and per pass, as in Open vSwitch.
     cx.wc.set_field(Field::InPort);
     cx.wc.set_field(Field::RecircId);
-    cx.table(0, true);
-    if key.get(Field::RecircId) == 0 {
+    let recirc = key.get(Field::RecircId);
+    match recirc_table(recirc as u32) {
+        Some(t) => cx.table(t, true),
+        None => cx.drop_reason(DropReason::TableMiss),
+    }
+    if recirc == 0 {
         // Registers and metadata are zero in every packet that enters from a
         // port; a lookup that read them learned nothing about the packet, so
         // they need not split megaflows.
@@ -139,6 +145,23 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         mask: cx.wc,
         rules: cx.rules,
         learned: cx.learned,
+    }
+}
+
+/// The recirculation id a `ct(table=T)` gives the tracked packet. The
+/// frozen state a recirculated packet needs besides its table (registers,
+/// metadata, `ct_*` fields) travels in its key, so the id only names the
+/// table; 0 is the first pass.
+pub fn recirc_id(table: u8) -> u32 {
+    table as u32 + 1
+}
+
+/// The table a pass with recirculation id `id` starts in.
+pub fn recirc_table(id: u32) -> Option<u8> {
+    match id {
+        0 => Some(0),
+        n if n <= crate::rule::N_TABLES as u32 => Some((n - 1) as u8),
+        _ => None,
     }
 }
 
@@ -234,7 +257,77 @@ impl Ctx<'_> {
                 self.set_vlan((tci & 0x0fff) | VLAN_PRESENT | ((pcp as u16 & 7) << 13));
             }
             Action::Group(id) => self.group(id),
+            Action::Ct(ref c) => self.ct(c),
+            Action::CtClear => {
+                for f in [Field::CtState, Field::CtZone, Field::CtMark, Field::CtLabel] {
+                    self.flow.set(f, 0);
+                }
+            }
         }
+    }
+
+    /// `ct(...)`: pending rewrites are written out first, since conntrack
+    /// reads the packet's bytes. With `table=T` the datapath recirculates
+    /// the packet after tracking it; it re-parses the packet (NAT may have
+    /// changed it) and carries registers and metadata over from here, so
+    /// their values join the megaflow mask.
+    fn ct(&mut self, c: &CtAction) {
+        if !self.has(Prereq::Ip) {
+            self.note(|| "ct: not an IP packet, skipped".into());
+            return;
+        }
+        let zone = match c.zone {
+            CtZoneSrc::Imm(z) => z,
+            CtZoneSrc::Field(sf) => self.read_sub(sf) as u16,
+        };
+        let exec = self.ct_exec(&c.exec);
+        self.commit();
+        let mut frozen = [0u64; FROZEN_WORDS];
+        if c.table.is_some() {
+            let first = Field::Metadata.word();
+            frozen.copy_from_slice(&self.flow.w[first..first + FROZEN_WORDS]);
+            for w in &mut self.wc.w[first..first + FROZEN_WORDS] {
+                *w = u64::MAX;
+            }
+        }
+        self.note(|| match c.table {
+            Some(t) => format!("ct(zone={zone}): recirculating to table {t}"),
+            None => format!("ct(zone={zone})"),
+        });
+        self.out.push(DpAction::Ct(Arc::new(CtSpec {
+            zone,
+            commit: c.commit,
+            nat: c.nat,
+            exec,
+            table: c.table,
+            frozen,
+        })));
+    }
+
+    /// The mark and label writes of `exec(...)`, as values and masks.
+    fn ct_exec(&mut self, acts: &[Action]) -> CtExec {
+        let mut out = CtExec::default();
+        for a in acts {
+            let (field, value, mask) = match *a {
+                Action::SetField { field, value, mask } => (field, value, mask),
+                Action::Load { dst, value } => (dst.field, value << dst.ofs, dst.mask()),
+                Action::Move { src, dst } => (dst.field, self.read_sub(src) << dst.ofs, dst.mask()),
+                _ => continue,
+            };
+            match field {
+                Field::CtMark => {
+                    let (v, m) = out.mark.unwrap_or((0, 0));
+                    let (value, mask) = (value as u32, mask as u32);
+                    out.mark = Some(((v & !mask) | (value & mask), m | mask));
+                }
+                Field::CtLabel => {
+                    let (v, m) = out.label.unwrap_or((0, 0));
+                    out.label = Some(((v & !mask) | (value & mask), m | mask));
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     fn read_sub(&mut self, sf: SubField) -> u128 {

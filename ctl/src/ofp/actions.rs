@@ -10,7 +10,7 @@
 //! way OVS checks them (`set_field:80->tp_dst` needs TCP, UDP or SCTP matched),
 //! because a rewrite of a header the packet may not have is a rule bug.
 //!
-//! Actions OVS has but `flowtable` does not (`ct`, `learn`, `controller`, ...)
+//! Actions OVS has but `flowtable` does not (`learn`, `controller`, ...)
 //! are refused as unsupported instead of as unknown, to tell the user the
 //! spelling was right.
 
@@ -34,10 +34,8 @@ pub(crate) struct Cx<'a> {
 }
 
 /// OVS actions `flowtable` cannot represent.
-const UNSUPPORTED: [&str; 22] = [
+const UNSUPPORTED: [&str; 20] = [
     "controller",
-    "ct",
-    "ct_clear",
     "learn",
     "note",
     "enqueue",
@@ -224,6 +222,12 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             let (v, pos) = colon("PCP")?;
             Action::ModVlanPcp(value::uint(v, pos, 3, "mod_vlan_pcp")? as u8)
         }
+        "ct_clear" => return bare(Action::CtClear),
+        "ct" => match args {
+            Some(args) => super::ct::parse_ct(&args, item.pos, cx)?,
+            None if cut == text.len() => super::ct::parse_ct(&[], item.pos, cx)?,
+            None => return expected(item.pos, "ct(...)", text),
+        },
         "group" => {
             let (g, pos) = colon("GROUP_ID")?;
             Action::Group(value::uint(g, pos, 32, "group")? as u32)
@@ -289,7 +293,7 @@ fn resubmit_args(args: &[Item<'_>], pos: usize, ports: &dyn PortNames) -> Res<Ac
 }
 
 /// Reads a table number.
-fn table(text: &str, pos: usize) -> Res<u8> {
+pub(super) fn table(text: &str, pos: usize) -> Res<u8> {
     let t = value::uint(text, pos, 8, "a table number")?;
     if t >= N_TABLES as u128 {
         return fail(
@@ -304,7 +308,7 @@ fn table(text: &str, pos: usize) -> Res<u8> {
 }
 
 /// Splits `A->B`, returning B's offset.
-fn arrow(text: &str, pos: usize) -> Res<(&str, &str, usize)> {
+pub(super) fn arrow(text: &str, pos: usize) -> Res<(&str, &str, usize)> {
     match text.find("->") {
         Some(i) => Ok((&text[..i], &text[i + 2..], pos + i + 2)),
         None => expected(pos, "SOURCE->DESTINATION", text),
@@ -395,7 +399,7 @@ fn modify(name: &str, text: &str, pos: usize) -> Res<Action> {
 
 /// Reads `FIELD[]`, `FIELD[N]`, `FIELD[A..B]` or a bare `FIELD` (the whole
 /// field), checking the field may be written (`dst`) or read.
-fn subfield(text: &str, pos: usize, dst: bool, cx: &Cx<'_>) -> Res<SubField> {
+pub(super) fn subfield(text: &str, pos: usize, dst: bool, cx: &Cx<'_>) -> Res<SubField> {
     let (name, range) = match text.find('[') {
         Some(i) => match text[i + 1..].strip_suffix(']') {
             Some(r) => (&text[..i], Some((r, pos + i + 1))),

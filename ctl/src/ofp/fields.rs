@@ -171,7 +171,7 @@ pub(crate) fn writable(f: Field) -> bool {
     use Field::*;
     !matches!(
         f,
-        RecircId | CtState | CtZone | CtMark | DlType | NwFrag | TcpFlags
+        RecircId | CtState | CtZone | CtMark | CtLabel | DlType | NwFrag | TcpFlags
     )
 }
 

@@ -17,6 +17,7 @@
 //! parse; `print` prints; `file` handles multi-line input.
 
 mod actions;
+pub(crate) mod ct;
 mod error;
 mod fields;
 mod file;

@@ -22,7 +22,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 
 /// `0x…` in lowercase, or `0` (OVS's `ds_put_hex`).
-fn hex(v: u128) -> String {
+pub(crate) fn hex(v: u128) -> String {
     if v == 0 {
         "0".to_string()
     } else {
@@ -270,6 +270,8 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
         Action::ModVlanVid(v) => format!("mod_vlan_vid:{v}"),
         Action::ModVlanPcp(p) => format!("mod_vlan_pcp:{p}"),
         Action::Group(g) => format!("group:{g}"),
+        Action::Ct(c) => super::ct::ct_text(c, ports),
+        Action::CtClear => "ct_clear".into(),
     }
 }
 

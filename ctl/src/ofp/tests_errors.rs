@@ -201,7 +201,16 @@ fn bad_actions() {
         "unknown action \"frobnicate\"",
     );
     check("actions=frob:1", "frob", "unknown action \"frob\"");
-    check("actions=ct(commit)", "ct(", "action ct is not supported");
+    check(
+        "actions=learn(table=1)",
+        "learn(",
+        "action learn is not supported",
+    );
+    check(
+        "ip,actions=ct(commit,alg=ftp)",
+        "alg=",
+        "ct alg is not supported",
+    );
     check(
         "actions=drop,output:1",
         "drop",

@@ -66,6 +66,9 @@ pub struct SwitchConfig {
     /// Geneve options carried in `tun_metadataN`, as `ovs-ofctl
     /// add-tlv-map` writes them: `{class=0x0102,type=0x80,len=4}->tun_metadata0`.
     pub tlv_map: Option<String>,
+    /// Most connections conntrack holds (OVS's `dpctl/ct-set-maxconns`);
+    /// 3,000,000 when unset, as in OVS.
+    pub ct_max_conns: Option<usize>,
 }
 
 /// How a port attaches to its interface.

@@ -145,7 +145,7 @@ pub fn render(st: &ControlState) -> String {
 
     let pmd = |p: &super::state::PmdStatus| Some(("pmd", p.id.to_string()));
     type PmdField = fn(&super::state::PmdStatus) -> u64;
-    let pmd_counters: [(&str, &str, PmdField); 6] = [
+    let pmd_counters: [(&str, &str, PmdField); 7] = [
         ("rx_packets", "Packets received by the poll thread.", |p| {
             p.stats.rx_packets
         }),
@@ -170,6 +170,11 @@ pub fn render(st: &ControlState) -> String {
             "Cache revalidations after rule changes.",
             |p| p.stats.revalidations,
         ),
+        (
+            "recirculations",
+            "Passes after the first, made by packets that ct(table=T) recirculated.",
+            |p| p.stats.recirc,
+        ),
     ];
     for (what, help, get) in pmd_counters {
         family(
@@ -193,6 +198,13 @@ pub fn render(st: &ControlState) -> String {
         "counter",
         "Seconds the poll thread has been polling.",
         st.pmds.iter().map(|p| (pmd(p), p.total_ns as f64 / 1e9)),
+    );
+    family(
+        &mut o,
+        "oxvs_conntrack_connections",
+        "gauge",
+        "Connections in the conntrack table.",
+        [(None, st.conntrack_len)],
     );
     o
 }

@@ -65,6 +65,23 @@ fn tlv_map(text: &str) -> Result<flowtable::tunnel::TlvMap, String> {
     Ok(map)
 }
 
+/// Conntrack entries looked at per turn of the control loop for expiry.
+const CT_EXPIRE_BUDGET: usize = 20_000;
+
+/// The connection table, with a hash seed chosen at random so that a peer
+/// cannot aim its tuples at one chain.
+fn new_conntrack(cfg: &Config) -> flowtable::conntrack::ConnTrack {
+    use std::hash::BuildHasher;
+    let mut c = flowtable::conntrack::CtConfig {
+        seed: std::collections::hash_map::RandomState::new().hash_one(0x6f78_7673u64),
+        ..Default::default()
+    };
+    if let Some(max) = cfg.switch.ct_max_conns {
+        c.max_conns = max;
+    }
+    flowtable::conntrack::ConnTrack::new(c)
+}
+
 /// Runs the switch until `shutdown` is set (SIGTERM/SIGINT in `oxvsd`).
 pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), String> {
     let mut bridge = Bridge::default();
@@ -126,6 +143,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     };
     let dump = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tap = Arc::new(pmd::Tap::default());
+    let ct = Arc::new(new_conntrack(&cfg));
     let mut capture: Option<Capture> = None;
     let mut handles = Vec::new();
     for (id, core) in cores.iter().enumerate() {
@@ -142,6 +160,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             epoch,
             dump: dump.clone(),
             tap: tap.clone(),
+            ct: ct.clone(),
         };
         let h = std::thread::Builder::new()
             .name(format!("oxvs-pmd{id}"))
@@ -239,6 +258,11 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             }
         }
         resolver.tick(&mut st.bridge);
+        // Expiry a slice at a time: each turn of this loop (at least ten a
+        // second) looks at a bounded number of entries, so no poll thread
+        // ever waits behind a sweep of the whole table.
+        ct.expire(st.now_ms(), CT_EXPIRE_BUDGET);
+        st.conntrack_len = ct.len();
         if last_expire.elapsed() >= Duration::from_secs(1) {
             last_expire = Instant::now();
             let gone = st.bridge.expire(now_ms);

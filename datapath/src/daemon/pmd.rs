@@ -219,6 +219,8 @@ pub struct PmdThread {
     pub dump: Arc<std::sync::atomic::AtomicU64>,
     /// The port `capture` watches.
     pub tap: Arc<Tap>,
+    /// The switch's connection table.
+    pub ct: Arc<flowtable::conntrack::ConnTrack>,
 }
 
 impl PmdThread {
@@ -236,6 +238,7 @@ impl PmdThread {
             FramePool::new(self.frames)
         });
         let mut pmd = Pmd::new(self.cfg);
+        pmd.ct = self.ct.clone();
         let mut seen = 0u64;
         let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
         let mut ports = Ports {

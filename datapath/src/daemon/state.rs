@@ -90,6 +90,8 @@ pub struct ControlState {
     pub megaflows: Vec<String>,
     /// Where accepted changes are persisted, if anywhere.
     pub persist: Option<StateFile>,
+    /// Live conntrack connections, refreshed by the control thread.
+    pub conntrack_len: usize,
 }
 
 impl ControlState {
@@ -103,6 +105,7 @@ impl ControlState {
             pmds: Vec::new(),
             megaflows: Vec::new(),
             persist: None,
+            conntrack_len: 0,
         }
     }
 
@@ -261,6 +264,7 @@ impl ControlState {
             );
             let _ = writeln!(s, "  upcalls: {} ({:.1}%)", t.upcall, pct(t.upcall));
             let _ = writeln!(s, "  upcalls not cached: {}", t.upcall_uncached);
+            let _ = writeln!(s, "  recirculations: {}", t.recirc);
             let _ = writeln!(s, "  drops: {}", t.total_drops());
             let _ = writeln!(s, "  revalidations: {}", t.revalidations);
             let _ = writeln!(
@@ -272,6 +276,7 @@ impl ControlState {
             );
             let _ = writeln!(s, "  avg ns per packet: {:.1}", p.ns_per_packet());
         }
+        let _ = writeln!(s, "conntrack connections: {}", self.conntrack_len);
         s
     }
 }

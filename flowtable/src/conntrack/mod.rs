@@ -34,6 +34,7 @@
 //! the original direction until a reply is seen (OVS reports `est` from the
 //! third packet on), matching ICMP and the Linux conntrack.
 
+mod parse;
 mod process;
 mod related;
 mod rewrite;
@@ -47,8 +48,11 @@ mod nat;
 mod tests;
 #[cfg(test)]
 mod tests_nat;
+#[cfg(test)]
+mod tests_parse;
 
 pub use nat::{NatRange, NatSpec, MAX_ATTEMPTS};
+pub use parse::CtParseError;
 pub use rewrite::{apply_rewrite, RewriteError};
 pub use timeout::{TimeoutClass, Timeouts};
 pub use types::{

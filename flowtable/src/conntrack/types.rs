@@ -99,7 +99,7 @@ pub struct CtPacket {
 }
 
 impl CtPacket {
-    fn base(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> CtPacket {
+    pub(crate) fn base(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) -> CtPacket {
         CtPacket {
             src,
             dst,
