@@ -413,6 +413,39 @@ fn open_vswitch_node(lab: &Lab, n: u32) -> Ovs {
     ovs
 }
 
+/// Drop reasons that no packet of this lab should meet: a malformed frame
+/// (a NAT rewrite gone wrong would show here first), a Geneve fault, a full
+/// conntrack table or NAT range, a recirculation or resubmit loop, a frame
+/// too big for the tunnel (the pods' MTU leaves room).
+const FAULTS: [&str; 8] = [
+    "drop_malformed_",
+    "drop_geneve_",
+    "drop_ct_full",
+    "drop_ct_zone_full",
+    "drop_ct_nat_exhausted",
+    "drop_recirc_limit",
+    "drop_resubmit_limit",
+    "drop_tunnel_mtu",
+];
+
+/// Reads oxvsd's drop counters in `node` and checks the [`FAULTS`] are 0.
+fn assert_no_fault_drops(lab: &Lab, node: &str) {
+    let sock = lab.dir.join(node).join("oxvsd.sock");
+    let drops = ctl::cmd::run(&[
+        "--socket".to_string(),
+        sock.to_str().unwrap().to_string(),
+        "dump-drops".to_string(),
+    ])
+    .unwrap_or_else(|e| panic!("oxvs-ctl dump-drops in {node}: {e}"));
+    assert!(drops.contains("drop_ct_full"), "{drops}");
+    for line in drops.lines() {
+        let (reason, n) = line.split_once(": ").unwrap_or((line, "0"));
+        if FAULTS.iter().any(|f| reason.trim().starts_with(f)) {
+            assert_eq!(n.trim(), "0", "oxvsd in {node} dropped {reason}:\n{drops}");
+        }
+    }
+}
+
 fn names(results: &[String]) -> BTreeSet<&str> {
     results.iter().map(String::as_str).collect()
 }
@@ -548,6 +581,11 @@ fn services(tag: &str, switch: Switch) {
 
     for (name, srv) in &servers {
         assert!(srv.running(), "{name} died:\n{}", srv.log());
+    }
+    if switch == Switch::Oxvsd {
+        for node in ["n1", "n2"] {
+            assert_no_fault_drops(&s.lab, node);
+        }
     }
     eprintln!("service lab took {:.1} s", began.elapsed().as_secs_f64());
 }
