@@ -13,8 +13,8 @@
 //! UDP echo on :5353 that prefixes its name. The checks: every endpoint is
 //! reached over many connections to the ClusterIP 10.96.0.10 (TCP :80, UDP
 //! :53) from frontends of both nodes, and each answer comes from 10.96.0.10
-//! (a UDP reply's source is read with recvfrom; a TCP connection would not
-//! even open if the SYN-ACK came from the backend's address); a keep-alive
+//! (a UDP reply's source is read with recvfrom, and tcpdump in the client
+//! pod sees every TCP and UDP reply arrive from the ClusterIP); a keep-alive
 //! connection stays on one endpoint; NodePort 30080 on both node IPs and the
 //! LoadBalancer IP 172.16.100.10 answer the external client, whose
 //! connections reach the backends SNATed to the node IP; frontends cannot
@@ -26,8 +26,8 @@
 //!
 //! The same files run on oxvsd and, as the reference for their meaning, on
 //! Open vSwitch 3.1's userspace datapath (as interop_lab.rs runs it). Needs
-//! root; without root it says why and passes. The OVS case fails naming the
-//! package when OVS is missing.
+//! root, python3 and tcpdump; without root it says why and passes. The OVS
+//! case fails naming the package when OVS is missing.
 
 mod common;
 
@@ -275,6 +275,35 @@ impl ServiceLab {
         srv
     }
 
+    /// Starts tcpdump on `ns`'s eth0 for what arrives from port 80 (TCP) or
+    /// 53 or 5353 (UDP), and waits until it listens.
+    fn sniff_replies(&self, ns: &str) -> common::Spawned {
+        let dump = self.lab.spawn(
+            ns,
+            &format!("tcpdump-{ns}"),
+            &[
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-n",
+                "-l",
+                "-Q",
+                "in",
+                "tcp src port 80 or udp src port 53 or udp src port 5353",
+            ],
+        );
+        let t = Instant::now();
+        while !dump.log().contains("listening on") {
+            assert!(
+                dump.running() && t.elapsed() < Duration::from_secs(10),
+                "tcpdump in {ns} did not start (apt-get install tcpdump):\n{}",
+                dump.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dump
+    }
+
     /// What the switches know, for a failed check's message.
     fn report(&self) -> String {
         let mut r = String::new();
@@ -519,6 +548,9 @@ fn services(tag: &str, switch: Switch) {
     }
 
     // ClusterIP from a frontend of each node: every endpoint, every answer.
+    // What reaches frontend-1 meanwhile is captured: every reply must come
+    // from the ClusterIP, none from an endpoint's own address.
+    let dump = s.sniff_replies("n1-p1");
     let conns = CONNS.to_string();
     for from in ["n1-p1", "n2-p1"] {
         let got = s.client(from, &["http", CLUSTER_IP, "80", &conns]);
@@ -537,6 +569,22 @@ fn services(tag: &str, switch: Switch) {
             "one connection, several endpoints: {got:?}"
         );
         assert!(backends.contains(got[0].as_str()), "{got:?}");
+    }
+    dump.stop(Duration::from_secs(2));
+    let replies: Vec<String> = dump
+        .log()
+        .lines()
+        .filter(|l| l.contains(" IP "))
+        .map(str::to_string)
+        .collect();
+    // 24 HTTP connections, 24 datagrams and 3 x 20 keep-alive answers.
+    assert!(replies.len() >= 108, "{}", dump.log());
+    for l in &replies {
+        let src = l.split(" IP ").nth(1).unwrap_or("");
+        assert!(
+            src.starts_with("10.96.0.10.80 >") || src.starts_with("10.96.0.10.53 >"),
+            "a reply not from the ClusterIP: {l}"
+        );
     }
 
     // From outside: NodePort on each node, the LoadBalancer IP via node 1.
