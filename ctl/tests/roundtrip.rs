@@ -237,8 +237,8 @@ prop_compose! {
         priority in any::<u16>(),
         cookie in any::<u64>(),
         cookie_mask in prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
-        idle in any::<u16>(),
-        hard in any::<u16>(),
+        idle in any::<u32>(),
+        hard in any::<u32>(),
         out_port in any::<Option<u128>>(),
     ) -> FlowSpec {
         let out_port = out_port.map(port);

@@ -131,6 +131,13 @@ impl MemDatapath {
                 self.bridge.learn(&self.learned, now_ms);
                 self.learned.clear();
             }
+            let mut flows = Vec::new();
+            self.pmd.take_learned_flows(&mut flows);
+            for spec in flows {
+                // A refused learned rule is what the daemon logs; here the
+                // tests see it as a rule that never appears.
+                let _ = self.bridge.apply(&[Change::AddFlow(spec)], now_ms);
+            }
         }
         total
     }

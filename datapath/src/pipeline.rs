@@ -27,7 +27,7 @@ use flowtable::mac::Learn;
 use flowtable::megaflow::{MegaflowRef, MegaflowTable, RevalidateStats, DEFAULT_MAX_FLOWS};
 use flowtable::tunnel::TunnelKey;
 use flowtable::Field;
-use flowtable::{translate, Bridge, DpAction, DropReason, FlowKey, PortNo};
+use flowtable::{translate, Bridge, DpAction, DropReason, FlowKey, FlowSpec, PortNo};
 use std::sync::Arc;
 
 /// Where the pipeline sends packets. Ownership of the frame passes with the
@@ -86,7 +86,14 @@ pub struct Pmd {
     pub tunnel: TunnelState,
     /// The connection table, shared by every poll thread of the switch.
     pub ct: Arc<ConnTrack>,
+    /// Rules `learn(...)` made in upcalls, for the bridge's owner to add
+    /// ([`Pmd::take_learned_flows`]).
+    learned_flows: Vec<FlowSpec>,
 }
+
+/// Learned rules a poll thread holds for its owner at most; more are
+/// dropped until the owner takes them (an upcall later learns them again).
+const MAX_PENDING_LEARNED: usize = 4096;
 
 /// Per-batch working state.
 struct Scratch {
@@ -157,6 +164,7 @@ impl Pmd {
             learned: Vec::new(),
             tunnel: TunnelState::default(),
             ct: Arc::new(ConnTrack::new(CtConfig::default())),
+            learned_flows: Vec::new(),
         }
     }
 
@@ -176,6 +184,12 @@ impl Pmd {
     /// to apply ([`Bridge::learn`]); the next batch then revalidates.
     pub fn take_learned(&mut self, out: &mut Vec<Learn>) {
         out.append(&mut self.learned);
+    }
+
+    /// The rules `learn(...)` made since the last call, for the bridge's
+    /// owner to add; the next batch then revalidates.
+    pub fn take_learned_flows(&mut self, out: &mut Vec<FlowSpec>) {
+        out.append(&mut self.learned_flows);
     }
 
     /// Runs one batch received on `in_port` through the pipeline.
@@ -276,6 +290,7 @@ impl Pmd {
             learned,
             tunnel,
             ct,
+            learned_flows,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -309,6 +324,7 @@ impl Pmd {
                 megaflows,
                 stats,
                 learned,
+                learned_flows,
                 tunnel,
                 ct,
                 in_port,
@@ -344,6 +360,7 @@ struct Stages<'a> {
     megaflows: &'a mut MegaflowTable,
     stats: &'a mut PmdStats,
     learned: &'a mut Vec<Learn>,
+    learned_flows: &'a mut Vec<FlowSpec>,
     tunnel: &'a mut TunnelState,
     ct: &'a ConnTrack,
     in_port: PortNo,
@@ -368,6 +385,7 @@ impl Stages<'_> {
             megaflows,
             stats,
             learned,
+            learned_flows,
             tunnel,
             ct,
             in_port,
@@ -419,8 +437,11 @@ impl Stages<'_> {
                 continue;
             }
             stats.upcall += 1;
-            let x = translate(br, &sc.keys[i], None);
+            let mut x = translate(br, &sc.keys[i], None);
             learned.extend_from_slice(&x.learned);
+            if learned_flows.len() < MAX_PENDING_LEARNED {
+                learned_flows.append(&mut x.learned_flows);
+            }
             match megaflows.insert(&sc.keys[i], &x, now_ms) {
                 Ok(r) => {
                     emc.insert(&sc.keys[i], sc.hashes[i], r);

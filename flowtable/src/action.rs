@@ -120,6 +120,62 @@ pub enum Action {
     Ct(Box<CtAction>),
     /// `ct_clear`: forget the packet's connection-tracking state.
     CtClear,
+    /// `learn(...)`: add a rule built from this packet's fields.
+    Learn(Box<LearnSpec>),
+}
+
+/// Where a value in a `learn` spec comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LearnSrc {
+    /// A constant, right-aligned.
+    Imm(u128),
+    /// The packet's value of a subfield when the rule is learned.
+    Field(SubField),
+}
+
+/// One match of a learned rule: `dst` must equal `src`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LearnMatch {
+    /// The matched bits.
+    pub dst: SubField,
+    /// Their value.
+    pub src: LearnSrc,
+}
+
+/// One action of a learned rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LearnAction {
+    /// `load:SRC->DST`: the learned rule loads the value into `dst`.
+    Load {
+        /// Written by the learned rule.
+        dst: SubField,
+        /// The value it writes (taken from the packet at learn time).
+        src: LearnSrc,
+    },
+    /// `output:SRC`: the learned rule outputs to the port in `SRC`.
+    Output(SubField),
+}
+
+/// The `learn(...)` action (`ovs-actions(7)`): table, priority, timeouts
+/// and cookie of the rule to add, its matches and its actions. Timeouts
+/// are 32-bit seconds: Kubernetes session affinity may last 86400 s,
+/// longer than OpenFlow's 16-bit timeouts allow.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LearnSpec {
+    /// `table=`.
+    pub table: u8,
+    /// `priority=`.
+    pub priority: u16,
+    /// `idle_timeout=`.
+    pub idle_timeout: u32,
+    /// `hard_timeout=`.
+    pub hard_timeout: u32,
+    /// `cookie=`.
+    pub cookie: u64,
+    /// The learned rule's match.
+    pub matches: Vec<LearnMatch>,
+    /// The learned rule's actions.
+    pub actions: Vec<LearnAction>,
 }
 
 /// Where a `ct` action's zone comes from.

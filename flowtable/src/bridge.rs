@@ -8,7 +8,7 @@
 //! bumps [`Bridge::version`]; the datapath compares versions before each batch
 //! of packets and revalidates its caches when they differ.
 
-use crate::action::{Action, GroupType};
+use crate::action::{Action, GroupType, SubField};
 use crate::classifier::Classifier;
 use crate::field::Field;
 use crate::flow_match::{Match, PrereqError};
@@ -64,6 +64,8 @@ pub enum RuleError {
     BadBuckets(u32),
     /// ct: {0}
     BadCt(&'static str),
+    /// learn: {0}
+    BadLearn(&'static str),
 }
 
 impl std::fmt::Display for RuleError {
@@ -86,6 +88,7 @@ impl std::fmt::Display for RuleError {
                 write!(f, "set_field on {field}, whose prerequisite the rule does not match")
             }
             RuleError::BadCt(why) => write!(f, "ct: {why}"),
+            RuleError::BadLearn(why) => write!(f, "learn: {why}"),
             RuleError::BadBuckets(g) => write!(
                 f,
                 "group {g}: a select group needs a bucket with non-zero weight, an indirect group exactly one bucket"
@@ -431,6 +434,7 @@ impl Bridge {
                     }
                 }
                 Action::Ct(ref c) => validate_ct(c)?,
+                Action::Learn(ref l) => validate_learn(l)?,
                 _ => {}
             }
         }
@@ -482,6 +486,43 @@ fn check_subfield(sf: &crate::action::SubField) -> Result<(), RuleError> {
             ofs: sf.ofs,
             end,
         });
+    }
+    Ok(())
+}
+
+/// A `learn` spec whose subfields exist and whose copies have equal
+/// widths; the learned rule itself is checked like any other when it is
+/// added.
+fn validate_learn(l: &crate::action::LearnSpec) -> Result<(), RuleError> {
+    use crate::action::{LearnAction, LearnSrc};
+    if l.table as usize >= N_TABLES {
+        return Err(RuleError::BadTable(l.table));
+    }
+    let pair = |dst: &SubField, src: &LearnSrc| -> Result<(), RuleError> {
+        check_subfield(dst)?;
+        match src {
+            LearnSrc::Field(s) => {
+                check_subfield(s)?;
+                if s.n_bits != dst.n_bits {
+                    return Err(RuleError::MoveWidth);
+                }
+            }
+            LearnSrc::Imm(v) => {
+                if dst.n_bits < 128 && *v >> dst.n_bits != 0 {
+                    return Err(RuleError::BadLearn("a value wider than its field"));
+                }
+            }
+        }
+        Ok(())
+    };
+    for m in &l.matches {
+        pair(&m.dst, &m.src)?;
+    }
+    for a in &l.actions {
+        match a {
+            LearnAction::Load { dst, src } => pair(dst, src)?,
+            LearnAction::Output(src) => check_subfield(src)?,
+        }
     }
     Ok(())
 }

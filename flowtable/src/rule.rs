@@ -30,9 +30,9 @@ pub struct FlowSpec {
     /// `cookie=V/MASK` (0 when no mask was given).
     pub cookie_mask: u64,
     /// `idle_timeout=` seconds, 0 for none.
-    pub idle_timeout: u16,
+    pub idle_timeout: u32,
     /// `hard_timeout=` seconds, 0 for none.
-    pub hard_timeout: u16,
+    pub hard_timeout: u32,
     /// `out_port=` filter for modify and delete.
     pub out_port: Option<PortNo>,
     /// The actions; empty means drop.
@@ -113,9 +113,9 @@ pub struct Rule {
     /// Controller-chosen identifier.
     pub cookie: u64,
     /// Idle timeout in seconds, 0 for none.
-    pub idle_timeout: u16,
+    pub idle_timeout: u32,
     /// Hard timeout in seconds, 0 for none.
-    pub hard_timeout: u16,
+    pub hard_timeout: u32,
     /// The actions (validated against ports, groups and tables).
     pub actions: Box<[Action]>,
     /// When it was added or last modified, caller's clock.

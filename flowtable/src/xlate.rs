@@ -17,15 +17,17 @@
 //! [`XlateOut::learned`] for the caller to apply; revalidation re-runs
 //! translation freely and ignores it.
 
-use crate::action::FROZEN_WORDS;
 use crate::action::{Action, CtAction, CtSpec, CtZoneSrc, DpAction, GroupType, SubField};
+use crate::action::{LearnAction, LearnSpec, LearnSrc, FROZEN_WORDS};
 use crate::bridge::Bridge;
 use crate::conntrack::CtExec;
 use crate::drop::DropReason;
 use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
+use crate::flow_match::Match;
 use crate::key::{hash_masked, FlowKey, FlowMask};
 use crate::mac::Learn;
 use crate::port::{reserved, PortNo};
+use crate::rule::FlowSpec;
 use crate::rule::Rule;
 use std::sync::Arc;
 
@@ -46,6 +48,8 @@ pub struct XlateOut {
     pub rules: Vec<Arc<Rule>>,
     /// What `normal` learned.
     pub learned: Vec<Learn>,
+    /// The rules `learn(...)` asks to add, for the caller to install.
+    pub learned_flows: Vec<FlowSpec>,
 }
 
 /// One step of a trace, for `oxvs-ctl trace`.
@@ -85,6 +89,7 @@ struct Ctx<'a> {
     out: Vec<DpAction>,
     rules: Vec<Arc<Rule>>,
     learned: Vec<Learn>,
+    learned_flows: Vec<FlowSpec>,
     depth: u32,
     resubmits: u32,
     exit: bool,
@@ -104,6 +109,7 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         out: Vec::new(),
         rules: Vec::new(),
         learned: Vec::new(),
+        learned_flows: Vec::new(),
         depth: 0,
         resubmits: 0,
         exit: false,
@@ -145,6 +151,7 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         mask: cx.wc,
         rules: cx.rules,
         learned: cx.learned,
+        learned_flows: cx.learned_flows,
     }
 }
 
@@ -258,6 +265,7 @@ impl Ctx<'_> {
             }
             Action::Group(id) => self.group(id),
             Action::Ct(ref c) => self.ct(c),
+            Action::Learn(ref l) => self.learn(l),
             Action::CtClear => {
                 for f in [Field::CtState, Field::CtZone, Field::CtMark, Field::CtLabel] {
                     self.flow.set(f, 0);
@@ -302,6 +310,47 @@ impl Ctx<'_> {
             table: c.table,
             frozen,
         })));
+    }
+
+    /// `learn(...)`: the rule is built from the packet's values now (each
+    /// field read joins the megaflow mask, so every packet of the megaflow
+    /// would learn the same rule) and handed to the caller, which installs
+    /// it; this translation does not see it.
+    fn learn(&mut self, l: &LearnSpec) {
+        let mut m = Match::any();
+        for lm in &l.matches {
+            let v = self.learn_value(lm.src);
+            m.set_masked(lm.dst.field, v << lm.dst.ofs, lm.dst.mask());
+        }
+        let mut actions = Vec::with_capacity(l.actions.len());
+        for la in &l.actions {
+            actions.push(match *la {
+                LearnAction::Load { dst, src } => Action::Load {
+                    dst,
+                    value: self.learn_value(src),
+                },
+                LearnAction::Output(src) => Action::Output(self.read_sub(src) as PortNo),
+            });
+        }
+        self.note(|| format!("learn: a rule for table {}", l.table));
+        self.learned_flows.push(FlowSpec {
+            table: l.table,
+            priority: l.priority,
+            m,
+            cookie: l.cookie,
+            cookie_mask: 0,
+            idle_timeout: l.idle_timeout,
+            hard_timeout: l.hard_timeout,
+            out_port: None,
+            actions,
+        });
+    }
+
+    fn learn_value(&mut self, src: LearnSrc) -> u128 {
+        match src {
+            LearnSrc::Imm(v) => v,
+            LearnSrc::Field(sf) => self.read_sub(sf),
+        }
     }
 
     /// The mark and label writes of `exec(...)`, as values and masks.

@@ -10,7 +10,7 @@
 //! way OVS checks them (`set_field:80->tp_dst` needs TCP, UDP or SCTP matched),
 //! because a rewrite of a header the packet may not have is a rule bug.
 //!
-//! Actions OVS has but `flowtable` does not (`learn`, `controller`, ...)
+//! Actions OVS has but `flowtable` does not (`controller`, `bundle`, ...)
 //! are refused as unsupported instead of as unknown, to tell the user the
 //! spelling was right.
 
@@ -34,9 +34,8 @@ pub(crate) struct Cx<'a> {
 }
 
 /// OVS actions `flowtable` cannot represent.
-const UNSUPPORTED: [&str; 20] = [
+const UNSUPPORTED: [&str; 19] = [
     "controller",
-    "learn",
     "note",
     "enqueue",
     "set_queue",
@@ -223,6 +222,10 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             Action::ModVlanPcp(value::uint(v, pos, 3, "mod_vlan_pcp")? as u8)
         }
         "ct_clear" => return bare(Action::CtClear),
+        "learn" => match args {
+            Some(args) => super::learn::parse_learn(&args, cx)?,
+            None => return expected(item.pos, "learn(...)", text),
+        },
         "ct" => match args {
             Some(args) => super::ct::parse_ct(&args, item.pos, cx)?,
             None if cut == text.len() => super::ct::parse_ct(&[], item.pos, cx)?,

@@ -210,11 +210,11 @@ fn rule_key(
             (u128::from(spec.priority), 0)
         }
         "idle_timeout" => {
-            spec.idle_timeout = value::uint(text, pos, 16, key)? as u16;
+            spec.idle_timeout = value::uint(text, pos, 32, key)? as u32;
             (u128::from(spec.idle_timeout), 0)
         }
         "hard_timeout" => {
-            spec.hard_timeout = value::uint(text, pos, 16, key)? as u16;
+            spec.hard_timeout = value::uint(text, pos, 32, key)? as u32;
             (u128::from(spec.hard_timeout), 0)
         }
         "out_port" => {

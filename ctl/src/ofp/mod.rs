@@ -23,6 +23,7 @@ mod fields;
 mod file;
 mod flow;
 mod group;
+mod learn;
 mod lexer;
 mod print;
 mod value;

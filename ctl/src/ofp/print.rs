@@ -272,6 +272,7 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
         Action::Group(g) => format!("group:{g}"),
         Action::Ct(c) => super::ct::ct_text(c, ports),
         Action::CtClear => "ct_clear".into(),
+        Action::Learn(l) => super::learn::learn_text(l, ports),
     }
 }
 

@@ -202,9 +202,9 @@ fn bad_actions() {
     );
     check("actions=frob:1", "frob", "unknown action \"frob\"");
     check(
-        "actions=learn(table=1)",
-        "learn(",
-        "action learn is not supported",
+        "actions=bundle(eth_src,0,hrw,ofport,members:1)",
+        "bundle(",
+        "action bundle is not supported",
     );
     check(
         "ip,actions=ct(commit,alg=ftp)",

@@ -65,6 +65,19 @@ fn tlv_map(text: &str) -> Result<flowtable::tunnel::TlvMap, String> {
     Ok(map)
 }
 
+/// Adds the rules `learn(...)` made, each on its own: one the bridge
+/// refuses (a missing prerequisite in the learn spec) is logged and the
+/// rest still go in. An identical rule is replaced, which restarts its
+/// timeouts, as a re-learned rule does in OVS.
+fn add_learned(st: &mut ControlState, specs: Vec<flowtable::FlowSpec>, now_ms: u64) {
+    for spec in specs {
+        let table = spec.table;
+        if let Err((_, e)) = st.bridge.apply(&[flowtable::Change::AddFlow(spec)], now_ms) {
+            tracing::warn!(table, error = %e, "learned rule refused");
+        }
+    }
+}
+
 /// Conntrack entries looked at per turn of the control loop for expiry.
 const CT_EXPIRE_BUDGET: usize = 20_000;
 
@@ -186,6 +199,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         match from_pmd.recv_timeout(Duration::from_millis(100)) {
             Ok(ToControl::Resolve(ips)) => resolver.want(&ips, &mut st.bridge),
             Ok(ToControl::Learned(l)) => st.bridge.learn(&l, now_ms),
+            Ok(ToControl::LearnedFlows(specs)) => add_learned(&mut st, specs, now_ms),
             Ok(ToControl::PortState { thread, no, up }) => {
                 let m = up_on.entry(no).or_default();
                 if up {

@@ -33,6 +33,8 @@ pub type Opener =
 pub enum ToControl {
     /// MAC learning from upcalls and from megaflows still in use.
     Learned(Vec<Learn>),
+    /// Rules made by `learn(...)` in upcalls.
+    LearnedFlows(Vec<flowtable::FlowSpec>),
     /// A port went up or down on one thread.
     PortState {
         /// The thread.
@@ -271,6 +273,7 @@ impl PmdThread {
         let mut dump_seen = self.dump.load(Ordering::Relaxed);
         let mut last_check = 0u64;
         let mut learned = Vec::new();
+        let mut learned_flows = Vec::new();
         let mut unresolved = Vec::new();
         let mut batch = Batch::default();
         let mut last_packet = std::time::Duration::ZERO;
@@ -348,6 +351,12 @@ impl PmdThread {
                 let _ = self
                     .to_control
                     .send(ToControl::Learned(std::mem::take(&mut learned)));
+            }
+            pmd.take_learned_flows(&mut learned_flows);
+            if !learned_flows.is_empty() {
+                let _ = self
+                    .to_control
+                    .send(ToControl::LearnedFlows(std::mem::take(&mut learned_flows)));
             }
             if now_ms >= last_check + 1000 {
                 last_check = now_ms;
