@@ -15,7 +15,9 @@
 //! :53) from frontends of both nodes, and each answer comes from 10.96.0.10
 //! (a UDP reply's source is read with recvfrom, and tcpdump in the client
 //! pod sees every TCP and UDP reply arrive from the ClusterIP); a keep-alive
-//! connection stays on one endpoint; NodePort 30080 on both node IPs and the
+//! connection stays on one endpoint; every connection of a client to the
+//! Service with session affinity (10.96.0.11) goes to one endpoint, through
+//! a rule the switch learned; NodePort 30080 on both node IPs and the
 //! LoadBalancer IP 172.16.100.10 answer the external client, whose
 //! connections reach the backends SNATed to the node IP; frontends cannot
 //! ping each other (same node or not) but ping and reach backends; a backend
@@ -48,6 +50,8 @@ const PODS: [(&str, &str, &str); 6] = [
 ];
 
 const CLUSTER_IP: &str = "10.96.0.10";
+/// The ClusterIP of the Service with session affinity by client IP.
+const STICKY_IP: &str = "10.96.0.11";
 const LB_IP: &str = "172.16.100.10";
 const EXTERNAL: &str = "192.168.77.100";
 /// Pods and the external host: 1500 less outer IPv4, UDP, Geneve and inner
@@ -302,6 +306,21 @@ impl ServiceLab {
             std::thread::sleep(Duration::from_millis(50));
         }
         dump
+    }
+
+    /// The rules of `node`'s switch that `filter` selects.
+    fn dump_flows(&self, node: &str, filter: &str) -> String {
+        if let Some(o) = self.ovs.iter().find(|o| o.node == node) {
+            return o.dump_flows("br-int", filter);
+        }
+        let sock = self.lab.dir.join(node).join("oxvsd.sock");
+        ctl::cmd::run(&[
+            "--socket".to_string(),
+            sock.to_str().unwrap().to_string(),
+            "dump-flows".to_string(),
+            filter.to_string(),
+        ])
+        .unwrap_or_else(|e| panic!("oxvs-ctl dump-flows in {node}: {e}"))
     }
 
     /// What the switches know, for a failed check's message.
@@ -571,6 +590,36 @@ fn services(tag: &str, switch: Switch) {
         assert!(backends.contains(got[0].as_str()), "{got:?}");
     }
     dump.stop(Duration::from_secs(2));
+
+    // Session affinity (web-sticky): all of a client's connections go to
+    // one endpoint, through the rule its first connection learned.
+    for from in ["n1-p1", "n2-p1", "n2-p3"] {
+        let got = s.client(from, &["http", STICKY_IP, "80", &conns]);
+        assert_eq!(got.len(), CONNS as usize, "{got:?}\n{}", s.report());
+        assert_eq!(
+            names(&got).len(),
+            1,
+            "affinity from {from}: {got:?}\n{}",
+            s.dump_flows(&from[..2], "table=41") + &s.report()
+        );
+        assert!(backends.contains(got[0].as_str()), "{got:?}");
+    }
+    for (node, clients) in [
+        ("n1", &["10.244.1.2"][..]),
+        ("n2", &["10.244.2.2", "10.244.2.4"]),
+    ] {
+        let learned = s.dump_flows(node, "table=41");
+        for client in clients {
+            assert!(
+                learned
+                    .lines()
+                    .any(|l| l.contains(&format!("nw_src={client},"))
+                        && l.contains("nw_dst=10.96.0.11")
+                        && l.contains("hard_timeout=10800")),
+                "no affinity rule for {client} in {node}:\n{learned}"
+            );
+        }
+    }
     let replies: Vec<String> = dump
         .log()
         .lines()

@@ -736,6 +736,12 @@ impl Ovs {
         }
     }
 
+    /// `ovs-ofctl dump-flows BRIDGE FILTER` (OpenFlow 1.5).
+    pub fn dump_flows(&self, bridge: &str, filter: &str) -> String {
+        let mgmt = format!("unix:{}", self.path(&format!("run/{bridge}.mgmt")));
+        ok(&["ovs-ofctl", "-O", "OpenFlow15", "dump-flows", &mgmt, filter])
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         let log =
             std::fs::read_to_string(self.dir.join("log/ovs-vswitchd.log")).unwrap_or_default();
