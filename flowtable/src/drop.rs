@@ -58,11 +58,14 @@ pub enum DropReason {
     /// The packet would exceed the underlay MTU once encapsulated; the
     /// sender was told with ICMP fragmentation-needed or Packet Too Big.
     TunnelMtu,
+    /// A `reject` action dropped the packet (and answered its sender
+    /// unless the RFCs forbid an answer).
+    Rejected,
 }
 
 impl DropReason {
     /// How many reasons there are (for counter arrays).
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -90,6 +93,7 @@ impl DropReason {
         DropReason::GeneveNotOurs,
         DropReason::TunnelNoRoute,
         DropReason::TunnelMtu,
+        DropReason::Rejected,
     ];
 
     /// The counter name, `drop_<reason>`.
@@ -119,6 +123,7 @@ impl DropReason {
             DropReason::GeneveNotOurs => "drop_geneve_not_ours",
             DropReason::TunnelNoRoute => "drop_tunnel_no_route",
             DropReason::TunnelMtu => "drop_tunnel_mtu",
+            DropReason::Rejected => "drop_rejected",
         }
     }
 }
