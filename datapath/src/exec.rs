@@ -94,7 +94,9 @@ pub fn rewrite(
         DpAction::Output(_)
         | DpAction::Drop(_)
         | DpAction::TunnelMetadata { .. }
-        | DpAction::TunnelPush { .. } => {}
+        | DpAction::TunnelPush { .. }
+        | DpAction::Reject(_)
+        | DpAction::Log { .. } => {}
     }
     Ok(())
 }

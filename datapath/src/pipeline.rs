@@ -17,6 +17,7 @@
 
 use crate::buf::{Batch, FramePool, PacketDesc, BATCH};
 use crate::exec::rewrite;
+use crate::policy_log::{Logged, PolicyLog};
 use crate::stats::PmdStats;
 use crate::tunnel::{PendingMetadata, PushCtx, PushError, TunnelState};
 use flowtable::emc::{Emc, DEFAULT_ENTRIES, DEFAULT_INV_PROB};
@@ -47,6 +48,10 @@ pub struct PmdConfig {
     pub emc_inv_prob: u32,
     /// Megaflow capacity.
     pub max_megaflows: usize,
+    /// Policy log lines per second (per poll thread).
+    pub log_rate: u32,
+    /// Policy log dedupe window.
+    pub log_window_ms: u64,
 }
 
 impl Default for PmdConfig {
@@ -55,6 +60,8 @@ impl Default for PmdConfig {
             emc_entries: DEFAULT_ENTRIES,
             emc_inv_prob: DEFAULT_INV_PROB,
             max_megaflows: DEFAULT_MAX_FLOWS,
+            log_rate: crate::policy_log::DEFAULT_RATE,
+            log_window_ms: crate::policy_log::DEFAULT_WINDOW_MS,
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct Pmd {
     learned: Vec<Learn>,
     /// Geneve templates and unresolved remotes.
     pub tunnel: TunnelState,
+    /// Records of `log` actions waiting for the control thread.
+    pub policy_log: PolicyLog,
 }
 
 /// Per-batch working state.
@@ -126,6 +135,7 @@ impl Pmd {
             batches: 0,
             learned: Vec::new(),
             tunnel: TunnelState::default(),
+            policy_log: PolicyLog::new(cfg.log_rate, cfg.log_window_ms),
         }
     }
 
@@ -245,6 +255,7 @@ impl Pmd {
             scratch,
             learned,
             tunnel,
+            policy_log,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -333,6 +344,7 @@ impl Pmd {
                         in_port,
                         now_ms,
                         hash: sc.hashes[i],
+                        log: &mut *policy_log,
                     };
                     execute(
                         stats,
@@ -387,6 +399,7 @@ impl Pmd {
                     in_port,
                     now_ms,
                     hash: sc.hashes[m],
+                    log: &mut *policy_log,
                 };
                 execute(
                     stats,
@@ -414,6 +427,7 @@ struct ExecCtx<'a> {
     in_port: PortNo,
     now_ms: u64,
     hash: u32,
+    log: &'a mut PolicyLog,
 }
 
 /// Runs datapath actions on one packet: rewrites in place, a copy for every
@@ -428,7 +442,11 @@ fn execute(
     pkt: &mut PacketDesc,
     lay: &mut Layout,
 ) {
-    let last_out = actions.iter().rposition(DpAction::is_output);
+    // The last action that needs the packet: an output, or a reject or
+    // log, which run even when the packet goes nowhere.
+    let last_out = actions
+        .iter()
+        .rposition(|a| a.is_output() || a.acts_without_output());
     let Some(last_out) = last_out else {
         let reason = match actions.last() {
             Some(DpAction::Drop(r)) => *r,
@@ -496,6 +514,20 @@ fn execute(
                 }
             }
             DpAction::Drop(_) => {}
+            DpAction::Reject(how) => {
+                reject(stats, pool, tx, cx, pkt, lay, how);
+                stats.drop(DropReason::Rejected);
+                pool.free(*pkt);
+                return;
+            }
+            DpAction::Log { name, verdict } => {
+                match cx.log.record(cx.now_ms, name, verdict, pool.data(pkt), lay) {
+                    Logged::Recorded => stats.log_records += 1,
+                    Logged::Deduped => stats.log_deduped += 1,
+                    Logged::Limited => stats.log_rate_limited += 1,
+                    Logged::NotIp => {}
+                }
+            }
             _ => {
                 let mut d = *pkt;
                 let frame = pool.frame_mut(&d);
@@ -505,6 +537,44 @@ fn execute(
                     return;
                 }
                 *pkt = d;
+            }
+        }
+    }
+    if !actions[last_out].is_output() {
+        // A `log` was the last action to need the packet: it still has to
+        // be let go, and counted if it went nowhere.
+        if !actions.iter().any(DpAction::is_output) {
+            let reason = match actions.last() {
+                Some(DpAction::Drop(r)) => *r,
+                _ => DropReason::NoOutput,
+            };
+            stats.drop(reason);
+        }
+        pool.free(*pkt);
+    }
+}
+
+/// Answers a rejected packet on the port it came in on. A packet that
+/// came out of a tunnel gets no answer: the way back would need the
+/// tunnel's outer headers, which this path does not build.
+fn reject(
+    stats: &mut PmdStats,
+    pool: &mut FramePool,
+    tx: &mut impl TxPorts,
+    cx: &ExecCtx<'_>,
+    pkt: &PacketDesc,
+    lay: &Layout,
+    how: flowtable::RejectReply,
+) {
+    if cx.br.ports.tunnel(cx.in_port).is_some() {
+        return;
+    }
+    if let Some(reply) = crate::reject::reply(pool, pkt, lay.l3 as usize, how) {
+        match tx.send(cx.in_port, reply, pool) {
+            Ok(()) => stats.reject_sent += 1,
+            Err(reason) => {
+                stats.drop(reason);
+                pool.free(reply);
             }
         }
     }

@@ -25,6 +25,15 @@ pub struct PmdStats {
     /// ICMP "fragmentation needed" / "Packet Too Big" errors sent to pods
     /// whose packets were too big for the tunnel.
     pub tunnel_mtu_replies: u64,
+    /// TCP RSTs and ICMP errors sent by `reject`.
+    pub reject_sent: u64,
+    /// Policy log records queued for the control thread.
+    pub log_records: u64,
+    /// Policy log records left out because the connection was logged
+    /// within the dedupe window.
+    pub log_deduped: u64,
+    /// Policy log records held back by the rate limit.
+    pub log_rate_limited: u64,
     /// Drops, indexed by [`DropReason`] discriminant.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -52,6 +61,10 @@ impl PmdStats {
         self.revalidations += o.revalidations;
         self.port_down += o.port_down;
         self.tunnel_mtu_replies += o.tunnel_mtu_replies;
+        self.reject_sent += o.reject_sent;
+        self.log_records += o.log_records;
+        self.log_deduped += o.log_deduped;
+        self.log_rate_limited += o.log_rate_limited;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }
