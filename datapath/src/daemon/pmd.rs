@@ -61,6 +61,8 @@ pub enum ToControl {
     Call(super::handle::Call),
     /// Packets copied for `capture`.
     Captured(Vec<Captured>),
+    /// Policy log records (`log(name=...)`), to be written as lines.
+    PolicyLog(Vec<crate::policy_log::LogRecord>),
 }
 
 impl From<super::handle::Call> for ToControl {
@@ -339,6 +341,11 @@ impl PmdThread {
                 let _ = self
                     .to_control
                     .send(ToControl::Resolve(std::mem::take(&mut unresolved)));
+            }
+            if !pmd.policy_log.is_empty() {
+                let mut recs = Vec::new();
+                pmd.policy_log.take(&mut recs);
+                let _ = self.to_control.send(ToControl::PolicyLog(recs));
             }
             pmd.take_learned(&mut learned);
             if !learned.is_empty() {
