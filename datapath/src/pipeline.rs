@@ -48,10 +48,6 @@ pub struct PmdConfig {
     pub emc_inv_prob: u32,
     /// Megaflow capacity.
     pub max_megaflows: usize,
-    /// Policy log lines per second (per poll thread).
-    pub log_rate: u32,
-    /// Policy log dedupe window.
-    pub log_window_ms: u64,
 }
 
 impl Default for PmdConfig {
@@ -60,8 +56,6 @@ impl Default for PmdConfig {
             emc_entries: DEFAULT_ENTRIES,
             emc_inv_prob: DEFAULT_INV_PROB,
             max_megaflows: DEFAULT_MAX_FLOWS,
-            log_rate: crate::policy_log::DEFAULT_RATE,
-            log_window_ms: crate::policy_log::DEFAULT_WINDOW_MS,
         }
     }
 }
@@ -87,7 +81,8 @@ pub struct Pmd {
     learned: Vec<Learn>,
     /// Geneve templates and unresolved remotes.
     pub tunnel: TunnelState,
-    /// Records of `log` actions waiting for the control thread.
+    /// Records of `log` actions waiting for the control thread (replace
+    /// it to change the rate limit or the dedupe window).
     pub policy_log: PolicyLog,
 }
 
@@ -135,7 +130,10 @@ impl Pmd {
             batches: 0,
             learned: Vec::new(),
             tunnel: TunnelState::default(),
-            policy_log: PolicyLog::new(cfg.log_rate, cfg.log_window_ms),
+            policy_log: PolicyLog::new(
+                crate::policy_log::DEFAULT_RATE,
+                crate::policy_log::DEFAULT_WINDOW_MS,
+            ),
         }
     }
 

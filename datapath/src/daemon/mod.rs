@@ -133,17 +133,15 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             id,
             ports: cfg.ports.clone(),
             frames: cfg.ports.len() * open::FRAMES_PER_PORT + SPARE_FRAMES,
-            cfg: crate::pipeline::PmdConfig {
-                log_rate: cfg
-                    .switch
+            cfg: Default::default(),
+            policy_log: (
+                cfg.switch
                     .policy_log_rate
                     .unwrap_or(crate::policy_log::DEFAULT_RATE),
-                log_window_ms: cfg
-                    .switch
+                cfg.switch
                     .policy_log_window
                     .map_or(crate::policy_log::DEFAULT_WINDOW_MS, |s| s * 1000),
-                ..Default::default()
-            },
+            ),
             core: *core,
             published: published.clone(),
             to_control: to_control.clone(),

@@ -204,6 +204,8 @@ pub struct PmdThread {
     pub frames: usize,
     /// Cache tunables.
     pub cfg: PmdConfig,
+    /// Policy log lines per second and dedupe window in milliseconds.
+    pub policy_log: (u32, u64),
     /// Core to pin to.
     pub core: Option<usize>,
     /// Rule sets from the control thread.
@@ -238,6 +240,7 @@ impl PmdThread {
             FramePool::new(self.frames)
         });
         let mut pmd = Pmd::new(self.cfg);
+        pmd.policy_log = crate::policy_log::PolicyLog::new(self.policy_log.0, self.policy_log.1);
         let mut seen = 0u64;
         let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
         let mut ports = Ports {
