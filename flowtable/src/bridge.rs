@@ -66,6 +66,8 @@ pub enum RuleError {
     BadCt(&'static str),
     /// learn: {0}
     BadLearn(&'static str),
+    /// log name {0:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names
+    BadLogName(String),
 }
 
 impl std::fmt::Display for RuleError {
@@ -92,6 +94,10 @@ impl std::fmt::Display for RuleError {
             RuleError::BadBuckets(g) => write!(
                 f,
                 "group {g}: a select group needs a bucket with non-zero weight, an indirect group exactly one bucket"
+            ),
+            RuleError::BadLogName(n) => write!(
+                f,
+                "log name {n:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names"
             ),
         }
     }
@@ -176,6 +182,83 @@ pub struct Bridge {
     /// How to reach remote VTEPs.
     pub tunnel_routes: crate::tunnel::TunnelRoutes,
     rules_version: u64,
+    /// The names of `log(name=...)` actions, interned so that a datapath
+    /// action carries a small id instead of a string.
+    pub log_names: LogNames,
+}
+
+/// An append-only table of `log` names. Names are never removed: an id a
+/// cached megaflow or a queued log record holds stays valid, and the set
+/// of rule names of a cluster is small.
+#[derive(Clone, Debug, Default)]
+pub struct LogNames {
+    names: Vec<Arc<str>>,
+    ids: std::collections::HashMap<Arc<str>, u16>,
+}
+
+impl LogNames {
+    /// At most this many names (ids are `u16`; `u16::MAX` means unknown).
+    pub const MAX: usize = 4096;
+
+    /// Whether `name` is a valid log name: 1 to 48 characters of
+    /// `A-Z a-z 0-9 _ . / : -`, so that a log line needs no quoting.
+    pub fn valid(name: &str) -> bool {
+        (1..=48).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_./:-".contains(&b))
+    }
+
+    /// The id of `name`, if interned.
+    pub fn id(&self, name: &str) -> Option<u16> {
+        self.ids.get(name).copied()
+    }
+
+    /// The name of `id`; `"?"` for an id this table never gave out.
+    pub fn name(&self, id: u16) -> &str {
+        self.names.get(id as usize).map_or("?", |n| n)
+    }
+
+    /// Interns `name`, returning its id; `None` when the table is full.
+    pub fn intern(&mut self, name: &str) -> Option<u16> {
+        if let Some(id) = self.id(name) {
+            return Some(id);
+        }
+        if self.names.len() >= Self::MAX {
+            return None;
+        }
+        let id = self.names.len() as u16;
+        let n: Arc<str> = Arc::from(name);
+        self.names.push(n.clone());
+        self.ids.insert(n, id);
+        Some(id)
+    }
+
+    fn room_for(&self, actions: &[Action], extra: &mut usize) -> Result<(), RuleError> {
+        for a in actions {
+            if let Action::Log(n) = a {
+                if !Self::valid(n) {
+                    return Err(RuleError::BadLogName(n.clone()));
+                }
+                if self.id(n).is_none() {
+                    *extra += 1;
+                    if self.names.len() + *extra > Self::MAX {
+                        return Err(RuleError::BadLogName(n.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn intern_all(&mut self, actions: &[Action]) {
+        for a in actions {
+            if let Action::Log(n) = a {
+                // Checked by `room_for` before the batch was applied.
+                let _ = self.intern(n);
+            }
+        }
+    }
 }
 
 impl Bridge {
@@ -214,7 +297,14 @@ impl Bridge {
         // view of which groups exist.
         let mut groups: std::collections::BTreeSet<u32> =
             self.groups.iter().map(|g| g.spec.id).collect();
+        let mut new_names = 0;
         for (i, c) in changes.iter().enumerate() {
+            let names = match c {
+                Change::AddFlow(s) => self.log_names.room_for(&s.actions, &mut new_names),
+                Change::ModifyFlows(_, actions) => self.log_names.room_for(actions, &mut new_names),
+                _ => Ok(()),
+            };
+            names.map_err(|e| (i, e))?;
             let r = match c {
                 Change::AddFlow(s) => self.validate(s, &groups),
                 Change::ModifyFlows(f, actions) => {
@@ -254,6 +344,11 @@ impl Bridge {
     }
 
     fn apply_one(&mut self, c: &Change, now_ms: u64) {
+        match c {
+            Change::AddFlow(s) => self.log_names.intern_all(&s.actions),
+            Change::ModifyFlows(_, actions) => self.log_names.intern_all(actions),
+            _ => {}
+        }
         match c {
             Change::AddFlow(s) => {
                 self.cls

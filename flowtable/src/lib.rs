@@ -21,7 +21,7 @@ pub mod key;
 pub mod port;
 pub mod rule;
 
-pub use action::{Action, DpAction, GroupType, SubField};
+pub use action::{Action, DpAction, GroupType, RejectHow, RejectReply, SubField, Verdict};
 pub use drop::DropReason;
 pub use field::Field;
 pub use flow_match::Match;

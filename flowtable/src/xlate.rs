@@ -19,6 +19,7 @@
 
 use crate::action::{Action, CtAction, CtSpec, CtZoneSrc, DpAction, GroupType, SubField};
 use crate::action::{LearnAction, LearnSpec, LearnSrc, FROZEN_WORDS};
+use crate::action::{RejectHow, RejectReply, Verdict};
 use crate::bridge::Bridge;
 use crate::conntrack::CtExec;
 use crate::drop::DropReason;
@@ -141,9 +142,10 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
             cx.wc.clear_field(f);
         }
     }
+    set_log_verdicts(&mut cx.out, cx.reason == Some(DropReason::Rejected));
     if !cx.out.iter().any(DpAction::is_output) {
         let reason = cx.reason.unwrap_or(DropReason::NoOutput);
-        cx.out.retain(DpAction::is_output);
+        retain_without_output(&mut cx.out);
         cx.out.push(DpAction::Drop(reason));
     }
     XlateOut {
@@ -271,6 +273,8 @@ impl Ctx<'_> {
                     self.flow.set(f, 0);
                 }
             }
+            Action::Reject(how) => self.reject(how),
+            Action::Log(ref name) => self.log(name),
         }
     }
 
@@ -760,7 +764,77 @@ impl Ctx<'_> {
     }
 }
 
+/// Gives every `log` the megaflow's verdict: reject if it rejects, allow
+/// if it outputs anywhere, drop otherwise. A `reject` that has no answer
+/// for the protocol still counts as one.
+fn set_log_verdicts(out: &mut [DpAction], rejected: bool) {
+    let verdict = if rejected || out.iter().any(|a| matches!(a, DpAction::Reject(_))) {
+        Verdict::Reject
+    } else if out.iter().any(DpAction::is_output) {
+        Verdict::Allow
+    } else {
+        Verdict::Drop
+    };
+    for a in out.iter_mut() {
+        if let DpAction::Log { verdict: v, .. } = a {
+            *v = verdict;
+        }
+    }
+}
+
+/// Trims the actions of a megaflow that outputs nowhere: rewrites are
+/// pointless then, except before a `reject`, whose answer is built from
+/// the rewritten packet.
+fn retain_without_output(out: &mut Vec<DpAction>) {
+    match out.iter().rposition(|a| matches!(a, DpAction::Reject(_))) {
+        Some(r) => out.truncate(r + 1),
+        None => out.retain(|a| a.is_output() || a.acts_without_output()),
+    }
+}
+
+impl Ctx<'_> {
+    /// `reject`: chooses the answer from the protocol (which joins the
+    /// mask) and ends the pipeline. The answer is built from the packet as
+    /// the actions so far have rewritten it, so pending rewrites are
+    /// committed first, as for an output.
+    fn reject(&mut self, how: RejectHow) {
+        let ip = self.has(crate::field::Prereq::Ip);
+        let tcp = ip && self.has(crate::field::Prereq::Tcp);
+        let reply = match how {
+            _ if !ip => None,
+            RejectHow::Auto if tcp => Some(RejectReply::TcpRst),
+            RejectHow::Auto | RejectHow::Icmp => Some(RejectReply::Prohibited),
+            RejectHow::TcpRst => tcp.then_some(RejectReply::TcpRst),
+            RejectHow::PortUnreachable => Some(RejectReply::PortUnreachable),
+        };
+        self.reason = Some(DropReason::Rejected);
+        self.exit = true;
+        match reply {
+            Some(r) => {
+                self.note(|| format!("reject: answering with {r:?}"));
+                self.commit();
+                self.out.push(DpAction::Reject(r));
+            }
+            None => self.note(|| "reject: no answer for this protocol, dropping".into()),
+        }
+    }
+
+    /// `log(name=...)`: the verdict is filled in once the whole walk is
+    /// known ([`set_log_verdicts`]).
+    fn log(&mut self, name: &str) {
+        let id = self.br.log_names.id(name).unwrap_or(u16::MAX);
+        self.out.push(DpAction::Log {
+            name: id,
+            verdict: Verdict::Allow,
+        });
+    }
+}
+
 fn mac(v: u128) -> [u8; 6] {
     let b = (v as u64).to_be_bytes();
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
+
+#[cfg(test)]
+#[path = "xlate_reject_tests.rs"]
+mod reject_tests;

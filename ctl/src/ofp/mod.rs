@@ -82,3 +82,5 @@ impl<T: PortNames + ?Sized> PortNames for &T {
 mod tests;
 #[cfg(test)]
 mod tests_errors;
+#[cfg(test)]
+mod tests_reject;

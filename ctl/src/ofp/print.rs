@@ -17,7 +17,7 @@ use super::PortNames;
 use flowtable::field::{dl_type, Format};
 use flowtable::port::{reserved, PortNo};
 use flowtable::rule::DEFAULT_PRIORITY;
-use flowtable::{Action, Field, FlowSpec, GroupSpec, GroupType, Match, Rule};
+use flowtable::{Action, Field, FlowSpec, GroupSpec, GroupType, Match, RejectHow, Rule};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 
@@ -273,6 +273,13 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
         Action::Ct(c) => super::ct::ct_text(c, ports),
         Action::CtClear => "ct_clear".into(),
         Action::Learn(l) => super::learn::learn_text(l, ports),
+        Action::Reject(how) => match how {
+            RejectHow::Auto => "reject".into(),
+            RejectHow::TcpRst => "reject(tcp_rst)".into(),
+            RejectHow::Icmp => "reject(icmp)".into(),
+            RejectHow::PortUnreachable => "reject(port_unreachable)".into(),
+        },
+        Action::Log(name) => format!("log(name={name})"),
     }
 }
 
@@ -303,10 +310,12 @@ pub fn format_actions(a: &[Action], ports: &dyn PortNames) -> String {
     if a.is_empty() {
         return "drop".to_string();
     }
-    a.iter()
-        .map(|a| action_text(a, ports))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut items: Vec<String> = a.iter().map(|a| action_text(a, ports)).collect();
+    // A list of only `log`s drops; saying so reads better and parses back.
+    if a.iter().all(|a| matches!(a, Action::Log(_))) {
+        items.push("drop".into());
+    }
+    items.join(",")
 }
 
 /// `cookie=V[/MASK]`, with `/-1` for an all-ones mask.
