@@ -122,6 +122,9 @@ pub struct Rule {
     pub created_ms: u64,
     /// Counters.
     pub stats: RuleStats,
+    /// Whether the actions are `conjunction` actions: such a rule is a
+    /// clause of a conjunctive match and never matches on its own.
+    conjunctive: bool,
 }
 
 impl Rule {
@@ -140,7 +143,18 @@ impl Rule {
                 used_ms: AtomicU64::new(now_ms),
                 ..Default::default()
             },
+            conjunctive: spec
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Conjunction { .. })),
         }
+    }
+
+    /// Whether the rule is a clause of a conjunctive match (its actions are
+    /// `conjunction`s), which the classifier never returns as a match.
+    #[inline]
+    pub fn is_conjunctive(&self) -> bool {
+        self.conjunctive
     }
 
     /// Whether a timeout has expired at `now_ms`.

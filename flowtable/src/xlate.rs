@@ -234,6 +234,9 @@ impl Ctx<'_> {
                 self.set_vlan((tci & 0x0fff) | VLAN_PRESENT | ((pcp as u16 & 7) << 13));
             }
             Action::Group(id) => self.group(id),
+            // The classifier never returns a conjunctive rule, so this runs
+            // only if a bucket holds one, which validation refuses.
+            Action::Conjunction { .. } => {}
         }
     }
 
