@@ -14,6 +14,7 @@
 //! are refused as unsupported instead of as unknown, to tell the user the
 //! spelling was right.
 
+use super::conj;
 use super::error::{expected, fail, Res};
 use super::fields::{self, Kind, Need};
 use super::lexer::{self, Item};
@@ -34,7 +35,7 @@ pub(crate) struct Cx<'a> {
 }
 
 /// OVS actions `flowtable` cannot represent.
-const UNSUPPORTED: [&str; 22] = [
+const UNSUPPORTED: [&str; 21] = [
     "controller",
     "ct",
     "ct_clear",
@@ -56,7 +57,6 @@ const UNSUPPORTED: [&str; 22] = [
     "write_actions",
     "clear_actions",
     "write_metadata",
-    "conjunction",
 ];
 
 /// Parses an action list. `drop` (or nothing) is the empty list.
@@ -72,6 +72,7 @@ pub(crate) fn parse(items: &[Item<'_>], cx: &Cx<'_>) -> Res<Vec<Action>> {
             Some(a) => out.push(a),
         }
     }
+    conj::check_list(items, &out)?;
     Ok(out)
 }
 
@@ -228,6 +229,10 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             let (g, pos) = colon("GROUP_ID")?;
             Action::Group(value::uint(g, pos, 32, "group")? as u32)
         }
+        "conjunction" if cx.table.is_none() => {
+            return fail(item.pos, "conjunction is not allowed in a group bucket")
+        }
+        "conjunction" => conj::parse_conjunction(args.as_deref(), item.pos)?,
         n if UNSUPPORTED.contains(&n) => {
             return fail(item.pos, format!("action {n} is not supported"))
         }

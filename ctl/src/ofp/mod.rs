@@ -17,6 +17,7 @@
 //! parse; `print` prints; `file` handles multi-line input.
 
 mod actions;
+mod conj;
 mod error;
 mod fields;
 mod file;
@@ -78,5 +79,7 @@ impl<T: PortNames + ?Sized> PortNames for &T {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_conj;
 #[cfg(test)]
 mod tests_errors;

@@ -186,6 +186,10 @@ fn vlan(v: u128, mask: u128, out: &mut Vec<String>) {
 /// The items of a match, in `ovs-ofctl` order.
 fn match_items(m: &Match, ports: &dyn PortNames) -> Vec<String> {
     let mut out = Vec::new();
+    // OVS's match_format prints conj_id before the protocol shorthand.
+    if let Some(id) = m.conj_id {
+        out.push(format!("conj_id={id}"));
+    }
     let short = shorthand(m);
     if let Some((name, _)) = short {
         out.push(name.to_string());
@@ -270,6 +274,11 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
         Action::ModVlanVid(v) => format!("mod_vlan_vid:{v}"),
         Action::ModVlanPcp(p) => format!("mod_vlan_pcp:{p}"),
         Action::Group(g) => format!("group:{g}"),
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{clause}/{n_clauses})"),
     }
 }
 
