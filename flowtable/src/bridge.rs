@@ -553,6 +553,7 @@ mod tests {
             id,
             kind: GroupType::Indirect,
             buckets: vec![bucket],
+            hash_fields: None,
         }
     }
 
@@ -630,6 +631,7 @@ mod conjunction_validation {
                 watch_port: None,
                 actions: vec![conj(1, 2)],
             }],
+            hash_fields: None,
         });
         assert_eq!(br.apply(&[group], 0), Err((0, RuleError::BadConjunction)));
     }

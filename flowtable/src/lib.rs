@@ -45,4 +45,6 @@ pub use xlate::{translate, TraceEvent, XlateOut};
 #[cfg(test)]
 mod conjunction_tests;
 pub mod conntrack;
+#[cfg(test)]
+mod group_hash_tests;
 pub mod maglev;

@@ -7,6 +7,7 @@
 
 use crate::action::{Action, GroupType};
 use crate::flow_match::Match;
+use crate::group::HashField;
 use crate::port::PortNo;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,6 +77,9 @@ pub struct GroupSpec {
     pub kind: GroupType,
     /// The buckets in order.
     pub buckets: Vec<Bucket>,
+    /// `selection_method=hash,fields(...)`: what a select group hashes;
+    /// `None` is the default (addresses and ports, or MACs).
+    pub hash_fields: Option<Vec<HashField>>,
 }
 
 /// Packet and byte counters plus last use, shared with megaflows.

@@ -23,6 +23,7 @@ mod fields;
 mod file;
 mod flow;
 mod group;
+mod group_hash;
 mod lexer;
 mod print;
 mod value;
@@ -83,3 +84,5 @@ mod tests;
 mod tests_conj;
 #[cfg(test)]
 mod tests_errors;
+#[cfg(test)]
+mod tests_group_hash;

@@ -399,6 +399,10 @@ pub fn format_group(g: &GroupSpec, ports: &dyn PortNames) -> String {
         GroupType::Indirect => "indirect",
     };
     let mut s = format!(" group_id={},type={kind}", g.id);
+    if let Some(f) = &g.hash_fields {
+        s += ",";
+        s += &super::group_hash::format_fields(f, ports);
+    }
     for b in &g.buckets {
         s += ",bucket=";
         if g.kind == GroupType::Select || b.weight != 0 {
