@@ -130,6 +130,18 @@ pub enum Action {
     /// per connection under NAME with the verdict the rest of the rules
     /// reach (allow, drop or reject).
     Log(String),
+    /// `conjunction(ID,CLAUSE/N_CLAUSES)`: this rule is clause `clause` (1 to
+    /// `n_clauses`) of conjunctive match `id`. A rule holding it never runs
+    /// actions of its own; the classifier uses it to decide whether
+    /// conjunction `id` is satisfied (see [`crate::conjunction`]).
+    Conjunction {
+        /// The conjunction's 32-bit identifier, matched by `conj_id=`.
+        id: u32,
+        /// Which clause this rule is, 1-based.
+        clause: u8,
+        /// How many clauses the conjunction has (2 to 64).
+        n_clauses: u8,
+    },
 }
 
 /// How `reject` answers.

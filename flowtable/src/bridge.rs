@@ -68,6 +68,8 @@ pub enum RuleError {
     BadLearn(&'static str),
     /// log name {0:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names
     BadLogName(String),
+    /// conjunction actions may not be mixed with other actions, need 2 to 64 clauses, and belong in rules only
+    BadConjunction,
 }
 
 impl std::fmt::Display for RuleError {
@@ -98,6 +100,10 @@ impl std::fmt::Display for RuleError {
             RuleError::BadLogName(n) => write!(
                 f,
                 "log name {n:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names"
+            ),
+            RuleError::BadConjunction => write!(
+                f,
+                "\"conjunction\" actions may not be mixed with other actions, need a clause k/n with 1 <= k <= n and 2 <= n <= 64, and are not allowed in group buckets"
             ),
         }
     }
@@ -463,6 +469,22 @@ impl Bridge {
         groups: &std::collections::BTreeSet<u32>,
     ) -> Result<(), RuleError> {
         let n = s.actions.len();
+        let conj = |a: &Action| matches!(a, Action::Conjunction { .. });
+        if s.actions.iter().any(conj) {
+            // ovs-ofctl(8): a rule with conjunction actions holds nothing but
+            // conjunction (and note) actions.
+            let ok = s.actions.iter().all(|a| match *a {
+                Action::Conjunction {
+                    clause, n_clauses, ..
+                } => crate::conjunction::valid_clause(clause, n_clauses),
+                _ => false,
+            });
+            return if ok {
+                Ok(())
+            } else {
+                Err(RuleError::BadConjunction)
+            };
+        }
         for (i, a) in s.actions.iter().enumerate() {
             match a {
                 Action::Drop if n > 1 => return Err(RuleError::DropNotAlone),
@@ -509,6 +531,9 @@ impl Bridge {
                     }
                 }
                 Action::Group(g) if !groups.contains(&g) => return Err(RuleError::UnknownGroup(g)),
+                // A rule's conjunctions are checked as a list before this;
+                // anywhere else (a group bucket) they mean nothing.
+                Action::Conjunction { .. } => return Err(RuleError::BadConjunction),
                 Action::SetField { field, .. } if !m.satisfies(field.prereq()) => {
                     return Err(RuleError::ActionPrereq { field });
                 }
@@ -711,6 +736,7 @@ mod tests {
             id,
             kind: GroupType::Indirect,
             buckets: vec![bucket],
+            hash_fields: None,
         }
     }
 
@@ -737,5 +763,59 @@ mod tests {
         assert_eq!(br.cls.len(), 1);
         br.apply(&[Change::DeleteGroup(7)], 0).expect("valid");
         assert!(br.cls.is_empty() && br.groups.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod conjunction_validation {
+    use super::*;
+    use crate::rule::Bucket;
+
+    fn conj(clause: u8, n_clauses: u8) -> Action {
+        Action::Conjunction {
+            id: 1,
+            clause,
+            n_clauses,
+        }
+    }
+
+    fn flow(actions: Vec<Action>) -> Change {
+        Change::AddFlow(FlowSpec {
+            actions,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn conjunctions_stand_alone_with_valid_clauses_and_only_in_rules() {
+        let mut br = Bridge::default();
+        br.add_port(1, "p1");
+        assert!(br.apply(&[flow(vec![conj(1, 2), conj(2, 2)])], 0).is_ok());
+        assert_eq!(br.cls.table(0).n_conjunctive(), 1);
+        let bad = [
+            vec![conj(1, 2), Action::Output(1)],
+            vec![conj(3, 2)],
+            vec![conj(0, 2)],
+            vec![conj(1, 1)],
+            vec![conj(1, 65)],
+        ];
+        for actions in bad {
+            assert_eq!(
+                br.apply(&[flow(actions.clone())], 0),
+                Err((0, RuleError::BadConjunction)),
+                "{actions:?}"
+            );
+        }
+        let group = Change::AddGroup(GroupSpec {
+            id: 1,
+            kind: GroupType::All,
+            buckets: vec![Bucket {
+                weight: 0,
+                watch_port: None,
+                actions: vec![conj(1, 2)],
+            }],
+            hash_fields: None,
+        });
+        assert_eq!(br.apply(&[group], 0), Err((0, RuleError::BadConjunction)));
     }
 }

@@ -25,6 +25,7 @@ use crate::conntrack::CtExec;
 use crate::drop::DropReason;
 use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
 use crate::flow_match::Match;
+use crate::group::HashField;
 use crate::key::{hash_masked, FlowKey, FlowMask};
 use crate::mac::Learn;
 use crate::port::{reserved, PortNo};
@@ -275,6 +276,9 @@ impl Ctx<'_> {
             }
             Action::Reject(how) => self.reject(how),
             Action::Log(ref name) => self.log(name),
+            // The classifier never returns a conjunctive rule, so this runs
+            // only if a bucket holds one, which validation refuses.
+            Action::Conjunction { .. } => {}
         }
     }
 
@@ -551,7 +555,10 @@ impl Ctx<'_> {
                 }
             }
             GroupType::Select => {
-                let h = self.select_hash();
+                let h = match &g.spec.hash_fields {
+                    Some(fields) => self.select_hash_fields(fields),
+                    None => self.select_hash(),
+                };
                 match g.select(h) {
                     Some(b) => {
                         let i = g
@@ -614,6 +621,25 @@ impl Ctx<'_> {
         } else {
             m.set_field(Field::DlSrc);
             m.set_field(Field::DlDst);
+        }
+        self.wc.union(&m);
+        let words: Vec<u8> = m.nonzero_words().map(|w| w as u8).collect();
+        hash_masked(&self.flow, &m, &words)
+    }
+
+    /// The hash of `selection_method=hash,fields(...)`: only the named
+    /// fields, under their masks, and only those whose prerequisites (and
+    /// implied protocol) the packet has; exactly those bits join the mask.
+    fn select_hash_fields(&mut self, fields: &[HashField]) -> u32 {
+        let mut m = FlowMask::default();
+        for hf in fields {
+            let proto_ok = |cx: &mut Self, p: u8| {
+                cx.wc.set_field(Field::NwProto);
+                cx.flow.get(Field::NwProto) as u8 == p
+            };
+            if self.has(hf.field.prereq()) && hf.proto.is_none_or(|p| proto_ok(self, p)) {
+                m.set_bits(hf.field, hf.mask);
+            }
         }
         self.wc.union(&m);
         let words: Vec<u8> = m.nonzero_words().map(|w| w as u8).collect();

@@ -14,6 +14,7 @@
 //! are refused as unsupported instead of as unknown, to tell the user the
 //! spelling was right.
 
+use super::conj;
 use super::error::{expected, fail, Res};
 use super::fields::{self, Kind, Need};
 use super::lexer::{self, Item};
@@ -35,7 +36,7 @@ pub(crate) struct Cx<'a> {
 }
 
 /// OVS actions `flowtable` cannot represent.
-const UNSUPPORTED: [&str; 19] = [
+const UNSUPPORTED: [&str; 18] = [
     "controller",
     "note",
     "enqueue",
@@ -54,7 +55,6 @@ const UNSUPPORTED: [&str; 19] = [
     "write_actions",
     "clear_actions",
     "write_metadata",
-    "conjunction",
 ];
 
 /// Parses an action list. `drop` (or nothing) is the empty list.
@@ -80,6 +80,7 @@ pub(crate) fn parse(items: &[Item<'_>], cx: &Cx<'_>) -> Res<Vec<Action>> {
             return fail(pos, "drop must be the only action");
         }
     }
+    conj::check_list(items, &out)?;
     Ok(out)
 }
 
@@ -255,6 +256,10 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             (Some(args), Some(_)) => log_args(&args, apos)?,
             (None, Some(_)) => return expected(item.pos, "log(name=NAME)", text),
         },
+        "conjunction" if cx.table.is_none() => {
+            return fail(item.pos, "conjunction is not allowed in a group bucket")
+        }
+        "conjunction" => conj::parse_conjunction(args.as_deref(), item.pos)?,
         n if UNSUPPORTED.contains(&n) => {
             return fail(item.pos, format!("action {n} is not supported"))
         }

@@ -186,6 +186,10 @@ fn vlan(v: u128, mask: u128, out: &mut Vec<String>) {
 /// The items of a match, in `ovs-ofctl` order.
 fn match_items(m: &Match, ports: &dyn PortNames) -> Vec<String> {
     let mut out = Vec::new();
+    // OVS's match_format prints conj_id before the protocol shorthand.
+    if let Some(id) = m.conj_id {
+        out.push(format!("conj_id={id}"));
+    }
     let short = shorthand(m);
     if let Some((name, _)) = short {
         out.push(name.to_string());
@@ -280,6 +284,11 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
             RejectHow::PortUnreachable => "reject(port_unreachable)".into(),
         },
         Action::Log(name) => format!("log(name={name})"),
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{clause}/{n_clauses})"),
     }
 }
 
@@ -402,6 +411,10 @@ pub fn format_group(g: &GroupSpec, ports: &dyn PortNames) -> String {
         GroupType::Indirect => "indirect",
     };
     let mut s = format!(" group_id={},type={kind}", g.id);
+    if let Some(f) = &g.hash_fields {
+        s += ",";
+        s += &super::group_hash::format_fields(f, ports);
+    }
     for b in &g.buckets {
         s += ",bucket=";
         if g.kind == GroupType::Select || b.weight != 0 {

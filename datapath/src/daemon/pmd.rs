@@ -413,6 +413,7 @@ fn dump_megaflows(id: usize, pmd: &Pmd, br: &Bridge, now_ms: u64) -> Vec<String>
             let m = flowtable::Match {
                 key: mf.key,
                 mask: mf.mask,
+                conj_id: None,
             };
             format!(
                 "pmd{id}: {}, packets:{}, bytes:{}, used:{:.3}s, actions:{}",
