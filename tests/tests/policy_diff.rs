@@ -254,11 +254,15 @@ fn summarize(bytes: &[u8]) -> Seen {
     }
 }
 
+/// A connection as the reference keys it: protocol, client pod, server
+/// pod, client port, server port (the echo id for ICMP).
+type ConnKey = (u8, u8, u8, u16, u16);
+
 /// The reference: connection states from their definitions.
 #[derive(Default)]
 struct Reference {
     /// Committed connections by (proto, client, server, sport, dport).
-    conns: HashMap<(u8, u8, u8, u16, u16), Conn>,
+    conns: HashMap<ConnKey, Conn>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -282,7 +286,7 @@ impl Reference {
     }
 
     /// The state conntrack gives `p`, updating the table as a lookup does.
-    fn state(&mut self, p: &Packet) -> (State, Option<(u8, u8, u8, u16, u16)>) {
+    fn state(&mut self, p: &Packet) -> (State, Option<ConnKey>) {
         let proto = Self::proto(p.kind);
         let fwd = (proto, p.from, p.to, p.sport, p.dport);
         let rev = (proto, p.to, p.from, p.dport, p.sport);
