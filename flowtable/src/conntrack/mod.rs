@@ -259,10 +259,7 @@ impl ConnTrack {
         const BATCH: usize = 16;
         let mut removed = 0;
         loop {
-            let mut remote = [(
-                0u32,
-                table::Conn::<A>::new(0, 0, Default::default(), Default::default()),
-            ); BATCH];
+            let mut remote = [(0u32, table::Conn::<A>::new(0, 0, Default::default())); BATCH];
             let mut n = 0;
             let mut g = self.lock(s);
             removed += A::table(&mut g).expire(now, budget, |idx, c| {
@@ -286,10 +283,11 @@ impl ConnTrack {
     /// Removes the alias of NATed connection `c`, which lived in slot `idx`
     /// of shard `home`. Called without any lock held.
     fn remove_alias<A: Family>(&self, home: usize, idx: u32, c: &table::Conn<A>) {
-        let h = c.reply.hash(c.zone, c.proto, self.cfg.seed);
+        let r = c.reply();
+        let h = r.hash(c.zone, c.proto, self.cfg.seed);
         let mut g = self.lock(Self::shard_of(h));
         let t = A::table(&mut g);
-        if let Some(table::Found::Alias(ai)) = t.find(h, c.zone, c.proto, &c.reply) {
+        if let Some(table::Found::Alias(ai)) = t.find(h, c.zone, c.proto, &r) {
             let a = t.alias(ai);
             if a.home_shard as usize == home && a.home_idx == idx && a.home_gen == c.gen {
                 t.remove_alias(ai);
