@@ -196,7 +196,7 @@ impl ConnTrack {
                 if table.find(h, zone, proto_, t) == Some(Found::Alias(ai))
                     && table.alias(ai).home_gen == a.home_gen
                 {
-                    table.remove_alias(ai);
+                    table.remove_alias(ai, h);
                 }
                 Lookup::Retry
             }
@@ -209,7 +209,7 @@ impl ConnTrack {
         drop(g);
         self.release(c.zone);
         if c.flags & F_REMOTE != 0 {
-            self.remove_alias::<A>(s, idx, &c);
+            self.remove_alias::<A>(s, &super::Gone::of(idx, &c));
         }
     }
 
@@ -329,7 +329,7 @@ impl ConnTrack {
                     self.release(zone);
                     return CtVerdict::invalid();
                 }
-                let idx = table.insert(c, class, deadline);
+                let idx = table.insert(c, class, deadline, h, h);
                 return self.new_verdict(table, idx, exec);
             }
         };
@@ -351,7 +351,7 @@ impl ConnTrack {
                 let table = A::table(g);
                 if table.find(hr, zone, pkt.proto, &r).is_none() {
                     c.set_reply(r);
-                    let idx = table.insert(c, class, deadline);
+                    let idx = table.insert(c, class, deadline, h, hr);
                     return self.new_verdict(table, idx, exec);
                 }
                 continue;
@@ -384,17 +384,20 @@ impl ConnTrack {
                 c.set_reply(r);
                 c.flags |= F_REMOTE;
                 let th = A::table(&mut gh);
-                let idx = th.insert(c, class, deadline);
+                let idx = th.insert(c, class, deadline, h, hr);
                 let gen = th.conn(idx).gen;
                 let v = self.new_verdict(th, idx, exec);
-                A::table(&mut gr).insert_alias(Alias {
-                    tuple: r,
-                    home_idx: idx,
-                    home_gen: gen,
-                    home_shard: s as u16,
-                    zone,
-                    proto: pkt.proto,
-                });
+                A::table(&mut gr).insert_alias(
+                    Alias {
+                        tuple: r,
+                        home_idx: idx,
+                        home_gen: gen,
+                        home_shard: s as u16,
+                        zone,
+                        proto: pkt.proto,
+                    },
+                    hr,
+                );
                 return v;
             }
             drop(gr);

@@ -230,6 +230,9 @@ pub(crate) struct Table<A> {
     labels: Slab<u128>,
     label_free: u32,
     lists: [List; TimeoutClass::COUNT],
+    /// Bit `c` is set when list `c` is not empty, so that expiry, which
+    /// visits every shard often, skips empty lists without reading them.
+    busy: u16,
     seed: u64,
     /// Live entries.
     pub len: usize,
@@ -262,6 +265,7 @@ impl<A: CtAddr> Table<A> {
                 head: NIL,
                 tail: NIL,
             }; TimeoutClass::COUNT],
+            busy: 0,
             seed,
             len: 0,
         }
@@ -367,16 +371,17 @@ impl<A: CtAddr> Table<A> {
         &mut self.conns[idx as usize]
     }
 
-    fn index_insert(&mut self, v: u32) {
+    /// Indexes `v`, whose key hashes to `h` (the caller has it at hand;
+    /// only a growing index recomputes hashes, from the slab).
+    fn index_insert(&mut self, v: u32, h: u64) {
+        debug_assert_eq!(h, key_hash(&self.conns, &self.aliases, self.seed, v));
         let seed = self.seed;
         let (conns, aliases) = (&self.conns, &self.aliases);
-        let h = key_hash(conns, aliases, seed, v);
         self.index
             .insert_unique(h, v, |&w| key_hash(conns, aliases, seed, w));
     }
 
-    fn index_remove(&mut self, v: u32) {
-        let h = key_hash(&self.conns, &self.aliases, self.seed, v);
+    fn index_remove(&mut self, v: u32, h: u64) {
         if let Ok(e) = self.index.find_entry(h, |&w| w == v) {
             e.remove();
         }
@@ -392,7 +397,17 @@ impl<A: CtAddr> Table<A> {
     /// tuple (and its reply tuple if NATed, unless [`F_REMOTE`] is set),
     /// and puts it on `class`'s list expiring at `expires`. Returns its
     /// slot.
-    pub fn insert(&mut self, mut c: Conn<A>, class: TimeoutClass, expires: u64) -> u32 {
+    ///
+    /// `h` is the hash of the original tuple, `hr` of the reply tuple (used
+    /// only when the reply is indexed here).
+    pub fn insert(
+        &mut self,
+        mut c: Conn<A>,
+        class: TimeoutClass,
+        expires: u64,
+        h: u64,
+        hr: u64,
+    ) -> u32 {
         debug_assert!(c.label == NIL);
         c.label = NIL;
         let idx = if self.free != NIL {
@@ -405,9 +420,9 @@ impl<A: CtAddr> Table<A> {
             self.conns.push(c);
             (self.conns.len() - 1) as u32
         };
-        self.index_insert(idx << 2 | K_ORIG);
+        self.index_insert(idx << 2 | K_ORIG, h);
         if Self::has_reply_slot(&c) {
-            self.index_insert(idx << 2 | K_REPLY);
+            self.index_insert(idx << 2 | K_REPLY, hr);
         }
         self.conns[idx as usize].expires = expires;
         self.conns[idx as usize].lag = 0;
@@ -420,9 +435,10 @@ impl<A: CtAddr> Table<A> {
     pub fn remove(&mut self, idx: u32) -> Conn<A> {
         self.free_label(idx);
         let c = self.conns[idx as usize];
-        self.index_remove(idx << 2 | K_ORIG);
+        self.index_remove(idx << 2 | K_ORIG, c.orig.hash(c.zone, c.proto, self.seed));
         if Self::has_reply_slot(&c) {
-            self.index_remove(idx << 2 | K_REPLY);
+            let hr = c.reply().hash(c.zone, c.proto, self.seed);
+            self.index_remove(idx << 2 | K_REPLY, hr);
         }
         self.unlink(idx);
         let slot = &mut self.conns[idx as usize];
@@ -435,7 +451,8 @@ impl<A: CtAddr> Table<A> {
     }
 
     /// Indexes an alias for a connection living in `home_shard`.
-    pub fn insert_alias(&mut self, a: Alias<A>) {
+    /// `h` is the hash of its tuple.
+    pub fn insert_alias(&mut self, a: Alias<A>, h: u64) {
         let i = if self.alias_free != NIL {
             let i = self.alias_free;
             self.alias_free = self.aliases[i as usize].home_idx;
@@ -445,12 +462,12 @@ impl<A: CtAddr> Table<A> {
             self.aliases.push(a);
             (self.aliases.len() - 1) as u32
         };
-        self.index_insert(i << 2 | K_ALIAS);
+        self.index_insert(i << 2 | K_ALIAS, h);
     }
 
-    /// Removes alias `i`.
-    pub fn remove_alias(&mut self, i: u32) {
-        self.index_remove(i << 2 | K_ALIAS);
+    /// Removes alias `i`, whose tuple hashes to `h`.
+    pub fn remove_alias(&mut self, i: u32, h: u64) {
+        self.index_remove(i << 2 | K_ALIAS, h);
         let a = &mut self.aliases[i as usize];
         a.home_idx = self.alias_free;
         a.home_gen = u16::MAX;
@@ -495,6 +512,7 @@ impl<A: CtAddr> Table<A> {
         l.tail = idx;
         if tail == NIL {
             l.head = idx;
+            self.busy |= 1 << class as u16;
         }
         if tail != NIL {
             self.conns[tail as usize].next = idx;
@@ -506,20 +524,24 @@ impl<A: CtAddr> Table<A> {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let c = self.conns[idx as usize];
-        if c.class == FREE {
+        let c = &self.conns[idx as usize];
+        let (class, prev, next) = (c.class, c.prev, c.next);
+        if class == FREE {
             return;
         }
-        let l = &mut self.lists[c.class as usize];
-        if c.prev == NIL {
-            l.head = c.next;
+        let l = &mut self.lists[class as usize];
+        if prev == NIL {
+            l.head = next;
         } else {
-            self.conns[c.prev as usize].next = c.next;
+            self.conns[prev as usize].next = next;
         }
-        if c.next == NIL {
-            l.tail = c.prev;
+        if next == NIL {
+            l.tail = prev;
         } else {
-            self.conns[c.next as usize].prev = c.prev;
+            self.conns[next as usize].prev = prev;
+        }
+        if self.lists[class as usize].head == NIL {
+            self.busy &= !(1 << class as u16);
         }
     }
 
@@ -534,7 +556,10 @@ impl<A: CtAddr> Table<A> {
         mut out: impl FnMut(u32, &Conn<A>) -> bool,
     ) -> usize {
         let mut removed = 0;
-        for class in 0..TimeoutClass::COUNT {
+        let mut busy = self.busy;
+        while busy != 0 {
+            let class = busy.trailing_zeros() as usize;
+            busy &= busy - 1;
             while *budget > 0 {
                 let head = self.lists[class].head;
                 if head == NIL {
