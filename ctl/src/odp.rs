@@ -61,6 +61,14 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             }
             DpAction::Ct(c) => write_ct(&mut s, c),
             DpAction::Drop(r) => write!(s, "drop({})", r.name().trim_start_matches("drop_")),
+            DpAction::Reject(r) => match r {
+                flowtable::RejectReply::TcpRst => write!(s, "reject(tcp_rst)"),
+                flowtable::RejectReply::Prohibited => write!(s, "reject(icmp_prohibited)"),
+                flowtable::RejectReply::PortUnreachable => write!(s, "reject(port_unreachable)"),
+            },
+            DpAction::Log { name, verdict } => {
+                write!(s, "log(name_id={name},verdict={})", verdict.name())
+            }
         };
     }
     if s.is_empty() {

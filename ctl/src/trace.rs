@@ -82,6 +82,7 @@ pub fn packet_match(key: &FlowKey) -> Match {
     Match {
         key: key.masked(&mask),
         mask,
+        conj_id: None,
     }
 }
 
@@ -129,6 +130,7 @@ pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
     let mf = Match {
         key: key.masked(&x.mask),
         mask: x.mask,
+        conj_id: None,
     };
     out.push_str(&format!("\nMegaflow: {}\n", format_match(&mf, names)));
     out.push_str(&format!(

@@ -276,7 +276,7 @@ prop_compose! {
                 buckets.push(Bucket { weight: 0, watch_port: None, actions: vec![Action::Output(1)] });
             }
         }
-        GroupSpec { id, kind, buckets }
+        GroupSpec { id, kind, buckets, hash_fields: None }
     }
 }
 

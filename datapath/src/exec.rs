@@ -95,7 +95,9 @@ pub fn rewrite(
         | DpAction::Drop(_)
         | DpAction::TunnelMetadata { .. }
         | DpAction::TunnelPush { .. }
-        | DpAction::Ct(_) => {}
+        | DpAction::Ct(_)
+        | DpAction::Reject(_)
+        | DpAction::Log { .. } => {}
     }
     Ok(())
 }

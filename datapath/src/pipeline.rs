@@ -17,6 +17,7 @@
 
 use crate::buf::{Batch, FramePool, PacketDesc, BATCH};
 use crate::exec::rewrite;
+use crate::policy_log::{Logged, PolicyLog};
 use crate::stats::PmdStats;
 use crate::tunnel::{PendingMetadata, PushCtx, PushError, TunnelState};
 use flowtable::action::{CtSpec, FROZEN_WORDS};
@@ -89,6 +90,9 @@ pub struct Pmd {
     /// Rules `learn(...)` made in upcalls, for the bridge's owner to add
     /// ([`Pmd::take_learned_flows`]).
     learned_flows: Vec<FlowSpec>,
+    /// Records of `log` actions waiting for the control thread (replace
+    /// it to change the rate limit or the dedupe window).
+    pub policy_log: PolicyLog,
 }
 
 /// Learned rules a poll thread holds for its owner at most; more are
@@ -165,6 +169,10 @@ impl Pmd {
             tunnel: TunnelState::default(),
             ct: Arc::new(ConnTrack::new(CtConfig::default())),
             learned_flows: Vec::new(),
+            policy_log: PolicyLog::new(
+                crate::policy_log::DEFAULT_RATE,
+                crate::policy_log::DEFAULT_WINDOW_MS,
+            ),
         }
     }
 
@@ -291,6 +299,7 @@ impl Pmd {
             tunnel,
             ct,
             learned_flows,
+            policy_log,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -327,6 +336,7 @@ impl Pmd {
                 learned_flows,
                 tunnel,
                 ct,
+                policy_log,
                 in_port,
                 now_ms,
             };
@@ -363,6 +373,7 @@ struct Stages<'a> {
     learned_flows: &'a mut Vec<FlowSpec>,
     tunnel: &'a mut TunnelState,
     ct: &'a ConnTrack,
+    policy_log: &'a mut PolicyLog,
     in_port: PortNo,
     now_ms: u64,
 }
@@ -388,6 +399,7 @@ impl Stages<'_> {
             learned_flows,
             tunnel,
             ct,
+            policy_log,
             in_port,
             now_ms,
         } = self;
@@ -464,6 +476,7 @@ impl Stages<'_> {
                         in_port,
                         now_ms,
                         hash: sc.hashes[i],
+                        log: policy_log,
                     };
                     execute(
                         stats,
@@ -524,6 +537,7 @@ impl Stages<'_> {
                     in_port,
                     now_ms,
                     hash: sc.hashes[m],
+                    log: policy_log,
                 };
                 execute(
                     stats,
@@ -555,6 +569,7 @@ struct ExecCtx<'a> {
     in_port: PortNo,
     now_ms: u64,
     hash: u32,
+    log: &'a mut PolicyLog,
 }
 
 /// Runs datapath actions on one packet: rewrites in place, a copy for every
@@ -569,17 +584,13 @@ fn execute(
     pkt: &mut PacketDesc,
     lay: &mut Layout,
 ) {
-    let Some(last_out) = actions.iter().rposition(DpAction::is_output) else {
-        // A connection is committed even when the packet then goes nowhere.
-        for a in actions {
-            if let DpAction::Ct(spec) = a {
-                if let Err(reason) = conntrack(cx, pool, pkt, lay, spec) {
-                    stats.drop(reason);
-                    pool.free(*pkt);
-                    return;
-                }
-            }
-        }
+    // The last action that needs the packet: an output, a recirculation,
+    // or a reject, log or ct, which run even when the packet goes nowhere
+    // (a connection is committed even when the packet is then dropped).
+    let last_out = actions
+        .iter()
+        .rposition(|a| a.is_output() || a.acts_without_output() || matches!(a, DpAction::Ct(_)));
+    let Some(last_out) = last_out else {
         let reason = match actions.last() {
             Some(DpAction::Drop(r)) => *r,
             _ => DropReason::NoOutput,
@@ -679,6 +690,23 @@ fn execute(
                 }
             }
             DpAction::Drop(_) => {}
+            DpAction::Reject(how) => {
+                reject(stats, pool, tx, cx, pkt, lay, *how);
+                stats.drop(DropReason::Rejected);
+                pool.free(*pkt);
+                return;
+            }
+            DpAction::Log { name, verdict } => {
+                match cx
+                    .log
+                    .record(cx.now_ms, *name, *verdict, pool.data(pkt), lay)
+                {
+                    Logged::Recorded => stats.log_records += 1,
+                    Logged::Deduped => stats.log_deduped += 1,
+                    Logged::Limited => stats.log_rate_limited += 1,
+                    Logged::NotIp => {}
+                }
+            }
             _ => {
                 let mut d = *pkt;
                 let frame = pool.frame_mut(&d);
@@ -689,6 +717,45 @@ fn execute(
                 }
                 rewritten = true;
                 *pkt = d;
+            }
+        }
+    }
+    if !actions[last_out].is_output() {
+        // A `log` or an in-place `ct` was the last action to need the
+        // packet: it still has to be let go, and counted if it went
+        // nowhere.
+        if !actions.iter().any(DpAction::is_output) {
+            let reason = match actions.last() {
+                Some(DpAction::Drop(r)) => *r,
+                _ => DropReason::NoOutput,
+            };
+            stats.drop(reason);
+        }
+        pool.free(*pkt);
+    }
+}
+
+/// Answers a rejected packet on the port it came in on. A packet that
+/// came out of a tunnel gets no answer: the way back would need the
+/// tunnel's outer headers, which this path does not build.
+fn reject(
+    stats: &mut PmdStats,
+    pool: &mut FramePool,
+    tx: &mut impl TxPorts,
+    cx: &ExecCtx<'_>,
+    pkt: &PacketDesc,
+    lay: &Layout,
+    how: flowtable::RejectReply,
+) {
+    if cx.br.ports.tunnel(cx.in_port).is_some() {
+        return;
+    }
+    if let Some(reply) = crate::reject::reply(pool, pkt, lay.l3 as usize, how) {
+        match tx.send(cx.in_port, reply, pool) {
+            Ok(()) => stats.reject_sent += 1,
+            Err(reason) => {
+                stats.drop(reason);
+                pool.free(reply);
             }
         }
     }

@@ -28,6 +28,15 @@ pub struct PmdStats {
     /// Passes after the first: packets a `ct(table=T)` sent back through
     /// the caches.
     pub recirc: u64,
+    /// TCP RSTs and ICMP errors sent by `reject`.
+    pub reject_sent: u64,
+    /// Policy log records queued for the control thread.
+    pub log_records: u64,
+    /// Policy log records left out because the connection was logged
+    /// within the dedupe window.
+    pub log_deduped: u64,
+    /// Policy log records held back by the rate limit.
+    pub log_rate_limited: u64,
     /// Drops, indexed by [`DropReason`] discriminant.
     pub drops: [u64; DropReason::COUNT],
 }
@@ -56,6 +65,10 @@ impl PmdStats {
         self.port_down += o.port_down;
         self.tunnel_mtu_replies += o.tunnel_mtu_replies;
         self.recirc += o.recirc;
+        self.reject_sent += o.reject_sent;
+        self.log_records += o.log_records;
+        self.log_deduped += o.log_deduped;
+        self.log_rate_limited += o.log_rate_limited;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

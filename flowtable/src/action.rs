@@ -122,6 +122,79 @@ pub enum Action {
     CtClear,
     /// `learn(...)`: add a rule built from this packet's fields.
     Learn(Box<LearnSpec>),
+    /// `reject[(HOW)]` (an oxvs extension; OVS has none): drop the packet
+    /// and answer its sender on the input port, as a Kubernetes "Reject"
+    /// verdict does. Ends the pipeline for the packet, like a drop.
+    Reject(RejectHow),
+    /// `log(name=NAME)` (an oxvs extension): record one rate-limited line
+    /// per connection under NAME with the verdict the rest of the rules
+    /// reach (allow, drop or reject).
+    Log(String),
+    /// `conjunction(ID,CLAUSE/N_CLAUSES)`: this rule is clause `clause` (1 to
+    /// `n_clauses`) of conjunctive match `id`. A rule holding it never runs
+    /// actions of its own; the classifier uses it to decide whether
+    /// conjunction `id` is satisfied (see [`crate::conjunction`]).
+    Conjunction {
+        /// The conjunction's 32-bit identifier, matched by `conj_id=`.
+        id: u32,
+        /// Which clause this rule is, 1-based.
+        clause: u8,
+        /// How many clauses the conjunction has (2 to 64).
+        n_clauses: u8,
+    },
+}
+
+/// How `reject` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectHow {
+    /// `reject`: TCP gets a RST; other IPv4 gets ICMP destination
+    /// unreachable code 13 (communication administratively prohibited,
+    /// RFC 1812 §5.2.7.1); other IPv6 gets ICMPv6 destination unreachable
+    /// code 1 (administratively prohibited, RFC 4443 §3.1).
+    Auto,
+    /// `reject(tcp_rst)`: a RST for TCP; any other packet is dropped
+    /// without an answer.
+    TcpRst,
+    /// `reject(icmp)`: the "administratively prohibited" error, TCP too.
+    Icmp,
+    /// `reject(port_unreachable)`: ICMP port unreachable (type 3 code 3)
+    /// or ICMPv6 port unreachable (type 1 code 4), what a host without a
+    /// listener would send for UDP.
+    PortUnreachable,
+}
+
+/// The answer the datapath builds for [`DpAction::Reject`]; translation
+/// has already looked at the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReply {
+    /// A TCP RST (RFC 9293 §3.10.7.1).
+    TcpRst,
+    /// ICMP(v6) destination unreachable, administratively prohibited.
+    Prohibited,
+    /// ICMP(v6) destination unreachable, port unreachable.
+    PortUnreachable,
+}
+
+/// What the rules did with a logged packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Output somewhere.
+    Allow,
+    /// Output nowhere.
+    Drop,
+    /// Rejected with an answer to the sender.
+    Reject,
+}
+
+impl Verdict {
+    /// The word in a log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Allow => "Allow",
+            Verdict::Drop => "Drop",
+            Verdict::Reject => "Reject",
+        }
+    }
 }
 
 /// Where a value in a `learn` spec comes from.
@@ -289,6 +362,18 @@ pub enum DpAction {
     /// Stop: the packet is dropped for this reason (any outputs before it
     /// still happen).
     Drop(DropReason),
+    /// Answer the packet's sender on the input port, built from the packet
+    /// as the actions before this one left it, then drop the packet
+    /// ([`DropReason::Rejected`]). Always the last action but a `Drop`.
+    Reject(RejectReply),
+    /// Record a policy log entry for the packet: the interned rule name
+    /// ([`crate::bridge::LogNames`]) and the megaflow's verdict.
+    Log {
+        /// The name's id in the bridge's table.
+        name: u16,
+        /// What the megaflow does with the packet.
+        verdict: Verdict,
+    },
 }
 
 impl DpAction {
@@ -302,4 +387,14 @@ impl DpAction {
             _ => false,
         }
     }
+
+    /// Whether the executor must run the action even when the packet is
+    /// output nowhere (it answers the sender or records the packet).
+    #[inline]
+    pub fn acts_without_output(&self) -> bool {
+        matches!(self, DpAction::Reject(_) | DpAction::Log { .. })
+    }
 }
+
+// The datapath copies actions around freely: keep them small.
+const _: () = assert!(std::mem::size_of::<DpAction>() <= 32);

@@ -66,6 +66,10 @@ pub enum RuleError {
     BadCt(&'static str),
     /// learn: {0}
     BadLearn(&'static str),
+    /// log name {0:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names
+    BadLogName(String),
+    /// conjunction actions may not be mixed with other actions, need 2 to 64 clauses, and belong in rules only
+    BadConjunction,
 }
 
 impl std::fmt::Display for RuleError {
@@ -92,6 +96,14 @@ impl std::fmt::Display for RuleError {
             RuleError::BadBuckets(g) => write!(
                 f,
                 "group {g}: a select group needs a bucket with non-zero weight, an indirect group exactly one bucket"
+            ),
+            RuleError::BadLogName(n) => write!(
+                f,
+                "log name {n:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names"
+            ),
+            RuleError::BadConjunction => write!(
+                f,
+                "\"conjunction\" actions may not be mixed with other actions, need a clause k/n with 1 <= k <= n and 2 <= n <= 64, and are not allowed in group buckets"
             ),
         }
     }
@@ -176,6 +188,83 @@ pub struct Bridge {
     /// How to reach remote VTEPs.
     pub tunnel_routes: crate::tunnel::TunnelRoutes,
     rules_version: u64,
+    /// The names of `log(name=...)` actions, interned so that a datapath
+    /// action carries a small id instead of a string.
+    pub log_names: LogNames,
+}
+
+/// An append-only table of `log` names. Names are never removed: an id a
+/// cached megaflow or a queued log record holds stays valid, and the set
+/// of rule names of a cluster is small.
+#[derive(Clone, Debug, Default)]
+pub struct LogNames {
+    names: Vec<Arc<str>>,
+    ids: std::collections::HashMap<Arc<str>, u16>,
+}
+
+impl LogNames {
+    /// At most this many names (ids are `u16`; `u16::MAX` means unknown).
+    pub const MAX: usize = 4096;
+
+    /// Whether `name` is a valid log name: 1 to 48 characters of
+    /// `A-Z a-z 0-9 _ . / : -`, so that a log line needs no quoting.
+    pub fn valid(name: &str) -> bool {
+        (1..=48).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_./:-".contains(&b))
+    }
+
+    /// The id of `name`, if interned.
+    pub fn id(&self, name: &str) -> Option<u16> {
+        self.ids.get(name).copied()
+    }
+
+    /// The name of `id`; `"?"` for an id this table never gave out.
+    pub fn name(&self, id: u16) -> &str {
+        self.names.get(id as usize).map_or("?", |n| n)
+    }
+
+    /// Interns `name`, returning its id; `None` when the table is full.
+    pub fn intern(&mut self, name: &str) -> Option<u16> {
+        if let Some(id) = self.id(name) {
+            return Some(id);
+        }
+        if self.names.len() >= Self::MAX {
+            return None;
+        }
+        let id = self.names.len() as u16;
+        let n: Arc<str> = Arc::from(name);
+        self.names.push(n.clone());
+        self.ids.insert(n, id);
+        Some(id)
+    }
+
+    fn room_for(&self, actions: &[Action], extra: &mut usize) -> Result<(), RuleError> {
+        for a in actions {
+            if let Action::Log(n) = a {
+                if !Self::valid(n) {
+                    return Err(RuleError::BadLogName(n.clone()));
+                }
+                if self.id(n).is_none() {
+                    *extra += 1;
+                    if self.names.len() + *extra > Self::MAX {
+                        return Err(RuleError::BadLogName(n.clone()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn intern_all(&mut self, actions: &[Action]) {
+        for a in actions {
+            if let Action::Log(n) = a {
+                // Checked by `room_for` before the batch was applied.
+                let _ = self.intern(n);
+            }
+        }
+    }
 }
 
 impl Bridge {
@@ -214,7 +303,14 @@ impl Bridge {
         // view of which groups exist.
         let mut groups: std::collections::BTreeSet<u32> =
             self.groups.iter().map(|g| g.spec.id).collect();
+        let mut new_names = 0;
         for (i, c) in changes.iter().enumerate() {
+            let names = match c {
+                Change::AddFlow(s) => self.log_names.room_for(&s.actions, &mut new_names),
+                Change::ModifyFlows(_, actions) => self.log_names.room_for(actions, &mut new_names),
+                _ => Ok(()),
+            };
+            names.map_err(|e| (i, e))?;
             let r = match c {
                 Change::AddFlow(s) => self.validate(s, &groups),
                 Change::ModifyFlows(f, actions) => {
@@ -254,6 +350,11 @@ impl Bridge {
     }
 
     fn apply_one(&mut self, c: &Change, now_ms: u64) {
+        match c {
+            Change::AddFlow(s) => self.log_names.intern_all(&s.actions),
+            Change::ModifyFlows(_, actions) => self.log_names.intern_all(actions),
+            _ => {}
+        }
         match c {
             Change::AddFlow(s) => {
                 self.cls
@@ -368,6 +469,22 @@ impl Bridge {
         groups: &std::collections::BTreeSet<u32>,
     ) -> Result<(), RuleError> {
         let n = s.actions.len();
+        let conj = |a: &Action| matches!(a, Action::Conjunction { .. });
+        if s.actions.iter().any(conj) {
+            // ovs-ofctl(8): a rule with conjunction actions holds nothing but
+            // conjunction (and note) actions.
+            let ok = s.actions.iter().all(|a| match *a {
+                Action::Conjunction {
+                    clause, n_clauses, ..
+                } => crate::conjunction::valid_clause(clause, n_clauses),
+                _ => false,
+            });
+            return if ok {
+                Ok(())
+            } else {
+                Err(RuleError::BadConjunction)
+            };
+        }
         for (i, a) in s.actions.iter().enumerate() {
             match a {
                 Action::Drop if n > 1 => return Err(RuleError::DropNotAlone),
@@ -414,6 +531,9 @@ impl Bridge {
                     }
                 }
                 Action::Group(g) if !groups.contains(&g) => return Err(RuleError::UnknownGroup(g)),
+                // A rule's conjunctions are checked as a list before this;
+                // anywhere else (a group bucket) they mean nothing.
+                Action::Conjunction { .. } => return Err(RuleError::BadConjunction),
                 Action::SetField { field, .. } if !m.satisfies(field.prereq()) => {
                     return Err(RuleError::ActionPrereq { field });
                 }
@@ -616,6 +736,7 @@ mod tests {
             id,
             kind: GroupType::Indirect,
             buckets: vec![bucket],
+            hash_fields: None,
         }
     }
 
@@ -642,5 +763,59 @@ mod tests {
         assert_eq!(br.cls.len(), 1);
         br.apply(&[Change::DeleteGroup(7)], 0).expect("valid");
         assert!(br.cls.is_empty() && br.groups.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod conjunction_validation {
+    use super::*;
+    use crate::rule::Bucket;
+
+    fn conj(clause: u8, n_clauses: u8) -> Action {
+        Action::Conjunction {
+            id: 1,
+            clause,
+            n_clauses,
+        }
+    }
+
+    fn flow(actions: Vec<Action>) -> Change {
+        Change::AddFlow(FlowSpec {
+            actions,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn conjunctions_stand_alone_with_valid_clauses_and_only_in_rules() {
+        let mut br = Bridge::default();
+        br.add_port(1, "p1");
+        assert!(br.apply(&[flow(vec![conj(1, 2), conj(2, 2)])], 0).is_ok());
+        assert_eq!(br.cls.table(0).n_conjunctive(), 1);
+        let bad = [
+            vec![conj(1, 2), Action::Output(1)],
+            vec![conj(3, 2)],
+            vec![conj(0, 2)],
+            vec![conj(1, 1)],
+            vec![conj(1, 65)],
+        ];
+        for actions in bad {
+            assert_eq!(
+                br.apply(&[flow(actions.clone())], 0),
+                Err((0, RuleError::BadConjunction)),
+                "{actions:?}"
+            );
+        }
+        let group = Change::AddGroup(GroupSpec {
+            id: 1,
+            kind: GroupType::All,
+            buckets: vec![Bucket {
+                weight: 0,
+                watch_port: None,
+                actions: vec![conj(1, 2)],
+            }],
+            hash_fields: None,
+        });
+        assert_eq!(br.apply(&[group], 0), Err((0, RuleError::BadConjunction)));
     }
 }

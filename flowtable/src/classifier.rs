@@ -9,9 +9,23 @@
 //! (Open vSwitch's wildcard tracking, without its staged lookup and prefix
 //! tries, which would make megaflows wider still).
 //!
+//! Conjunctive matches follow ovs-fields(7): a rule whose actions are
+//! `conjunction(...)` ("soft") never matches by itself. While the search
+//! looks for the best ordinary ("hard") rule it also gathers the soft rules
+//! the packet matches above that rule's priority; soft rules never raise the
+//! bar that stops the search, so every subtable that could hold one is
+//! probed and its mask recorded. If a conjunction they satisfy has a higher
+//! priority than the hard rule, the table is searched again as if the packet
+//! had `conj_id` set to its id (soft rules ignored); the rule found wins, and
+//! if none is found the next satisfied conjunction is tried, then the hard
+//! rule. Both searches add their probes to `consulted`, so a megaflow covers
+//! only packets that satisfy the same clauses. A hard rule wins a tie with a
+//! conjunction of its own priority.
+//!
 //! Rules are `Arc`s so that megaflows can hold on to the rules they came from
 //! for statistics, and so that a snapshot of the classifier is cheap to share.
 
+use crate::conjunction;
 use crate::flow_match::Match;
 use crate::key::{hash_masked, table_hash, FlowKey, FlowMask};
 use crate::rule::{Rule, N_TABLES};
@@ -58,8 +72,9 @@ impl Subtable {
             .all(|&i| a.w[i as usize] == b.w[i as usize])
     }
 
+    /// The rules (highest priority first) whose masked key equals `key`'s.
     #[inline]
-    fn lookup(&self, key: &FlowKey) -> Option<&Arc<Rule>> {
+    fn lookup(&self, key: &FlowKey) -> Option<&[Arc<Rule>]> {
         let hash = hash_masked(key, &self.mask, &self.words);
         let words = &self.words;
         let mask = &self.mask;
@@ -71,7 +86,7 @@ impl Subtable {
                         key.w[i] & mask.w[i] == b.key.w[i]
                     })
             })
-            .and_then(|b| b.rules.first())
+            .map(|b| b.rules.as_slice())
     }
 }
 
@@ -81,15 +96,52 @@ pub struct Table {
     /// Subtables sorted by descending `max_priority`.
     subtables: Vec<Subtable>,
     n_rules: usize,
+    /// How many rules are conjunctive; with none, lookups skip the
+    /// bookkeeping.
+    n_conjunctive: usize,
     /// Optional name (`dump-tables`, and flow dumps print it).
     pub name: Option<String>,
 }
 
 impl Table {
-    /// Finds the highest-priority rule matching `key`, adding the masks of
-    /// every subtable probed to `consulted`.
+    /// Finds the rule that decides `key`: the highest-priority ordinary rule
+    /// or, when a satisfied conjunction beats it, the rule its `conj_id`
+    /// lookup finds. Adds the masks of every subtable probed to `consulted`.
     #[inline]
     pub fn lookup(&self, key: &FlowKey, consulted: &mut FlowMask) -> Option<&Arc<Rule>> {
+        if self.n_conjunctive == 0 {
+            return self.search(key, 0, None, consulted);
+        }
+        // The vector allocates only when a clause rule matches.
+        let mut soft = Vec::new();
+        let hard = self.search(key, 0, Some(&mut soft), consulted);
+        if let Some(h) = hard {
+            soft.retain(|r| r.priority > h.priority);
+        }
+        if soft.is_empty() {
+            return hard;
+        }
+        for (_, id) in conjunction::satisfied(&soft) {
+            // ovs-fields(7): if the search with conj_id=id fails, OVS acts as
+            // if the conjunctive flow had not matched and searches on.
+            if let Some(r) = self.search(key, id, None, consulted) {
+                return Some(r);
+            }
+        }
+        hard
+    }
+
+    /// One tuple-space search as if the packet's `conj_id` were `conj_id`:
+    /// returns the best ordinary rule and, when `soft` is given, pushes the
+    /// matching clause rules that rank above the rules found so far.
+    #[inline]
+    fn search<'a>(
+        &'a self,
+        key: &FlowKey,
+        conj_id: u32,
+        mut soft: Option<&mut Vec<&'a Arc<Rule>>>,
+        consulted: &mut FlowMask,
+    ) -> Option<&'a Arc<Rule>> {
         let mut best: Option<&Arc<Rule>> = None;
         for st in &self.subtables {
             if let Some(b) = best {
@@ -98,13 +150,32 @@ impl Table {
                 }
             }
             consulted.union(&st.mask);
-            if let Some(r) = st.lookup(key) {
-                if best.is_none_or(|b| r.priority > b.priority) {
-                    best = Some(r);
+            let Some(rules) = st.lookup(key) else {
+                continue;
+            };
+            for r in rules {
+                if best.is_some_and(|b| r.priority <= b.priority) {
+                    break;
                 }
+                if r.m.conj_id.is_some_and(|c| c != conj_id) {
+                    continue;
+                }
+                if r.is_conjunctive() {
+                    if let Some(s) = soft.as_deref_mut() {
+                        s.push(r);
+                    }
+                    continue;
+                }
+                best = Some(r);
+                break;
             }
         }
         best
+    }
+
+    /// Number of rules that are clauses of conjunctive matches.
+    pub fn n_conjunctive(&self) -> usize {
+        self.n_conjunctive
     }
 
     /// Number of rules.
@@ -136,7 +207,9 @@ impl Table {
         let b = st.buckets.find(table_hash(hash), |b| {
             b.hash == hash && st.key_eq(&b.key, &m.key)
         })?;
-        b.rules.iter().find(|r| r.priority == priority)
+        b.rules
+            .iter()
+            .find(|r| r.priority == priority && r.m.conj_id == m.conj_id)
     }
 
     /// Inserts `rule`, replacing any rule with the same match and priority
@@ -154,7 +227,11 @@ impl Table {
         // Bucket keys are stored masked, like the rule's, so whole keys compare.
         let eq = |b: &Bucket| b.hash == hash && b.key.same(&rule.m.key);
         let replaced = match st.buckets.find_mut(table_hash(hash), eq) {
-            Some(b) => match b.rules.iter().position(|r| r.priority == rule.priority) {
+            Some(b) => match b
+                .rules
+                .iter()
+                .position(|r| r.priority == rule.priority && r.m.conj_id == rule.m.conj_id)
+            {
                 Some(p) => Some(std::mem::replace(&mut b.rules[p], rule.clone())),
                 None => {
                     let at = b.rules.partition_point(|r| r.priority > rule.priority);
@@ -173,6 +250,10 @@ impl Table {
                 None
             }
         };
+        self.n_conjunctive += usize::from(rule.is_conjunctive());
+        if let Some(old) = &replaced {
+            self.n_conjunctive -= usize::from(old.is_conjunctive());
+        }
         if replaced.is_none() {
             *st.priorities.entry(rule.priority).or_default() += 1;
             st.n_rules += 1;
@@ -195,8 +276,12 @@ impl Table {
             return None;
         };
         let b = entry.get_mut();
-        let p = b.rules.iter().position(|r| r.priority == priority)?;
+        let p = b
+            .rules
+            .iter()
+            .position(|r| r.priority == priority && r.m.conj_id == m.conj_id)?;
         let removed = b.rules.remove(p);
+        self.n_conjunctive -= usize::from(removed.is_conjunctive());
         if b.rules.is_empty() {
             entry.remove();
         }

@@ -61,11 +61,14 @@ pub enum DropReason {
     /// A packet recirculated more often than the datapath allows, or more
     /// packets recirculated from one batch than a batch holds.
     RecircLimit,
+    /// A `reject` action dropped the packet (and answered its sender
+    /// unless the RFCs forbid an answer).
+    Rejected,
 }
 
 impl DropReason {
     /// How many reasons there are (for counter arrays).
-    pub const COUNT: usize = 25;
+    pub const COUNT: usize = 26;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -94,6 +97,7 @@ impl DropReason {
         DropReason::TunnelNoRoute,
         DropReason::TunnelMtu,
         DropReason::RecircLimit,
+        DropReason::Rejected,
     ];
 
     /// The counter name, `drop_<reason>`.
@@ -124,6 +128,7 @@ impl DropReason {
             DropReason::TunnelNoRoute => "drop_tunnel_no_route",
             DropReason::TunnelMtu => "drop_tunnel_mtu",
             DropReason::RecircLimit => "drop_recirc_limit",
+            DropReason::Rejected => "drop_rejected",
         }
     }
 }

@@ -1,5 +1,11 @@
 //! A rule's match: a key and a mask, the key kept pre-masked so that two
-//! matches that accept the same packets compare equal.
+//! matches that accept the same packets compare equal, plus `conj_id`.
+//!
+//! `conj_id` (ovs-fields(7), "Conjunctive Match Fields") never comes from a
+//! packet, so it has no place in the [`FlowKey`] and never joins a megaflow
+//! mask: it is the identifier of the conjunction whose satisfaction started
+//! the current lookup, 0 in an ordinary lookup, and only the classifier
+//! compares it.
 
 use crate::field::{dl_type, Field, Prereq};
 use crate::key::{FlowKey, FlowMask};
@@ -12,6 +18,9 @@ pub struct Match {
     pub key: FlowKey,
     /// Which bits are matched.
     pub mask: FlowMask,
+    /// `conj_id=N`: the rule is found only by a lookup made for conjunction
+    /// `N` (or, as in Open vSwitch, by an ordinary lookup when `N` is 0).
+    pub conj_id: Option<u32>,
 }
 
 /// A match that names a field whose prerequisite it does not also match
@@ -64,7 +73,8 @@ impl Match {
         self.set_masked(field, value, field.max());
     }
 
-    /// Whether `key` is accepted.
+    /// Whether `key` is accepted, on the packet's fields alone (`conj_id`
+    /// is the classifier's business).
     #[inline]
     pub fn matches(&self, key: &FlowKey) -> bool {
         key.matches(&self.key, &self.mask)
@@ -83,7 +93,8 @@ impl Match {
     /// Whether every packet this match accepts is also accepted by `wider`
     /// (OpenFlow's non-strict "covered by" for delete and modify).
     pub fn is_covered_by(&self, wider: &Match) -> bool {
-        wider.mask.is_subset_of(&self.mask) && self.key.masked(&wider.mask) == wider.key
+        let conj = wider.conj_id.is_none() || wider.conj_id == self.conj_id;
+        conj && wider.mask.is_subset_of(&self.mask) && self.key.masked(&wider.mask) == wider.key
     }
 
     /// Whether the match pins down what `prereq` needs.

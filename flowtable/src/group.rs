@@ -3,13 +3,29 @@
 //! A select group picks its bucket from a hash of the flow's addresses and
 //! ports, weighted, so that every packet of a connection takes the same
 //! bucket and the choice can be cached in a megaflow (the hashed fields are
-//! added to the megaflow's mask by translation).
+//! added to the megaflow's mask by translation). `selection_method=hash,
+//! fields(...)` (ovs-ofctl(8)) narrows the hash to the fields named, so that
+//! `fields(ip_src)` keeps every flow of one client on one bucket (session
+//! affinity) and megaflows match only the client address.
 
 use crate::action::GroupType;
+use crate::field::Field;
 use crate::maglev::{Backend, Maglev};
 use crate::rule::{Bucket, GroupSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// One field of `selection_method=hash,fields(...)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HashField {
+    /// The field hashed.
+    pub field: Field,
+    /// Which of its bits are hashed (`fields(ip_src=255.255.255.0)`).
+    pub mask: u128,
+    /// The `nw_proto` the spelling implies (`tcp_dst`: 6): as in OVS, the
+    /// field is hashed only for packets that have it.
+    pub proto: Option<u8>,
+}
 
 /// An installed group.
 #[derive(Debug, Clone)]
@@ -170,6 +186,7 @@ mod tests {
             id: 1,
             kind: GroupType::Select,
             buckets: vec![b(1, 1), b(3, 2)],
+            hash_fields: None,
         });
         let mut counts = [0u32; 3];
         for i in 0..4000u32 {
@@ -193,6 +210,7 @@ mod tests {
                 id: 1,
                 kind: GroupType::Select,
                 buckets: (1..=n).map(b).collect(),
+                hash_fields: None,
             })
         };
         let out = |g: &Group, h: u32| match g.select(h).unwrap().actions.first() {

@@ -21,7 +21,7 @@ pub mod key;
 pub mod port;
 pub mod rule;
 
-pub use action::{Action, DpAction, GroupType, SubField};
+pub use action::{Action, DpAction, GroupType, RejectHow, RejectReply, SubField, Verdict};
 pub use drop::DropReason;
 pub use field::Field;
 pub use flow_match::Match;
@@ -30,6 +30,7 @@ pub use port::PortNo;
 pub use rule::{Bucket, FlowSpec, GroupSpec, Rule};
 pub mod bridge;
 pub mod classifier;
+pub mod conjunction;
 pub mod emc;
 pub mod extract;
 pub mod group;
@@ -41,5 +42,9 @@ pub mod xlate;
 pub use bridge::{Bridge, Change, FlowFilter, RuleError};
 pub use extract::{extract, Layout};
 pub use xlate::{translate, TraceEvent, XlateOut};
+#[cfg(test)]
+mod conjunction_tests;
 pub mod conntrack;
+#[cfg(test)]
+mod group_hash_tests;
 pub mod maglev;

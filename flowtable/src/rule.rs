@@ -7,6 +7,7 @@
 
 use crate::action::{Action, GroupType};
 use crate::flow_match::Match;
+use crate::group::HashField;
 use crate::port::PortNo;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -76,6 +77,9 @@ pub struct GroupSpec {
     pub kind: GroupType,
     /// The buckets in order.
     pub buckets: Vec<Bucket>,
+    /// `selection_method=hash,fields(...)`: what a select group hashes;
+    /// `None` is the default (addresses and ports, or MACs).
+    pub hash_fields: Option<Vec<HashField>>,
 }
 
 /// Packet and byte counters plus last use, shared with megaflows.
@@ -122,6 +126,9 @@ pub struct Rule {
     pub created_ms: u64,
     /// Counters.
     pub stats: RuleStats,
+    /// Whether the actions are `conjunction` actions: such a rule is a
+    /// clause of a conjunctive match and never matches on its own.
+    conjunctive: bool,
 }
 
 impl Rule {
@@ -140,7 +147,18 @@ impl Rule {
                 used_ms: AtomicU64::new(now_ms),
                 ..Default::default()
             },
+            conjunctive: spec
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Conjunction { .. })),
         }
+    }
+
+    /// Whether the rule is a clause of a conjunctive match (its actions are
+    /// `conjunction`s), which the classifier never returns as a match.
+    #[inline]
+    pub fn is_conjunctive(&self) -> bool {
+        self.conjunctive
     }
 
     /// Whether a timeout has expired at `now_ms`.

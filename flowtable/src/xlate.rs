@@ -19,11 +19,13 @@
 
 use crate::action::{Action, CtAction, CtSpec, CtZoneSrc, DpAction, GroupType, SubField};
 use crate::action::{LearnAction, LearnSpec, LearnSrc, FROZEN_WORDS};
+use crate::action::{RejectHow, RejectReply, Verdict};
 use crate::bridge::Bridge;
 use crate::conntrack::CtExec;
 use crate::drop::DropReason;
 use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
 use crate::flow_match::Match;
+use crate::group::HashField;
 use crate::key::{hash_masked, FlowKey, FlowMask};
 use crate::mac::Learn;
 use crate::port::{reserved, PortNo};
@@ -141,9 +143,10 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
             cx.wc.clear_field(f);
         }
     }
+    set_log_verdicts(&mut cx.out, cx.reason == Some(DropReason::Rejected));
     if !cx.out.iter().any(DpAction::is_output) {
         let reason = cx.reason.unwrap_or(DropReason::NoOutput);
-        cx.out.retain(DpAction::is_output);
+        retain_without_output(&mut cx.out);
         cx.out.push(DpAction::Drop(reason));
     }
     XlateOut {
@@ -271,6 +274,11 @@ impl Ctx<'_> {
                     self.flow.set(f, 0);
                 }
             }
+            Action::Reject(how) => self.reject(how),
+            Action::Log(ref name) => self.log(name),
+            // The classifier never returns a conjunctive rule, so this runs
+            // only if a bucket holds one, which validation refuses.
+            Action::Conjunction { .. } => {}
         }
     }
 
@@ -547,7 +555,10 @@ impl Ctx<'_> {
                 }
             }
             GroupType::Select => {
-                let h = self.select_hash();
+                let h = match &g.spec.hash_fields {
+                    Some(fields) => self.select_hash_fields(fields),
+                    None => self.select_hash(),
+                };
                 match g.select(h) {
                     Some(b) => {
                         let i = g
@@ -610,6 +621,25 @@ impl Ctx<'_> {
         } else {
             m.set_field(Field::DlSrc);
             m.set_field(Field::DlDst);
+        }
+        self.wc.union(&m);
+        let words: Vec<u8> = m.nonzero_words().map(|w| w as u8).collect();
+        hash_masked(&self.flow, &m, &words)
+    }
+
+    /// The hash of `selection_method=hash,fields(...)`: only the named
+    /// fields, under their masks, and only those whose prerequisites (and
+    /// implied protocol) the packet has; exactly those bits join the mask.
+    fn select_hash_fields(&mut self, fields: &[HashField]) -> u32 {
+        let mut m = FlowMask::default();
+        for hf in fields {
+            let proto_ok = |cx: &mut Self, p: u8| {
+                cx.wc.set_field(Field::NwProto);
+                cx.flow.get(Field::NwProto) as u8 == p
+            };
+            if self.has(hf.field.prereq()) && hf.proto.is_none_or(|p| proto_ok(self, p)) {
+                m.set_bits(hf.field, hf.mask);
+            }
         }
         self.wc.union(&m);
         let words: Vec<u8> = m.nonzero_words().map(|w| w as u8).collect();
@@ -760,7 +790,77 @@ impl Ctx<'_> {
     }
 }
 
+/// Gives every `log` the megaflow's verdict: reject if it rejects, allow
+/// if it outputs anywhere, drop otherwise. A `reject` that has no answer
+/// for the protocol still counts as one.
+fn set_log_verdicts(out: &mut [DpAction], rejected: bool) {
+    let verdict = if rejected || out.iter().any(|a| matches!(a, DpAction::Reject(_))) {
+        Verdict::Reject
+    } else if out.iter().any(DpAction::is_output) {
+        Verdict::Allow
+    } else {
+        Verdict::Drop
+    };
+    for a in out.iter_mut() {
+        if let DpAction::Log { verdict: v, .. } = a {
+            *v = verdict;
+        }
+    }
+}
+
+/// Trims the actions of a megaflow that outputs nowhere: rewrites are
+/// pointless then, except before a `reject`, whose answer is built from
+/// the rewritten packet.
+fn retain_without_output(out: &mut Vec<DpAction>) {
+    match out.iter().rposition(|a| matches!(a, DpAction::Reject(_))) {
+        Some(r) => out.truncate(r + 1),
+        None => out.retain(|a| a.is_output() || a.acts_without_output()),
+    }
+}
+
+impl Ctx<'_> {
+    /// `reject`: chooses the answer from the protocol (which joins the
+    /// mask) and ends the pipeline. The answer is built from the packet as
+    /// the actions so far have rewritten it, so pending rewrites are
+    /// committed first, as for an output.
+    fn reject(&mut self, how: RejectHow) {
+        let ip = self.has(crate::field::Prereq::Ip);
+        let tcp = ip && self.has(crate::field::Prereq::Tcp);
+        let reply = match how {
+            _ if !ip => None,
+            RejectHow::Auto if tcp => Some(RejectReply::TcpRst),
+            RejectHow::Auto | RejectHow::Icmp => Some(RejectReply::Prohibited),
+            RejectHow::TcpRst => tcp.then_some(RejectReply::TcpRst),
+            RejectHow::PortUnreachable => Some(RejectReply::PortUnreachable),
+        };
+        self.reason = Some(DropReason::Rejected);
+        self.exit = true;
+        match reply {
+            Some(r) => {
+                self.note(|| format!("reject: answering with {r:?}"));
+                self.commit();
+                self.out.push(DpAction::Reject(r));
+            }
+            None => self.note(|| "reject: no answer for this protocol, dropping".into()),
+        }
+    }
+
+    /// `log(name=...)`: the verdict is filled in once the whole walk is
+    /// known ([`set_log_verdicts`]).
+    fn log(&mut self, name: &str) {
+        let id = self.br.log_names.id(name).unwrap_or(u16::MAX);
+        self.out.push(DpAction::Log {
+            name: id,
+            verdict: Verdict::Allow,
+        });
+    }
+}
+
 fn mac(v: u128) -> [u8; 6] {
     let b = (v as u64).to_be_bytes();
     [b[2], b[3], b[4], b[5], b[6], b[7]]
 }
+
+#[cfg(test)]
+#[path = "xlate_reject_tests.rs"]
+mod reject_tests;

@@ -14,14 +14,16 @@
 //! are refused as unsupported instead of as unknown, to tell the user the
 //! spelling was right.
 
+use super::conj;
 use super::error::{expected, fail, Res};
 use super::fields::{self, Kind, Need};
 use super::lexer::{self, Item};
 use super::{value, PortNames};
+use flowtable::bridge::LogNames;
 use flowtable::flow_match::PrereqError;
 use flowtable::port::{reserved, PortNo};
 use flowtable::rule::N_TABLES;
-use flowtable::{Action, Field, Match, SubField};
+use flowtable::{Action, Field, Match, RejectHow, SubField};
 
 /// What an action list is checked against.
 pub(crate) struct Cx<'a> {
@@ -34,7 +36,7 @@ pub(crate) struct Cx<'a> {
 }
 
 /// OVS actions `flowtable` cannot represent.
-const UNSUPPORTED: [&str; 19] = [
+const UNSUPPORTED: [&str; 18] = [
     "controller",
     "note",
     "enqueue",
@@ -53,22 +55,32 @@ const UNSUPPORTED: [&str; 19] = [
     "write_actions",
     "clear_actions",
     "write_metadata",
-    "conjunction",
 ];
 
 /// Parses an action list. `drop` (or nothing) is the empty list.
 pub(crate) fn parse(items: &[Item<'_>], cx: &Cx<'_>) -> Res<Vec<Action>> {
     let mut out = Vec::with_capacity(items.len());
+    let mut drop_at = None;
     for (i, item) in items.iter().enumerate() {
         match action(item, cx)? {
-            None if items.len() > 1 => return fail(item.pos, "drop must be the only action"),
-            None => {}
+            None => drop_at = Some(item.pos),
             Some(Action::GotoTable(_)) if i + 1 < items.len() => {
                 return fail(item.pos, "goto_table must be the last action");
+            }
+            Some(Action::Reject(_)) if i + 1 < items.len() => {
+                return fail(item.pos, "reject must be the last action");
             }
             Some(a) => out.push(a),
         }
     }
+    // `log(name=N),drop` logs and drops: `log` is the one action `drop`
+    // may stand beside.
+    if let Some(pos) = drop_at {
+        if out.iter().any(|a| !matches!(a, Action::Log(_))) {
+            return fail(pos, "drop must be the only action");
+        }
+    }
+    conj::check_list(items, &out)?;
     Ok(out)
 }
 
@@ -235,6 +247,19 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             let (g, pos) = colon("GROUP_ID")?;
             Action::Group(value::uint(g, pos, 32, "group")? as u32)
         }
+        "reject" => match args {
+            Some(args) => reject_args(&args, apos)?,
+            None => return bare(Action::Reject(RejectHow::Auto)),
+        },
+        "log" => match (args, cx.table) {
+            (_, None) => return fail(item.pos, "log is not allowed in a group bucket"),
+            (Some(args), Some(_)) => log_args(&args, apos)?,
+            (None, Some(_)) => return expected(item.pos, "log(name=NAME)", text),
+        },
+        "conjunction" if cx.table.is_none() => {
+            return fail(item.pos, "conjunction is not allowed in a group bucket")
+        }
+        "conjunction" => conj::parse_conjunction(args.as_deref(), item.pos)?,
         n if UNSUPPORTED.contains(&n) => {
             return fail(item.pos, format!("action {n} is not supported"))
         }
@@ -269,6 +294,39 @@ fn output_args(args: &[Item<'_>], ports: &dyn PortNames) -> Res<Action> {
     match port {
         Some((p, pos)) => output(p, pos),
         None => expected(args[0].pos, "output(port=PORT)", ""),
+    }
+}
+
+/// `reject(tcp_rst|icmp|port_unreachable)`: an oxvs extension, so its
+/// spelling is ours; the words name what the sender gets back.
+fn reject_args(args: &[Item<'_>], pos: usize) -> Res<Action> {
+    let how = match args {
+        [a] => match a.text.to_ascii_lowercase().as_str() {
+            "tcp_rst" => RejectHow::TcpRst,
+            "icmp" => RejectHow::Icmp,
+            "port_unreachable" => RejectHow::PortUnreachable,
+            _ => return expected(a.pos, "tcp_rst, icmp or port_unreachable", a.text),
+        },
+        [_, b, ..] => return fail(b.pos, "reject takes one argument"),
+        [] => return expected(pos, "tcp_rst, icmp or port_unreachable", ""),
+    };
+    Ok(Action::Reject(how))
+}
+
+/// `log(name=NAME)`, NAME of 1 to 48 characters `A-Z a-z 0-9 _ . / : -`.
+fn log_args(args: &[Item<'_>], pos: usize) -> Res<Action> {
+    match args {
+        [a] => match a.key_value() {
+            ("name", Some((n, npos))) => {
+                if !LogNames::valid(n) {
+                    return expected(npos, "a name of 1 to 48 of A-Z a-z 0-9 _ . / : -", n);
+                }
+                Ok(Action::Log(n.to_string()))
+            }
+            _ => expected(a.pos, "name=NAME", a.text),
+        },
+        [_, b, ..] => fail(b.pos, "log takes only name=NAME"),
+        [] => expected(pos, "name=NAME", ""),
     }
 }
 

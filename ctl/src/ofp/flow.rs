@@ -12,6 +12,7 @@
 //! prerequisite is reported where the user wrote the field.
 
 use super::actions::{self, Cx};
+use super::conj;
 use super::error::{fail, Fail, Res};
 use super::fields::{self, Need};
 use super::file::FlowCommand;
@@ -110,11 +111,14 @@ impl MatchBuilder {
             if UNSUPPORTED_SHORTHANDS.contains(&key) {
                 return fail(item.pos, format!("{key} is not supported"));
             }
-            if fields::lookup(key).is_some() || RULE_KEYS.contains(&key) {
+            if fields::lookup(key).is_some() || RULE_KEYS.contains(&key) || key == "conj_id" {
                 return fail(item.pos, format!("{key} needs a value ({key}=...)"));
             }
             return fail(item.pos, format!("unknown field {key:?}"));
         };
+        if key == "conj_id" {
+            return self.conj_id(text, vpos, item.pos);
+        }
         let Some(s) = fields::lookup(key) else {
             return fail(item.pos, format!("unknown field {key:?}"));
         };
@@ -129,6 +133,19 @@ impl MatchBuilder {
         if s.need != Need::Field {
             self.needs.push((s.need, key.to_string(), item.pos));
         }
+        Ok(())
+    }
+
+    /// Takes `conj_id=N`, which is not a packet field (see `conj`).
+    fn conj_id(&mut self, text: &str, vpos: usize, pos: usize) -> Res<()> {
+        if self.packet {
+            return fail(pos, "conj_id is not part of a packet");
+        }
+        let id = conj::parse_conj_id(text, vpos)?;
+        if self.m.conj_id.is_some_and(|old| old != id) {
+            return fail(pos, "conj_id conflicts with an earlier value of conj_id");
+        }
+        self.m.conj_id = Some(id);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 
 use super::actions::{self, Cx};
 use super::error::{expected, fail, Res};
+use super::group_hash;
 use super::lexer::{self, Item};
 use super::{value, ParseError, PortNames};
 use flowtable::port::PortNo;
@@ -71,6 +72,8 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
     let mut id = None;
     let mut kind = None;
     let mut drafts: Vec<Draft<'_>> = Vec::new();
+    let mut hash = None;
+    let mut hash_fields = None;
     for item in lexer::split(&line[start..], start)? {
         let (key, val) = item.key_value();
         if key == "bucket" {
@@ -89,6 +92,13 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
         }
         if let Some(d) = drafts.last_mut() {
             d.item(item, ports)?;
+            continue;
+        }
+        if item.text.starts_with("fields(") || key == "fields" {
+            if hash_fields.is_some() {
+                return fail(item.pos, "fields is given twice");
+            }
+            hash_fields = Some((group_hash::parse_fields(&item, ports)?, item.pos));
             continue;
         }
         let Some((text, pos)) = val else {
@@ -117,7 +127,13 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
                 });
             }
             "group_id" | "type" => return fail(item.pos, format!("{key} is given twice")),
-            "selection_method" | "selection_method_param" | "fields" => {
+            "selection_method" if hash.is_none() => match text {
+                "hash" => hash = Some(item.pos),
+                "dp_hash" => return fail(pos, "selection_method=dp_hash is not supported"),
+                _ => return expected(pos, "hash", text),
+            },
+            "selection_method" => return fail(item.pos, "selection_method is given twice"),
+            "selection_method_param" => {
                 return fail(item.pos, format!("{key} is not supported"));
             }
             _ => return fail(item.pos, format!("unknown group key {key:?}")),
@@ -128,6 +144,18 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
     };
     let Some(kind) = kind else {
         return fail(start, "missing type= (all, select or indirect)");
+    };
+    let hash_fields = match (hash, hash_fields) {
+        (None, None) => None,
+        (Some(pos), _) | (None, Some((_, pos))) if kind != GroupType::Select => {
+            return fail(
+                pos,
+                "selection_method and fields apply to select groups only",
+            );
+        }
+        (Some(_), Some((f, _))) => Some(f),
+        (None, Some((_, pos))) => return fail(pos, "fields needs selection_method=hash"),
+        (Some(pos), None) => return fail(pos, "selection_method=hash needs fields(...)"),
     };
     if kind == GroupType::Indirect && drafts.len() != 1 {
         let pos = drafts.get(1).map_or(line.len(), |d| d.pos);
@@ -151,7 +179,12 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
             actions: actions::parse(&d.actions, &cx)?,
         });
     }
-    Ok(GroupSpec { id, kind, buckets })
+    Ok(GroupSpec {
+        id,
+        kind,
+        buckets,
+        hash_fields,
+    })
 }
 
 /// Parses one group line (`ovs-ofctl add-group` syntax, or a line of

@@ -17,12 +17,14 @@
 //! parse; `print` prints; `file` handles multi-line input.
 
 mod actions;
+mod conj;
 pub(crate) mod ct;
 mod error;
 mod fields;
 mod file;
 mod flow;
 mod group;
+mod group_hash;
 mod learn;
 mod lexer;
 mod print;
@@ -81,4 +83,10 @@ impl<T: PortNames + ?Sized> PortNames for &T {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_conj;
+#[cfg(test)]
 mod tests_errors;
+#[cfg(test)]
+mod tests_group_hash;
+#[cfg(test)]
+mod tests_reject;

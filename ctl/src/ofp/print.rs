@@ -17,7 +17,7 @@ use super::PortNames;
 use flowtable::field::{dl_type, Format};
 use flowtable::port::{reserved, PortNo};
 use flowtable::rule::DEFAULT_PRIORITY;
-use flowtable::{Action, Field, FlowSpec, GroupSpec, GroupType, Match, Rule};
+use flowtable::{Action, Field, FlowSpec, GroupSpec, GroupType, Match, RejectHow, Rule};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 
@@ -186,6 +186,10 @@ fn vlan(v: u128, mask: u128, out: &mut Vec<String>) {
 /// The items of a match, in `ovs-ofctl` order.
 fn match_items(m: &Match, ports: &dyn PortNames) -> Vec<String> {
     let mut out = Vec::new();
+    // OVS's match_format prints conj_id before the protocol shorthand.
+    if let Some(id) = m.conj_id {
+        out.push(format!("conj_id={id}"));
+    }
     let short = shorthand(m);
     if let Some((name, _)) = short {
         out.push(name.to_string());
@@ -273,6 +277,18 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
         Action::Ct(c) => super::ct::ct_text(c, ports),
         Action::CtClear => "ct_clear".into(),
         Action::Learn(l) => super::learn::learn_text(l, ports),
+        Action::Reject(how) => match how {
+            RejectHow::Auto => "reject".into(),
+            RejectHow::TcpRst => "reject(tcp_rst)".into(),
+            RejectHow::Icmp => "reject(icmp)".into(),
+            RejectHow::PortUnreachable => "reject(port_unreachable)".into(),
+        },
+        Action::Log(name) => format!("log(name={name})"),
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => format!("conjunction({id},{clause}/{n_clauses})"),
     }
 }
 
@@ -303,10 +319,12 @@ pub fn format_actions(a: &[Action], ports: &dyn PortNames) -> String {
     if a.is_empty() {
         return "drop".to_string();
     }
-    a.iter()
-        .map(|a| action_text(a, ports))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut items: Vec<String> = a.iter().map(|a| action_text(a, ports)).collect();
+    // A list of only `log`s drops; saying so reads better and parses back.
+    if a.iter().all(|a| matches!(a, Action::Log(_))) {
+        items.push("drop".into());
+    }
+    items.join(",")
 }
 
 /// `cookie=V[/MASK]`, with `/-1` for an all-ones mask.
@@ -393,6 +411,10 @@ pub fn format_group(g: &GroupSpec, ports: &dyn PortNames) -> String {
         GroupType::Indirect => "indirect",
     };
     let mut s = format!(" group_id={},type={kind}", g.id);
+    if let Some(f) = &g.hash_fields {
+        s += ",";
+        s += &super::group_hash::format_fields(f, ports);
+    }
     for b in &g.buckets {
         s += ",bucket=";
         if g.kind == GroupType::Select || b.weight != 0 {

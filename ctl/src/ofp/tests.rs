@@ -496,6 +496,7 @@ fn groups() {
                     actions: vec![Action::Output(2)]
                 },
             ],
+            hash_fields: None,
         }
     );
     let out = format_group(&g, &());

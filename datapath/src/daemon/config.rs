@@ -69,6 +69,14 @@ pub struct SwitchConfig {
     /// Most connections conntrack holds (OVS's `dpctl/ct-set-maxconns`);
     /// 3,000,000 when unset, as in OVS.
     pub ct_max_conns: Option<usize>,
+    /// A file that `log(name=...)` lines are appended to, besides the
+    /// daemon's log (target `oxvs::policy`).
+    pub policy_log: Option<PathBuf>,
+    /// Policy log lines per second per poll thread (default 100); what the
+    /// limit holds back is counted in `pmd-stats`.
+    pub policy_log_rate: Option<u32>,
+    /// Seconds within which one connection is logged once (default 10).
+    pub policy_log_window: Option<u64>,
 }
 
 /// How a port attaches to its interface.
@@ -234,6 +242,7 @@ impl Config {
             &mut cfg.switch.flows,
             &mut cfg.switch.socket,
             &mut cfg.switch.state,
+            &mut cfg.switch.policy_log,
         ]
         .into_iter()
         .flatten()
@@ -276,6 +285,16 @@ impl Config {
             if !cores.insert(*c) {
                 return Err(format!("poll_cores: core {c} appears twice"));
             }
+        }
+        if self
+            .switch
+            .policy_log_rate
+            .is_some_and(|r| !(1..=100_000).contains(&r))
+        {
+            return Err("policy_log_rate: expected 1..=100000 lines per second".into());
+        }
+        if self.switch.policy_log_window.is_some_and(|w| w > 3600) {
+            return Err("policy_log_window: expected at most 3600 seconds".into());
         }
         if let Some(level) = &self.switch.log {
             if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
@@ -327,6 +346,22 @@ mod tests {
         assert!(bad("local_ip = \"192.168.77.1\"\nkey = \"0x1000000\"\n").contains("24-bit"));
         let c = Config::parse("[[port]]\nname = \"v1\"\nno = 1\nkey = \"5\"\n").unwrap();
         assert!(c.check().unwrap_err().contains("for kind = \"geneve\""));
+    }
+
+    #[test]
+    fn policy_log_settings() {
+        let c = Config::parse(
+            "[switch]\npolicy_log = \"np.log\"\npolicy_log_rate = 5\npolicy_log_window = 2\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(c.switch.policy_log.as_deref(), Some(Path::new("np.log")));
+        assert_eq!(
+            (c.switch.policy_log_rate, c.switch.policy_log_window),
+            (Some(5), Some(2))
+        );
+        let c = Config::parse("[switch]\npolicy_log_rate = 0\n").unwrap();
+        assert!(c.check().unwrap_err().contains("policy_log_rate"));
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub fn render(st: &ControlState) -> String {
 
     let pmd = |p: &super::state::PmdStatus| Some(("pmd", p.id.to_string()));
     type PmdField = fn(&super::state::PmdStatus) -> u64;
-    let pmd_counters: [(&str, &str, PmdField); 7] = [
+    let pmd_counters: [(&str, &str, PmdField); 11] = [
         ("rx_packets", "Packets received by the poll thread.", |p| {
             p.stats.rx_packets
         }),
@@ -174,6 +174,24 @@ pub fn render(st: &ControlState) -> String {
             "recirculations",
             "Passes after the first, made by packets that ct(table=T) recirculated.",
             |p| p.stats.recirc,
+        ),
+        (
+            "reject_sent",
+            "TCP RSTs and ICMP errors sent by reject.",
+            |p| p.stats.reject_sent,
+        ),
+        ("policy_log_lines", "Policy log lines recorded.", |p| {
+            p.stats.log_records
+        }),
+        (
+            "policy_log_deduped",
+            "Policy log lines left out as repeats of a logged connection.",
+            |p| p.stats.log_deduped,
+        ),
+        (
+            "policy_log_rate_limited",
+            "Policy log lines held back by the rate limit.",
+            |p| p.stats.log_rate_limited,
         ),
     ];
     for (what, help, get) in pmd_counters {

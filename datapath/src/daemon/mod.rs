@@ -165,6 +165,14 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             ports: cfg.ports.clone(),
             frames: cfg.ports.len() * open::FRAMES_PER_PORT + SPARE_FRAMES,
             cfg: Default::default(),
+            policy_log: (
+                cfg.switch
+                    .policy_log_rate
+                    .unwrap_or(crate::policy_log::DEFAULT_RATE),
+                cfg.switch
+                    .policy_log_window
+                    .map_or(crate::policy_log::DEFAULT_WINDOW_MS, |s| s * 1000),
+            ),
             core: *core,
             published: published.clone(),
             to_control: to_control.clone(),
@@ -182,6 +190,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         handles.push(h);
     }
     drop(to_control);
+    let mut policy = PolicySink::open(cfg.switch.policy_log.as_deref(), epoch)?;
     let mut last_expire = Instant::now();
     let mut published_version = st.bridge.version();
     // Which threads have each port open: a port is up for flooding while
@@ -221,6 +230,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             Ok(ToControl::Megaflows { thread, seq, lines }) => {
                 dump_lines.insert(thread, (seq, lines));
             }
+            Ok(ToControl::PolicyLog(recs)) => policy.write(&recs, &st.bridge.log_names),
             Ok(ToControl::Captured(pkts)) => {
                 if let Some(cap) = capture.as_mut() {
                     cap.add(&pkts);
@@ -312,6 +322,59 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         );
     }
     Ok(())
+}
+
+/// Where policy log lines go: the daemon's log (target `oxvs::policy`)
+/// and, if configured, a file of their own, one line per record.
+struct PolicySink {
+    file: Option<(std::path::PathBuf, std::fs::File)>,
+    epoch: Instant,
+}
+
+impl PolicySink {
+    fn open(path: Option<&std::path::Path>, epoch: Instant) -> Result<PolicySink, String> {
+        let file = match path {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("policy_log {}: {e}", p.display()))?;
+                Some((p.to_path_buf(), f))
+            }
+            None => None,
+        };
+        Ok(PolicySink { file, epoch })
+    }
+
+    fn write(
+        &mut self,
+        recs: &[crate::policy_log::LogRecord],
+        names: &flowtable::bridge::LogNames,
+    ) {
+        use std::io::Write;
+        // Records carry the poll threads' clock (milliseconds since the
+        // epoch); the line shows wall-clock time.
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let now_rel = self.epoch.elapsed().as_millis() as u64;
+        let mut text = String::new();
+        for r in recs {
+            let unix = now_unix.saturating_sub(now_rel.saturating_sub(r.time_ms));
+            let line = crate::policy_log::format_line(r, names.name(r.name), unix);
+            tracing::info!(target: "oxvs::policy", "policy {line}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        if let Some((path, f)) = self.file.as_mut() {
+            // One write per batch of records, so lines are never torn.
+            if let Err(e) = f.write_all(text.as_bytes()) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the policy log");
+            }
+        }
+    }
 }
 
 /// A `capture` in progress: the waiting client and what has arrived.

@@ -63,6 +63,8 @@ pub enum ToControl {
     Call(super::handle::Call),
     /// Packets copied for `capture`.
     Captured(Vec<Captured>),
+    /// Policy log records (`log(name=...)`), to be written as lines.
+    PolicyLog(Vec<crate::policy_log::LogRecord>),
 }
 
 impl From<super::handle::Call> for ToControl {
@@ -204,6 +206,8 @@ pub struct PmdThread {
     pub frames: usize,
     /// Cache tunables.
     pub cfg: PmdConfig,
+    /// Policy log lines per second and dedupe window in milliseconds.
+    pub policy_log: (u32, u64),
     /// Core to pin to.
     pub core: Option<usize>,
     /// Rule sets from the control thread.
@@ -241,6 +245,7 @@ impl PmdThread {
         });
         let mut pmd = Pmd::new(self.cfg);
         pmd.ct = self.ct.clone();
+        pmd.policy_log = crate::policy_log::PolicyLog::new(self.policy_log.0, self.policy_log.1);
         let mut seen = 0u64;
         let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
         let mut ports = Ports {
@@ -346,6 +351,11 @@ impl PmdThread {
                     .to_control
                     .send(ToControl::Resolve(std::mem::take(&mut unresolved)));
             }
+            if !pmd.policy_log.is_empty() {
+                let mut recs = Vec::new();
+                pmd.policy_log.take(&mut recs);
+                let _ = self.to_control.send(ToControl::PolicyLog(recs));
+            }
             pmd.take_learned(&mut learned);
             if !learned.is_empty() {
                 let _ = self
@@ -403,6 +413,7 @@ fn dump_megaflows(id: usize, pmd: &Pmd, br: &Bridge, now_ms: u64) -> Vec<String>
             let m = flowtable::Match {
                 key: mf.key,
                 mask: mf.mask,
+                conj_id: None,
             };
             format!(
                 "pmd{id}: {}, packets:{}, bytes:{}, used:{:.3}s, actions:{}",

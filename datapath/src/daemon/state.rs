@@ -266,6 +266,12 @@ impl ControlState {
             let _ = writeln!(s, "  upcalls not cached: {}", t.upcall_uncached);
             let _ = writeln!(s, "  recirculations: {}", t.recirc);
             let _ = writeln!(s, "  drops: {}", t.total_drops());
+            let _ = writeln!(s, "  reject answers sent: {}", t.reject_sent);
+            let _ = writeln!(
+                s,
+                "  policy log: {} lines, {} deduped, {} rate-limited",
+                t.log_records, t.log_deduped, t.log_rate_limited
+            );
             let _ = writeln!(s, "  revalidations: {}", t.revalidations);
             let _ = writeln!(
                 s,

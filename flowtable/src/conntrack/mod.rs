@@ -240,60 +240,117 @@ impl ConnTrack {
     /// than `budget` entries (each entry looked at counts, expired or not;
     /// every shard's lists are visited in turn, starting from a shard that
     /// rotates between calls). Returns how many were removed.
+    ///
+    /// Each shard is locked once for both families. NATed entries whose
+    /// reply is an alias in another shard are noted in small on-stack
+    /// batches and their aliases removed after the lock is dropped, since
+    /// only one shard lock is ever held here.
     pub fn expire(&self, now_ms: u64, budget: usize) -> usize {
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let mut budget = budget;
         let mut removed = 0;
+        let mut gone4 = [Gone::<[u8; 4]>::default(); EXPIRE_BATCH];
+        let mut gone6 = [Gone::<[u8; 16]>::default(); EXPIRE_BATCH];
         for k in 0..SHARDS {
             if budget == 0 {
                 break;
             }
             let s = (start + k) % SHARDS;
-            removed += self.expire_family::<[u8; 4]>(s, now_ms, &mut budget);
-            removed += self.expire_family::<[u8; 16]>(s, now_ms, &mut budget);
+            removed += self.expire_shard(s, now_ms, &mut budget, &mut gone4, &mut gone6);
         }
         removed
     }
 
-    fn expire_family<A: Family>(&self, s: usize, now: u64, budget: &mut usize) -> usize {
-        const BATCH: usize = 16;
+    fn expire_shard(
+        &self,
+        s: usize,
+        now: u64,
+        budget: &mut usize,
+        gone4: &mut [Gone<[u8; 4]>; EXPIRE_BATCH],
+        gone6: &mut [Gone<[u8; 16]>; EXPIRE_BATCH],
+    ) -> usize {
         let mut removed = 0;
         loop {
-            let mut remote = [(
-                0u32,
-                table::Conn::<A>::new(0, 0, Default::default(), Default::default()),
-            ); BATCH];
-            let mut n = 0;
             let mut g = self.lock(s);
-            removed += A::table(&mut g).expire(now, budget, |idx, c| {
-                self.release(c.zone);
-                if c.flags & table::F_REMOTE != 0 {
-                    remote[n] = (idx, *c);
-                    n += 1;
-                }
-                n < BATCH
-            });
+            let (r4, n4) = self.expire_table(&mut g.v4, now, budget, gone4);
+            let (r6, n6) = if n4 < EXPIRE_BATCH {
+                self.expire_table(&mut g.v6, now, budget, gone6)
+            } else {
+                (0, 0)
+            };
             drop(g);
-            for (idx, c) in &remote[..n] {
-                self.remove_alias::<A>(s, *idx, c);
+            removed += r4 + r6;
+            for x in &gone4[..n4] {
+                self.remove_alias::<[u8; 4]>(s, x);
             }
-            if n < BATCH {
+            for x in &gone6[..n6] {
+                self.remove_alias::<[u8; 16]>(s, x);
+            }
+            if n4 < EXPIRE_BATCH && n6 < EXPIRE_BATCH {
                 return removed;
             }
         }
     }
 
-    /// Removes the alias of NATed connection `c`, which lived in slot `idx`
-    /// of shard `home`. Called without any lock held.
-    fn remove_alias<A: Family>(&self, home: usize, idx: u32, c: &table::Conn<A>) {
-        let h = c.reply.hash(c.zone, c.proto, self.cfg.seed);
+    /// Expires entries of one locked table; returns how many were removed
+    /// and how many of them left an alias to remove, noted in `gone`.
+    fn expire_table<A: Family>(
+        &self,
+        t: &mut Table<A>,
+        now: u64,
+        budget: &mut usize,
+        gone: &mut [Gone<A>; EXPIRE_BATCH],
+    ) -> (usize, usize) {
+        let mut n = 0;
+        let removed = t.expire(now, budget, |idx, c| {
+            self.release(c.zone);
+            if c.flags & table::F_REMOTE != 0 {
+                gone[n] = Gone::of(idx, c);
+                n += 1;
+            }
+            n < EXPIRE_BATCH
+        });
+        (removed, n)
+    }
+
+    /// Removes the alias of a NATed connection that lived in shard `home`.
+    /// Called without any lock held.
+    fn remove_alias<A: Family>(&self, home: usize, x: &Gone<A>) {
+        let h = x.reply.hash(x.zone, x.proto, self.cfg.seed);
         let mut g = self.lock(Self::shard_of(h));
         let t = A::table(&mut g);
-        if let Some(table::Found::Alias(ai)) = t.find(h, c.zone, c.proto, &c.reply) {
+        if let Some(table::Found::Alias(ai)) = t.find(h, x.zone, x.proto, &x.reply) {
             let a = t.alias(ai);
-            if a.home_shard as usize == home && a.home_idx == idx && a.home_gen == c.gen {
-                t.remove_alias(ai);
+            if a.home_shard as usize == home && a.home_idx == x.idx && a.home_gen == x.gen {
+                t.remove_alias(ai, h);
             }
+        }
+    }
+}
+
+/// Entries expired per lock hold, at most, when their aliases must be
+/// removed afterwards under other shards' locks.
+const EXPIRE_BATCH: usize = 16;
+
+/// What removing a NATed entry's alias needs to know of the entry.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Gone<A> {
+    reply: types::Tuple<A>,
+    idx: u32,
+    gen: u16,
+    zone: u16,
+    proto: u8,
+}
+
+impl<A: Family> Gone<A> {
+    /// Entry `c`, removed from slot `idx`.
+    pub(crate) fn of(idx: u32, c: &table::Conn<A>) -> Gone<A> {
+        Gone {
+            reply: c.reply(),
+            idx,
+            gen: c.gen,
+            zone: c.zone,
+            proto: c.proto,
         }
     }
 }

@@ -91,7 +91,11 @@ pub(crate) struct Candidates<A> {
     port_min: u16,
     port_count: u32,
     keep_port: bool,
-    h: u64,
+    /// Where the walk starts in the address and port ranges, from the hash
+    /// of the original tuple; computed once because `u128` division is a
+    /// library call, not an instruction.
+    a_off: u128,
+    p_off: u32,
     i: u32,
     total: u32,
 }
@@ -117,6 +121,10 @@ impl<A: CtAddr> Candidates<A> {
         // Keeping the port adds one candidate in front of the range walk.
         let total = space.min(MAX_ATTEMPTS as u128) as u32 + keep_port as u32;
         let h = mix(orig.src.word(orig.sport) ^ mix(orig.dst.word(orig.dport) ^ seed));
+        let a_off = match u64::try_from(addr_count) {
+            Ok(n) => (h % n) as u128,
+            Err(_) => h as u128 % addr_count,
+        };
         Some(Candidates {
             orig: *orig,
             src,
@@ -125,7 +133,8 @@ impl<A: CtAddr> Candidates<A> {
             port_min,
             port_count,
             keep_port,
-            h,
+            a_off,
+            p_off: (h >> 32) as u32 % port_count,
             i: 0,
             total,
         })
@@ -133,20 +142,26 @@ impl<A: CtAddr> Candidates<A> {
 
     /// The `n`th candidate's address and port.
     fn pick(&self, n: u32) -> (A, u16) {
-        let a_off = self.h as u128 % self.addr_count;
         if self.keep_port && n == 0 {
             let port = if self.src {
                 self.orig.sport
             } else {
                 self.orig.dport
             };
-            return (A::from_u128(self.addr_min + a_off), port);
+            return (A::from_u128(self.addr_min + self.a_off), port);
         }
         let n = n - self.keep_port as u32;
-        let p_off = ((self.h >> 32) as u32 % self.port_count + n) % self.port_count;
+        let p_off = (self.p_off + n % self.port_count) % self.port_count;
         let a_step = (n / self.port_count) as u128;
-        let addr = self.addr_min + (a_off + a_step) % self.addr_count;
-        (A::from_u128(addr), self.port_min + p_off as u16)
+        let a_off = if a_step == 0 {
+            self.a_off
+        } else {
+            (self.a_off + a_step) % self.addr_count
+        };
+        (
+            A::from_u128(self.addr_min + a_off),
+            self.port_min + p_off as u16,
+        )
     }
 }
 

@@ -58,7 +58,7 @@ pub(super) fn has_ports(proto_: u8) -> bool {
 /// The rewrite that makes a packet travelling `reply`-wards on `c` look as
 /// the other end expects.
 fn rewrite_for<A: Family>(c: &Conn<A>, reply: bool) -> HeaderRewrite {
-    let t = if reply { c.orig } else { c.reply };
+    let t = if reply { c.orig } else { c.reply() };
     HeaderRewrite {
         src: t.dst.to_ip(),
         dst: t.src.to_ip(),
@@ -196,7 +196,7 @@ impl ConnTrack {
                 if table.find(h, zone, proto_, t) == Some(Found::Alias(ai))
                     && table.alias(ai).home_gen == a.home_gen
                 {
-                    table.remove_alias(ai);
+                    table.remove_alias(ai, h);
                 }
                 Lookup::Retry
             }
@@ -209,7 +209,7 @@ impl ConnTrack {
         drop(g);
         self.release(c.zone);
         if c.flags & F_REMOTE != 0 {
-            self.remove_alias::<A>(s, idx, &c);
+            self.remove_alias::<A>(s, &super::Gone::of(idx, &c));
         }
     }
 
@@ -258,11 +258,12 @@ impl ConnTrack {
             }
         };
         if commit {
-            apply_exec(c, exec);
+            apply_exec(table, idx, exec);
         }
+        let c = table.conn(idx);
         let mut v = CtVerdict::bare(state | if reply { RPL } else { 0 });
         v.mark = c.mark;
-        v.label = c.label();
+        v.label = table.label(c);
         if nat.is_some() && c.flags & (F_SNAT | F_DNAT) != 0 {
             v.state |= nat_bits(c.flags);
             v.nat = Some(NatRewrite {
@@ -315,24 +316,21 @@ impl ConnTrack {
             return v;
         }
         let deadline = Table::<A>::deadline(&self.cfg.timeouts, class, now);
-        let mut c = Conn::new(zone, pkt.proto, *t, t.reverse());
+        let mut c = Conn::new(zone, pkt.proto, *t);
         c.tcp = peers;
-        apply_exec(&mut c, exec);
         let (range, src_nat) = match nat {
             Some(NatSpec::Src(r)) => (r, true),
             Some(NatSpec::Dst(r)) => (r, false),
             _ => {
                 // The reverse tuple hashes to this same shard.
-                if A::table(&mut g)
-                    .find(h, zone, pkt.proto, &c.reply)
-                    .is_some()
-                {
+                let table = A::table(&mut g);
+                if table.find(h, zone, pkt.proto, &c.reply()).is_some() {
                     drop(g);
                     self.release(zone);
                     return CtVerdict::invalid();
                 }
-                A::table(&mut g).insert(c, class, deadline);
-                return self.new_verdict(&c);
+                let idx = table.insert(c, class, deadline, h, h);
+                return self.new_verdict(table, idx, exec);
             }
         };
         let Some(cands) = Candidates::new(t, range, src_nat, self.cfg.seed) else {
@@ -352,9 +350,9 @@ impl ConnTrack {
                 let Some(g) = home.as_mut() else { break };
                 let table = A::table(g);
                 if table.find(hr, zone, pkt.proto, &r).is_none() {
-                    c.reply = r;
-                    table.insert(c, class, deadline);
-                    return self.new_verdict(&c);
+                    c.set_reply(r);
+                    let idx = table.insert(c, class, deadline, h, hr);
+                    return self.new_verdict(table, idx, exec);
                 }
                 continue;
             }
@@ -383,20 +381,24 @@ impl ConnTrack {
                 return CtVerdict::invalid();
             }
             if A::table(&mut gr).find(hr, zone, pkt.proto, &r).is_none() {
-                c.reply = r;
+                c.set_reply(r);
                 c.flags |= F_REMOTE;
                 let th = A::table(&mut gh);
-                let idx = th.insert(c, class, deadline);
+                let idx = th.insert(c, class, deadline, h, hr);
                 let gen = th.conn(idx).gen;
-                A::table(&mut gr).insert_alias(Alias {
-                    tuple: r,
-                    home_idx: idx,
-                    home_gen: gen,
-                    home_shard: s as u16,
-                    zone,
-                    proto: pkt.proto,
-                });
-                return self.new_verdict(&c);
+                let v = self.new_verdict(th, idx, exec);
+                A::table(&mut gr).insert_alias(
+                    Alias {
+                        tuple: r,
+                        home_idx: idx,
+                        home_gen: gen,
+                        home_shard: s as u16,
+                        zone,
+                        proto: pkt.proto,
+                    },
+                    hr,
+                );
+                return v;
             }
             drop(gr);
             home = Some(gh);
@@ -431,18 +433,27 @@ impl ConnTrack {
             let hr = r.hash(zone, proto_, self.cfg.seed);
             let mut g = self.lock(Self::shard_of(hr));
             if A::table(&mut g).find(hr, zone, proto_, &r).is_none() {
-                let mut c = Conn::new(zone, proto_, *t, r);
+                let mut c = Conn::new(zone, proto_, *t);
                 c.flags = if src_nat { F_SNAT } else { F_DNAT };
-                return self.new_verdict(&c);
+                c.set_reply(r);
+                return self.verdict_of(&c, 0);
             }
         }
         CtVerdict::bare(NEW)
     }
 
-    fn new_verdict<A: Family>(&self, c: &Conn<A>) -> CtVerdict {
+    /// Applies `exec` to new entry `idx` of `table` and gives its verdict.
+    fn new_verdict<A: Family>(&self, table: &mut Table<A>, idx: u32, exec: &CtExec) -> CtVerdict {
+        apply_exec(table, idx, exec);
+        let c = table.conn(idx);
+        self.verdict_of(c, table.label(c))
+    }
+
+    /// The verdict of new connection `c` whose label is `label`.
+    fn verdict_of<A: Family>(&self, c: &Conn<A>, label: u128) -> CtVerdict {
         let mut v = CtVerdict::bare(NEW | nat_bits(c.flags));
         v.mark = c.mark;
-        v.label = c.label();
+        v.label = label;
         if c.flags & (F_SNAT | F_DNAT) != 0 {
             v.nat = Some(NatRewrite {
                 outer: rewrite_for(c, false),
@@ -469,14 +480,13 @@ fn fix_ports<A: Family>(mut r: Tuple<A>, proto_: u8, src_nat: bool) -> Tuple<A> 
     r
 }
 
-fn apply_exec<A>(c: &mut Conn<A>, exec: &CtExec)
-where
-    A: Family,
-{
+fn apply_exec<A: Family>(table: &mut Table<A>, idx: u32, exec: &CtExec) {
     if let Some((v, m)) = exec.mark {
+        let c = table.conn_mut(idx);
         c.mark = (c.mark & !m) | (v & m);
     }
     if let Some((v, m)) = exec.label {
-        c.set_label((c.label() & !m) | (v & m));
+        let cur = table.label(table.conn(idx));
+        table.set_label(idx, (cur & !m) | (v & m));
     }
 }

@@ -48,10 +48,12 @@ impl ConnTrack {
                 Lookup::Miss(..) => return CtVerdict::invalid(),
                 Lookup::Hit(g, idx, reply) => (g, idx, reply),
             };
-            let c = A::table(&mut g).conn(idx);
+            let table = A::table(&mut g);
+            let c = table.conn(idx);
             let mut v = CtVerdict::bare(REL | if reply { RPL } else { 0 });
             v.mark = c.mark;
-            v.label = c.label();
+            v.label = table.label(c);
+            let c_reply = c.reply();
             if nat.is_some() && c.flags & (F_SNAT | F_DNAT) != 0 {
                 v.state |= nat_bits(c.flags);
                 // Only the side NAT changed is rewritten on the outer
@@ -60,9 +62,9 @@ impl ConnTrack {
                 let (from, to) = if reply {
                     (dnat.then_some(c.orig.dst), snat.then_some(c.orig.src))
                 } else {
-                    (snat.then_some(c.reply.dst), dnat.then_some(c.reply.src))
+                    (snat.then_some(c_reply.dst), dnat.then_some(c_reply.src))
                 };
-                let q2 = if reply { c.orig } else { c.reply };
+                let q2 = if reply { c.orig } else { c_reply };
                 v.nat = Some(NatRewrite {
                     outer: HeaderRewrite {
                         src: from.map_or(pkt.src, |a| a.to_ip()),

@@ -2,8 +2,15 @@
 //! index over both directions' tuples, and the per-class expiry lists.
 //!
 //! The index stores only a `u32` per key (slab position and key kind), and
-//! compares against the tuples in the slab, so a connection costs its slab
-//! entry plus two small index slots. Expiry lists are intrusive (`prev` and
+//! compares against the tuples in the slab. A connection without NAT has
+//! one index slot: the shard hash is the same for a tuple and its reverse
+//! ([`Tuple::hash`]), so the probe for a reply lands on the original
+//! tuple's slot and the comparison tries both directions. A NATed
+//! connection has a second slot (here or, as an alias, in another shard)
+//! for its reply tuple, which differs from the reversed original only on
+//! the translated side, so the entry stores just that side's address and
+//! port. Labels, rarely set, live in a side slab so that an entry without
+//! one does not carry 16 bytes of zeros. Expiry lists are intrusive (`prev` and
 //! `next` slab positions inside each entry), so refreshing an entry is O(1)
 //! and allocates nothing. Freed slots are reused through a free list; a
 //! generation number tells a stale reference (a NAT alias in another shard)
@@ -92,57 +99,96 @@ const K_ORIG: u32 = 0;
 const K_REPLY: u32 = 1;
 const K_ALIAS: u32 = 2;
 
-/// A tracked connection. For IPv4 this is 96 bytes.
+/// A tracked connection. For IPv4 this is 80 bytes, for IPv6 112.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conn<A> {
     pub orig: Tuple<A>,
-    pub reply: Tuple<A>,
+    /// With [`F_SNAT`], the reply's destination address; with [`F_DNAT`],
+    /// its source address; unused without NAT (see [`Conn::reply`]).
+    nat_addr: A,
+    /// The port (ICMP echo: identifier) translated along with `nat_addr`.
+    nat_port: u16,
+    pub zone: u16,
     pub tcp: [Peer; 2],
-    pub label: [u64; 2],
     pub expires: u64,
     pub mark: u32,
+    /// Slot of the label in the table's label slab, or [`NIL`] for zero.
+    label: u32,
+    prev: u32,
+    next: u32,
     pub gen: u16,
     /// How far `expires` is past the deadline the entry's list position
     /// was queued with (see [`Table::refresh`]).
     lag: u16,
-    prev: u32,
-    next: u32,
-    pub zone: u16,
     pub proto: u8,
     class: u8,
     pub flags: u8,
 }
 
 impl<A: CtAddr> Conn<A> {
-    /// A fresh entry (not yet in any list).
-    pub fn new(zone: u16, proto: u8, orig: Tuple<A>, reply: Tuple<A>) -> Conn<A> {
+    /// A fresh entry for `orig`, its reply the reverse (not yet in any
+    /// list). Set NAT flags and then [`Conn::set_reply`] for NAT.
+    pub fn new(zone: u16, proto: u8, orig: Tuple<A>) -> Conn<A> {
         Conn {
             orig,
-            reply,
+            nat_addr: A::default(),
+            nat_port: 0,
+            zone,
             tcp: [Peer::default(); 2],
-            label: [0; 2],
             expires: 0,
             mark: 0,
-            gen: 0,
-            lag: 0,
+            label: NIL,
             prev: NIL,
             next: NIL,
-            zone,
+            gen: 0,
+            lag: 0,
             proto,
             class: FREE,
             flags: 0,
         }
     }
 
-    /// The label as one number.
-    pub fn label(&self) -> u128 {
-        (self.label[0] as u128) << 64 | self.label[1] as u128
+    /// Whether the connection is NATed (and so has a reply key of its own).
+    pub fn is_nat(&self) -> bool {
+        self.flags & (F_SNAT | F_DNAT) != 0
     }
 
-    /// Stores the label.
-    pub fn set_label(&mut self, v: u128) {
-        self.label = [(v >> 64) as u64, v as u64];
+    /// The reply tuple: the reversed original with the translated side
+    /// replaced. ICMP echo carries its identifier in both "ports", so both
+    /// take the translated one.
+    pub fn reply(&self) -> Tuple<A> {
+        let mut r = self.orig.reverse();
+        if self.flags & F_DNAT != 0 {
+            r.src = self.nat_addr;
+            r.sport = self.nat_port;
+            if is_echo(self.proto) {
+                r.dport = self.nat_port;
+            }
+        } else if self.flags & F_SNAT != 0 {
+            r.dst = self.nat_addr;
+            r.dport = self.nat_port;
+            if is_echo(self.proto) {
+                r.sport = self.nat_port;
+            }
+        }
+        r
     }
+
+    /// Stores reply tuple `r` of a connection whose NAT flag is set; `r`
+    /// must differ from the reversed original only on the translated side.
+    pub fn set_reply(&mut self, r: Tuple<A>) {
+        if self.flags & F_DNAT != 0 {
+            (self.nat_addr, self.nat_port) = (r.src, r.sport);
+        } else {
+            (self.nat_addr, self.nat_port) = (r.dst, r.dport);
+        }
+        debug_assert!(self.reply() == r);
+    }
+}
+
+/// ICMP and ICMPv6: the only protocols whose two "ports" are one number.
+fn is_echo(proto: u8) -> bool {
+    proto == super::types::proto::ICMP || proto == super::types::proto::ICMPV6
 }
 
 /// The reply key of a NATed connection whose entry lives in another shard.
@@ -179,7 +225,14 @@ pub(crate) struct Table<A> {
     aliases: Slab<Alias<A>>,
     alias_free: u32,
     index: HashTable<u32>,
+    /// Labels of the entries that have one; a free slot holds the next
+    /// free slot's position.
+    labels: Slab<u128>,
+    label_free: u32,
     lists: [List; TimeoutClass::COUNT],
+    /// Bit `c` is set when list `c` is not empty, so that expiry, which
+    /// visits every shard often, skips empty lists without reading them.
+    busy: u16,
     seed: u64,
     /// Live entries.
     pub len: usize,
@@ -190,7 +243,7 @@ fn key_hash<A: CtAddr>(conns: &Slab<Conn<A>>, aliases: &Slab<Alias<A>>, seed: u6
     let i = (v >> 2) as usize;
     match v & 3 {
         K_ORIG => conns[i].orig.hash(conns[i].zone, conns[i].proto, seed),
-        K_REPLY => conns[i].reply.hash(conns[i].zone, conns[i].proto, seed),
+        K_REPLY => conns[i].reply().hash(conns[i].zone, conns[i].proto, seed),
         _ => aliases[i]
             .tuple
             .hash(aliases[i].zone, aliases[i].proto, seed),
@@ -206,10 +259,13 @@ impl<A: CtAddr> Table<A> {
             aliases: Slab::new(),
             alias_free: NIL,
             index: HashTable::new(),
+            labels: Slab::new(),
+            label_free: NIL,
             lists: [List {
                 head: NIL,
                 tail: NIL,
             }; TimeoutClass::COUNT],
+            busy: 0,
             seed,
             len: 0,
         }
@@ -217,22 +273,28 @@ impl<A: CtAddr> Table<A> {
 
     /// Heap bytes held by this table (capacity, not just use).
     pub fn heap_bytes(&self) -> usize {
-        self.conns.heap_bytes() + self.aliases.heap_bytes() + self.index.allocation_size()
+        self.conns.heap_bytes()
+            + self.aliases.heap_bytes()
+            + self.labels.heap_bytes()
+            + self.index.allocation_size()
     }
 
     /// Looks up the key (`zone`, `proto`, `t`) whose hash is `h`.
     pub fn find(&self, h: u64, zone: u16, proto: u8, t: &Tuple<A>) -> Option<Found> {
         let (conns, aliases) = (&self.conns, &self.aliases);
-        let v = self.index.find(h, |&v| {
+        let v = *self.index.find(h, |&v| {
             let i = (v >> 2) as usize;
             match v & 3 {
                 K_ORIG => {
+                    // Without NAT this one slot stands for both directions.
                     let c = &conns[i];
-                    c.zone == zone && c.proto == proto && c.orig == *t
+                    c.zone == zone
+                        && c.proto == proto
+                        && (c.orig == *t || (!c.is_nat() && c.orig.reverse() == *t))
                 }
                 K_REPLY => {
                     let c = &conns[i];
-                    c.zone == zone && c.proto == proto && c.reply == *t
+                    c.zone == zone && c.proto == proto && c.reply() == *t
                 }
                 _ => {
                     let a = &aliases[i];
@@ -240,17 +302,58 @@ impl<A: CtAddr> Table<A> {
                 }
             }
         })?;
+        let idx = v >> 2;
         Some(match v & 3 {
             K_ORIG => Found::Conn {
-                idx: v >> 2,
-                reply: false,
+                idx,
+                reply: conns[idx as usize].orig != *t,
             },
-            K_REPLY => Found::Conn {
-                idx: v >> 2,
-                reply: true,
-            },
-            _ => Found::Alias(v >> 2),
+            K_REPLY => Found::Conn { idx, reply: true },
+            _ => Found::Alias(idx),
         })
+    }
+
+    /// The label of entry `c` of this table.
+    pub fn label(&self, c: &Conn<A>) -> u128 {
+        match c.label {
+            NIL => 0,
+            l => self.labels[l as usize],
+        }
+    }
+
+    /// Sets entry `idx`'s label, taking or freeing a label slot.
+    pub fn set_label(&mut self, idx: u32, v: u128) {
+        let cur = self.conns[idx as usize].label;
+        if cur != NIL {
+            if v != 0 {
+                self.labels[cur as usize] = v;
+            } else {
+                self.free_label(idx);
+            }
+            return;
+        }
+        if v == 0 {
+            return;
+        }
+        let l = if self.label_free != NIL {
+            let l = self.label_free;
+            self.label_free = self.labels[l as usize] as u32;
+            self.labels[l as usize] = v;
+            l
+        } else {
+            self.labels.push(v);
+            (self.labels.len() - 1) as u32
+        };
+        self.conns[idx as usize].label = l;
+    }
+
+    fn free_label(&mut self, idx: u32) {
+        let l = self.conns[idx as usize].label;
+        if l != NIL {
+            self.labels[l as usize] = self.label_free as u128;
+            self.label_free = l;
+            self.conns[idx as usize].label = NIL;
+        }
     }
 
     /// The alias at `i`.
@@ -268,25 +371,45 @@ impl<A: CtAddr> Table<A> {
         &mut self.conns[idx as usize]
     }
 
-    fn index_insert(&mut self, v: u32) {
+    /// Indexes `v`, whose key hashes to `h` (the caller has it at hand;
+    /// only a growing index recomputes hashes, from the slab).
+    fn index_insert(&mut self, v: u32, h: u64) {
+        debug_assert_eq!(h, key_hash(&self.conns, &self.aliases, self.seed, v));
         let seed = self.seed;
         let (conns, aliases) = (&self.conns, &self.aliases);
-        let h = key_hash(conns, aliases, seed, v);
         self.index
             .insert_unique(h, v, |&w| key_hash(conns, aliases, seed, w));
     }
 
-    fn index_remove(&mut self, v: u32) {
-        let h = key_hash(&self.conns, &self.aliases, self.seed, v);
+    fn index_remove(&mut self, v: u32, h: u64) {
         if let Ok(e) = self.index.find_entry(h, |&w| w == v) {
             e.remove();
         }
     }
 
-    /// Stores `c`, indexes its original tuple (and its reply tuple unless
-    /// [`F_REMOTE`] is set), and puts it on `class`'s list expiring at
-    /// `expires`. Returns its slot.
-    pub fn insert(&mut self, mut c: Conn<A>, class: TimeoutClass, expires: u64) -> u32 {
+    /// Whether entry `c` has a reply slot of its own in this table: NATed,
+    /// and the reply tuple not indexed as an alias elsewhere.
+    fn has_reply_slot(c: &Conn<A>) -> bool {
+        c.is_nat() && c.flags & F_REMOTE == 0
+    }
+
+    /// Stores `c` (which must carry no label yet), indexes its original
+    /// tuple (and its reply tuple if NATed, unless [`F_REMOTE`] is set),
+    /// and puts it on `class`'s list expiring at `expires`. Returns its
+    /// slot.
+    ///
+    /// `h` is the hash of the original tuple, `hr` of the reply tuple (used
+    /// only when the reply is indexed here).
+    pub fn insert(
+        &mut self,
+        mut c: Conn<A>,
+        class: TimeoutClass,
+        expires: u64,
+        h: u64,
+        hr: u64,
+    ) -> u32 {
+        debug_assert!(c.label == NIL);
+        c.label = NIL;
         let idx = if self.free != NIL {
             let i = self.free;
             self.free = self.conns[i as usize].next;
@@ -297,9 +420,9 @@ impl<A: CtAddr> Table<A> {
             self.conns.push(c);
             (self.conns.len() - 1) as u32
         };
-        self.index_insert(idx << 2 | K_ORIG);
-        if c.flags & F_REMOTE == 0 {
-            self.index_insert(idx << 2 | K_REPLY);
+        self.index_insert(idx << 2 | K_ORIG, h);
+        if Self::has_reply_slot(&c) {
+            self.index_insert(idx << 2 | K_REPLY, hr);
         }
         self.conns[idx as usize].expires = expires;
         self.conns[idx as usize].lag = 0;
@@ -308,12 +431,14 @@ impl<A: CtAddr> Table<A> {
         idx
     }
 
-    /// Removes entry `idx` and returns a copy of it.
+    /// Removes entry `idx` and returns a copy of it (without its label).
     pub fn remove(&mut self, idx: u32) -> Conn<A> {
+        self.free_label(idx);
         let c = self.conns[idx as usize];
-        self.index_remove(idx << 2 | K_ORIG);
-        if c.flags & F_REMOTE == 0 {
-            self.index_remove(idx << 2 | K_REPLY);
+        self.index_remove(idx << 2 | K_ORIG, c.orig.hash(c.zone, c.proto, self.seed));
+        if Self::has_reply_slot(&c) {
+            let hr = c.reply().hash(c.zone, c.proto, self.seed);
+            self.index_remove(idx << 2 | K_REPLY, hr);
         }
         self.unlink(idx);
         let slot = &mut self.conns[idx as usize];
@@ -326,7 +451,8 @@ impl<A: CtAddr> Table<A> {
     }
 
     /// Indexes an alias for a connection living in `home_shard`.
-    pub fn insert_alias(&mut self, a: Alias<A>) {
+    /// `h` is the hash of its tuple.
+    pub fn insert_alias(&mut self, a: Alias<A>, h: u64) {
         let i = if self.alias_free != NIL {
             let i = self.alias_free;
             self.alias_free = self.aliases[i as usize].home_idx;
@@ -336,12 +462,12 @@ impl<A: CtAddr> Table<A> {
             self.aliases.push(a);
             (self.aliases.len() - 1) as u32
         };
-        self.index_insert(i << 2 | K_ALIAS);
+        self.index_insert(i << 2 | K_ALIAS, h);
     }
 
-    /// Removes alias `i`.
-    pub fn remove_alias(&mut self, i: u32) {
-        self.index_remove(i << 2 | K_ALIAS);
+    /// Removes alias `i`, whose tuple hashes to `h`.
+    pub fn remove_alias(&mut self, i: u32, h: u64) {
+        self.index_remove(i << 2 | K_ALIAS, h);
         let a = &mut self.aliases[i as usize];
         a.home_idx = self.alias_free;
         a.home_gen = u16::MAX;
@@ -386,6 +512,7 @@ impl<A: CtAddr> Table<A> {
         l.tail = idx;
         if tail == NIL {
             l.head = idx;
+            self.busy |= 1 << class as u16;
         }
         if tail != NIL {
             self.conns[tail as usize].next = idx;
@@ -397,20 +524,24 @@ impl<A: CtAddr> Table<A> {
     }
 
     fn unlink(&mut self, idx: u32) {
-        let c = self.conns[idx as usize];
-        if c.class == FREE {
+        let c = &self.conns[idx as usize];
+        let (class, prev, next) = (c.class, c.prev, c.next);
+        if class == FREE {
             return;
         }
-        let l = &mut self.lists[c.class as usize];
-        if c.prev == NIL {
-            l.head = c.next;
+        let l = &mut self.lists[class as usize];
+        if prev == NIL {
+            l.head = next;
         } else {
-            self.conns[c.prev as usize].next = c.next;
+            self.conns[prev as usize].next = next;
         }
-        if c.next == NIL {
-            l.tail = c.prev;
+        if next == NIL {
+            l.tail = prev;
         } else {
-            self.conns[c.next as usize].prev = c.prev;
+            self.conns[next as usize].prev = prev;
+        }
+        if self.lists[class as usize].head == NIL {
+            self.busy &= !(1 << class as u16);
         }
     }
 
@@ -425,7 +556,10 @@ impl<A: CtAddr> Table<A> {
         mut out: impl FnMut(u32, &Conn<A>) -> bool,
     ) -> usize {
         let mut removed = 0;
-        for class in 0..TimeoutClass::COUNT {
+        let mut busy = self.busy;
+        while busy != 0 {
+            let class = busy.trailing_zeros() as usize;
+            busy &= busy - 1;
             while *budget > 0 {
                 let head = self.lists[class].head;
                 if head == NIL {

@@ -487,9 +487,45 @@ fn commit_sets_mark_and_label() {
     assert_eq!(ct.process_exec(&out, 0, 2, true, None, &exec).mark, 0x1ab);
 }
 
+/// Labels live in a side slab: a freed label slot must not leak into the
+/// connection that takes the entry slot or the label slot next.
+#[test]
+fn label_slots_are_freed_and_reused() {
+    let ct = ct();
+    let a = CtPacket::udp(v4(1), 1, v4(2), 2);
+    let labelled = CtExec {
+        mark: None,
+        label: Some((7, u128::MAX)),
+    };
+    assert_eq!(ct.process_exec(&a, 0, 0, true, None, &labelled).label, 7);
+    // Clearing the label gives its slot back; the entry reads zero.
+    let clear = CtExec {
+        mark: None,
+        label: Some((0, u128::MAX)),
+    };
+    assert_eq!(ct.process_exec(&a, 0, 1, true, None, &clear).label, 0);
+    assert_eq!(ct.process_exec(&a, 0, 2, true, None, &labelled).label, 7);
+    let late = 10_000_000;
+    assert_eq!(ct.expire(late, 100), 1);
+    let b = CtPacket::udp(v4(3), 1, v4(2), 2);
+    assert_eq!(ct.process(&b, 0, late, true, None).label, 0);
+    let other = CtExec {
+        mark: None,
+        label: Some((9 << 64, 0xf << 64)),
+    };
+    let c = CtPacket::udp(v4(4), 1, v4(2), 2);
+    assert_eq!(
+        ct.process_exec(&c, 0, late, true, None, &other).label,
+        9 << 64
+    );
+    let back = CtPacket::udp(v4(2), 2, v4(3), 1);
+    assert_eq!(ct.process(&back, 0, late, false, None).label, 0);
+}
+
 #[test]
 fn ipv4_entry_size() {
-    assert_eq!(std::mem::size_of::<table::Conn<[u8; 4]>>(), 96);
+    assert_eq!(std::mem::size_of::<table::Conn<[u8; 4]>>(), 80);
+    assert_eq!(std::mem::size_of::<table::Conn<[u8; 16]>>(), 112);
 }
 
 #[test]
@@ -499,6 +535,22 @@ fn heap_per_ipv4_connection() {
     for i in 0..n {
         let c = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
         ct.process(&CtPacket::udp(c, 1000, v4(2), 53), 0, 0, true, None);
+    }
+    let per = ct.heap_bytes() as f64 / n as f64;
+    assert!(per <= 128.0, "{per} bytes per connection");
+}
+
+/// With DNAT most replies are indexed in another shard as an alias, which
+/// costs its own slot; the total must still fit the same budget.
+#[test]
+fn heap_per_ipv4_dnat_connection() {
+    let ct = ct();
+    let n = 200_000u32;
+    let dnat = NatSpec::Dst(NatRange::addr_port(v4(200), 8080));
+    for i in 0..n {
+        let c = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        let v = ct.process(&CtPacket::udp(c, 1000, v4(2), 53), 0, 0, true, Some(&dnat));
+        assert_eq!(v.drop, None);
     }
     let per = ct.heap_bytes() as f64 / n as f64;
     assert!(per <= 128.0, "{per} bytes per connection");
