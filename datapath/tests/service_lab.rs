@@ -449,15 +449,7 @@ fn open_vswitch_node(lab: &Lab, n: u32) -> Ovs {
             "ofport_request=100",
         ],
     );
-    // OVS's default selection for a select group (dp_hash) sent every UDP
-    // flow of a client to one bucket in this lab; oxvs hashes the 5-tuple
-    // with Maglev, which OVS's `hash` method with these fields resembles.
-    let text = flows(n).replace(
-        ",type=select,",
-        ",type=select,selection_method=hash,\
-         fields(ip_src,ip_dst,nw_proto,tcp_src,tcp_dst,udp_src,udp_dst),",
-    );
-    ovs.add_flow_file("br-int", &text);
+    ovs.add_flow_file("br-int", &flows(n));
     ovs
 }
 
