@@ -8,10 +8,12 @@
 use crate::odp::format_dp_actions;
 use crate::ofp::{format_actions, format_match, parse_flow_file, PortNames};
 use flowtable::action::Action;
+use flowtable::action::FROZEN_WORDS;
 use flowtable::bridge::Bridge;
+use flowtable::field::ct_state;
 use flowtable::field::{dl_type, Field};
 use flowtable::port::is_reserved;
-use flowtable::{translate, FlowKey, FlowMask, Match, PortNo, TraceEvent};
+use flowtable::{translate, DpAction, FlowKey, FlowMask, Match, PortNo, TraceEvent};
 use std::collections::BTreeSet;
 
 /// Loads a flow file into a new bridge. `ports` names the bridge's ports;
@@ -86,11 +88,83 @@ pub fn packet_match(key: &FlowKey) -> Match {
     }
 }
 
-/// Traces `key` through `br` and renders the result.
+/// How many passes a trace follows (the datapath's limit).
+const MAX_PASSES: usize = 6;
+
+/// Traces `key` through `br` and renders the result. A `ct(table=T)`
+/// is followed into its next pass, as `ofproto/trace` does, with the
+/// packet assumed to start a new connection (`ct_state=new|trk`), the
+/// rewrites before the `ct` applied, and registers, metadata, zone and
+/// the `exec` mark and label carried over.
 pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
+    let mut out = String::new();
+    let mut key = *key;
+    for pass in 0..MAX_PASSES {
+        let x = render_pass(br, &key, names, &mut out);
+        let Some(next) = next_pass(&key, &x.actions) else {
+            break;
+        };
+        let id = next.get(Field::RecircId);
+        out.push_str(&format!(
+            "\n{rule}\nrecirc({id:#x}) - resume conntrack with ct_state=new|trk\n{rule}\n\n",
+            rule = "=".repeat(79)
+        ));
+        if pass + 1 == MAX_PASSES {
+            out.push_str("recirculation limit reached, dropping\n");
+        }
+        key = next;
+    }
+    out
+}
+
+/// The key of the pass after the first recirculating `ct` in `actions`.
+fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
+    let mut k = *key;
+    for a in actions {
+        match a {
+            DpAction::SetEthSrc(m) => k.set(Field::DlSrc, mac_value(m)),
+            DpAction::SetEthDst(m) => k.set(Field::DlDst, mac_value(m)),
+            DpAction::SetIpv4Src(v) => k.set(Field::NwSrc, u32::from_be_bytes(*v).into()),
+            DpAction::SetIpv4Dst(v) => k.set(Field::NwDst, u32::from_be_bytes(*v).into()),
+            DpAction::SetIpv6Src(v) => k.set(Field::Ipv6Src, u128::from_be_bytes(*v)),
+            DpAction::SetIpv6Dst(v) => k.set(Field::Ipv6Dst, u128::from_be_bytes(*v)),
+            DpAction::SetTpSrc(p) => k.set(Field::TpSrc, (*p).into()),
+            DpAction::SetTpDst(p) => k.set(Field::TpDst, (*p).into()),
+            DpAction::SetTtl(t) => k.set(Field::NwTtl, (*t).into()),
+            DpAction::SetTos(t) => k.set(Field::NwTos, (*t).into()),
+            DpAction::Ct(spec) => {
+                let Some(table) = spec.table else { continue };
+                let first = Field::Metadata.word();
+                k.w[first..first + FROZEN_WORDS].copy_from_slice(&spec.frozen);
+                let state = ct_state::NEW | ct_state::TRK;
+                k.set(Field::CtState, state.into());
+                k.set(Field::CtZone, spec.zone.into());
+                let (mark, mm) = spec.exec.mark.unwrap_or((0, 0));
+                k.set(Field::CtMark, (mark & mm).into());
+                let (label, lm) = spec.exec.label.unwrap_or((0, 0));
+                k.set(Field::CtLabel, label & lm);
+                k.set(Field::RecircId, flowtable::xlate::recirc_id(table).into());
+                return Some(k);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn mac_value(m: &[u8; 6]) -> u128 {
+    m.iter().fold(0u128, |acc, b| acc << 8 | u128::from(*b))
+}
+
+/// Renders one pass and returns its translation.
+fn render_pass(
+    br: &Bridge,
+    key: &FlowKey,
+    names: &dyn PortNames,
+    out: &mut String,
+) -> flowtable::XlateOut {
     let mut events = Vec::new();
     let x = translate(br, key, Some(&mut events));
-    let mut out = String::new();
     out.push_str(&format!(
         "Flow: {}\n\n",
         format_match(&packet_match(key), names)
@@ -137,5 +211,5 @@ pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
         "Datapath actions: {}\n",
         format_dp_actions(&x.actions)
     ));
-    out
+    x
 }

@@ -256,3 +256,25 @@ table=1,priority=10,ip,actions=drop
     let want = tcp(CLIENT, 40000, SERVER, 80, Flags::Syn, 1000, 0);
     assert_eq!(dp.take_tx(2), vec![want]);
 }
+
+#[test]
+fn trace_follows_ct_into_the_next_pass() {
+    let br = ctl::trace::load_bridge(SERVICE, &[]).expect("flows load");
+    let spec = ctl::ofp::parse_packet(
+        "in_port=1,tcp,nw_src=10.244.1.2,nw_dst=10.96.0.10,tp_src=40000,tp_dst=80",
+        &br.ports,
+    )
+    .expect("packet parses");
+    let text = ctl::trace::render(&br, &spec, &br.ports);
+    assert!(
+        text.contains("recirc(0x2) - resume conntrack with ct_state=new|trk"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recirc_id=0x2,ct_state=new|trk,ct_zone=5"),
+        "{text}"
+    );
+    // The second pass's rule wants +dnat, which a trace cannot know: it
+    // falls to the drop rule, and says so.
+    assert!(text.contains(" 1. ip, priority 10"), "{text}");
+}
