@@ -10,6 +10,7 @@ use crate::ofp::{format_actions, format_match, parse_flow_file, PortNames};
 use flowtable::action::Action;
 use flowtable::action::FROZEN_WORDS;
 use flowtable::bridge::Bridge;
+use flowtable::conntrack::NatSpec;
 use flowtable::field::ct_state;
 use flowtable::field::{dl_type, Field};
 use flowtable::port::is_reserved;
@@ -93,9 +94,10 @@ const MAX_PASSES: usize = 6;
 
 /// Traces `key` through `br` and renders the result. A `ct(table=T)`
 /// is followed into its next pass, as `ofproto/trace` does, with the
-/// packet assumed to start a new connection (`ct_state=new|trk`), the
-/// rewrites before the `ct` applied, and registers, metadata, zone and
-/// the `exec` mark and label carried over.
+/// packet assumed to start a new connection (`ct_state=new|trk`, plus
+/// `snat`/`dnat` and the first address of the range when it commits with
+/// NAT), the rewrites before the `ct` applied, and registers, metadata,
+/// zone and the `exec` mark and label carried over.
 pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
     let mut out = String::new();
     let mut key = *key;
@@ -106,7 +108,8 @@ pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
         };
         let id = next.get(Field::RecircId);
         out.push_str(&format!(
-            "\n{rule}\nrecirc({id:#x}) - resume conntrack with ct_state=new|trk\n{rule}\n\n",
+            "\n{rule}\nrecirc({id:#x}) - resume conntrack with ct_state={}\n{rule}\n\n",
+            state_text(next.get(Field::CtState) as u8),
             rule = "=".repeat(79)
         ));
         if pass + 1 == MAX_PASSES {
@@ -136,7 +139,29 @@ fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
                 let Some(table) = spec.table else { continue };
                 let first = Field::Metadata.word();
                 k.w[first..first + FROZEN_WORDS].copy_from_slice(&spec.frozen);
-                let state = ct_state::NEW | ct_state::TRK;
+                let mut state = ct_state::NEW | ct_state::TRK;
+                // A new connection committed with NAT takes the first
+                // address and port of the range (the datapath spreads them
+                // by a hash, which a trace does not know).
+                if spec.commit {
+                    match spec.nat {
+                        Some(NatSpec::Dst(r)) => {
+                            set_addr(&mut k, r.addr_min, false);
+                            if r.port_min != 0 {
+                                k.set(Field::TpDst, r.port_min.into());
+                            }
+                            state |= ct_state::DNAT;
+                        }
+                        Some(NatSpec::Src(r)) => {
+                            set_addr(&mut k, r.addr_min, true);
+                            if r.port_min != 0 {
+                                k.set(Field::TpSrc, r.port_min.into());
+                            }
+                            state |= ct_state::SNAT;
+                        }
+                        _ => {}
+                    }
+                }
                 k.set(Field::CtState, state.into());
                 k.set(Field::CtZone, spec.zone.into());
                 let (mark, mm) = spec.exec.mark.unwrap_or((0, 0));
@@ -150,6 +175,25 @@ fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
         }
     }
     None
+}
+
+/// `new|trk|dnat`, in `ct_state`'s bit order.
+fn state_text(bits: u8) -> String {
+    let names: Vec<&str> = ct_state::NAMES
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| *n)
+        .collect();
+    names.join("|")
+}
+
+fn set_addr(k: &mut FlowKey, a: std::net::IpAddr, src: bool) {
+    match (a, src) {
+        (std::net::IpAddr::V4(v), true) => k.set(Field::NwSrc, u32::from(v).into()),
+        (std::net::IpAddr::V4(v), false) => k.set(Field::NwDst, u32::from(v).into()),
+        (std::net::IpAddr::V6(v), true) => k.set(Field::Ipv6Src, v.into()),
+        (std::net::IpAddr::V6(v), false) => k.set(Field::Ipv6Dst, v.into()),
+    }
 }
 
 fn mac_value(m: &[u8; 6]) -> u128 {
