@@ -136,6 +136,11 @@ pub enum Command {
     DumpDrops,
     /// `pmd-stats`.
     PmdStats,
+    /// `dump-conntrack [zone=N]`: the connection table.
+    DumpConntrack {
+        /// Only this zone.
+        zone: Option<u16>,
+    },
     /// `dump-megaflows`.
     DumpMegaflows,
     /// `trace PACKET` against the live rules.

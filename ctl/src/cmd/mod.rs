@@ -34,6 +34,7 @@ Flows and groups (every change is one transaction; --bundle says so):
   del-groups [--bundle] [group_id=N] dump-groups
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
+  dump-conntrack [zone=N]
   trace PACKET                       trace a packet through the live rules
   capture PORT [--count N] [--timeout SECS] [-w FILE]
                                      packets received on and sent to PORT
@@ -292,6 +293,18 @@ pub fn parse(
             remote(Command::DumpPorts {
                 port: optional(name, rest)?,
             })
+        }
+        "dump-conntrack" => {
+            no_flags(name)?;
+            let zone = match optional(name, rest)? {
+                None => None,
+                Some(z) => Some(
+                    z.strip_prefix("zone=")
+                        .and_then(|v| v.parse::<u16>().ok())
+                        .ok_or_else(|| format!("dump-conntrack takes zone=N, not {z:?}"))?,
+                ),
+            };
+            remote(Command::DumpConntrack { zone })
         }
         "trace" => {
             no_flags(name)?;

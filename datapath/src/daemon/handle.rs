@@ -171,6 +171,7 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
         Command::DumpTables => Ok(st.dump_tables()),
         Command::DumpDrops => Ok(st.dump_drops()),
         Command::PmdStats => Ok(st.pmd_stats()),
+        Command::DumpConntrack { zone } => Ok(st.dump_conntrack(zone)),
         Command::DumpMegaflows => Ok(st.megaflows.iter().map(|l| format!("{l}\n")).collect()),
         Command::Trace { packet } => {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;

@@ -157,6 +157,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let dump = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tap = Arc::new(pmd::Tap::default());
     let ct = Arc::new(new_conntrack(&cfg));
+    st.conntrack = Some(ct.clone());
     let mut capture: Option<Capture> = None;
     let mut handles = Vec::new();
     for (id, core) in cores.iter().enumerate() {

@@ -92,6 +92,8 @@ pub struct ControlState {
     pub persist: Option<StateFile>,
     /// Live conntrack connections, refreshed by the control thread.
     pub conntrack_len: usize,
+    /// The switch's connection table, for dumps.
+    pub conntrack: Option<std::sync::Arc<flowtable::conntrack::ConnTrack>>,
 }
 
 impl ControlState {
@@ -106,6 +108,7 @@ impl ControlState {
             megaflows: Vec::new(),
             persist: None,
             conntrack_len: 0,
+            conntrack: None,
         }
     }
 
@@ -244,6 +247,19 @@ impl ControlState {
         s
     }
 
+    /// `dump-conntrack`: one `dpctl/dump-conntrack` line per connection
+    /// (at most [`MAX_CT_DUMP`]).
+    pub fn dump_conntrack(&self, zone: Option<u16>) -> String {
+        let Some(ct) = &self.conntrack else {
+            return String::new();
+        };
+        let mut s = String::new();
+        for e in ct.dump(zone, self.now_ms(), MAX_CT_DUMP) {
+            let _ = writeln!(s, "{}", e.line());
+        }
+        s
+    }
+
     /// `pmd-stats`, in the layout of `ovs-appctl dpif-netdev/pmd-stats-show`.
     pub fn pmd_stats(&self) -> String {
         let mut s = String::new();
@@ -286,6 +302,9 @@ impl ControlState {
         s
     }
 }
+
+/// Most connections one `dump-conntrack` lists.
+pub const MAX_CT_DUMP: usize = 100_000;
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn mac_text(m: &[u8; 6]) -> String {

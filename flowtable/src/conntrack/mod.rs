@@ -34,6 +34,7 @@
 //! the original direction until a reply is seen (OVS reports `est` from the
 //! third packet on), matching ICMP and the Linux conntrack.
 
+mod dump;
 mod parse;
 mod process;
 mod related;
@@ -51,6 +52,7 @@ mod tests_nat;
 #[cfg(test)]
 mod tests_parse;
 
+pub use dump::CtEntry;
 pub use nat::{NatRange, NatSpec, MAX_ATTEMPTS};
 pub use parse::CtParseError;
 pub use rewrite::{apply_rewrite, RewriteError};

@@ -500,6 +500,16 @@ impl<A: CtAddr> Table<A> {
     }
 
     /// Whether slot `idx` holds a live entry.
+    /// Every live entry with its label, in slab order (for dumps).
+    pub fn live(&self) -> impl Iterator<Item = (&Conn<A>, u128)> + '_ {
+        (0..self.conns.len() as u32)
+            .filter(|&i| self.is_live(i))
+            .map(|i| {
+                let c = &self.conns[i as usize];
+                (c, self.label(c))
+            })
+    }
+
     pub fn is_live(&self, idx: u32) -> bool {
         self.conns
             .get(idx as usize)
