@@ -268,7 +268,9 @@ impl ControlState {
             let core = p
                 .core
                 .map_or_else(|| "unpinned".into(), |c| format!("core_id {c}"));
-            let pct = |n: u64| ratio(n, t.rx_packets) * 100.0;
+            // Recirculated passes are looked up again, so hits are shares of
+            // all lookups, not of packets received.
+            let pct = |n: u64| ratio(n, t.rx_packets + t.recirc) * 100.0;
             let _ = writeln!(s, "pmd thread {} {core}:", p.id);
             let _ = writeln!(s, "  packets received: {}", t.rx_packets);
             let _ = writeln!(s, "  emc hits: {} ({:.1}%)", t.emc_hit, pct(t.emc_hit));
