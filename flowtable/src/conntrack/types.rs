@@ -315,7 +315,8 @@ impl<A: CtAddr> Tuple<A> {
 }
 
 /// A 64-bit finaliser (the murmur3 `fmix64` constants): every input bit
-/// affects every output bit, so the top bits can pick a shard.
+/// affects every output bit, so disjoint bit ranges can pick the shard and
+/// the bucket within it.
 #[inline]
 pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
