@@ -308,6 +308,14 @@ impl ServiceLab {
         dump
     }
 
+    /// Runs `oxvs-ctl` against `node`'s oxvsd.
+    fn ctl(&self, node: &str, args: &[&str]) -> String {
+        let sock = self.lab.dir.join(node).join("oxvsd.sock");
+        let mut argv = vec!["--socket".to_string(), sock.to_str().unwrap().to_string()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        ctl::cmd::run(&argv).unwrap_or_else(|e| panic!("oxvs-ctl {args:?} in {node}: {e}"))
+    }
+
     /// The rules of `node`'s switch that `filter` selects.
     fn dump_flows(&self, node: &str, filter: &str) -> String {
         if let Some(o) = self.ovs.iter().find(|o| o.node == node) {
@@ -628,6 +636,29 @@ fn services(tag: &str, switch: Switch) {
         );
     }
 
+    // A Service without endpoints refuses at once (oxvs's `reject`; Open
+    // vSwitch has no such action, so only oxvsd loads these rules).
+    if switch == Switch::Oxvsd {
+        let file = common::repo().join("examples/services/no-endpoints.flows");
+        for node in ["n1", "n2"] {
+            s.ctl(node, &["add-flows", file.to_str().unwrap()]);
+        }
+        for from in ["n1-p1", "n2-p1"] {
+            let t = Instant::now();
+            let got = s.client(from, &["connect", "10.96.0.12", "80"]);
+            assert_eq!(
+                got,
+                ["refused"],
+                "empty Service from {from}\n{}",
+                s.report()
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "refused only after {:?}",
+                t.elapsed()
+            );
+        }
+    }
     // From outside: NodePort on each node, the LoadBalancer IP via node 1.
     for (to, port) in [
         ("192.168.77.1", "30080"),
