@@ -76,14 +76,36 @@ fn afxdp_normal() {
 /// each port, and flows spread over both.
 #[test]
 fn two_poll_threads_share_the_work() {
+    two_threads("mq", EXPLICIT);
+}
+
+/// The same through a stateful firewall: a connection's packets and its
+/// replies land on either thread (each direction's queue is the sender's
+/// choice), so every transfer passes only because both threads track
+/// connections in one shared table.
+#[test]
+fn two_poll_threads_share_one_connection_table() {
+    two_threads("mc", CT_FIREWALL);
+}
+
+const CT_FIREWALL: &str = "\
+table=0,priority=100,arp,actions=normal
+table=0,priority=10,ip,actions=ct(table=1,zone=7)
+table=1,priority=30,ip,ct_state=+trk+est,actions=normal
+table=1,priority=30,ip,ct_state=+trk+rel,actions=normal
+table=1,priority=20,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=7),normal
+table=1,priority=10,ip,actions=drop
+";
+
+fn two_threads(tag: &str, flows: &str) {
     if !is_root() {
         eprintln!("skipped: needs root for network namespaces");
         return;
     }
     let _serial = serial();
-    let mut lab = Lab::up_with_queues("mq", 2, 2);
+    let mut lab = Lab::up_with_queues(tag, 2, 2);
     lab.start_switch_with(
-        EXPLICIT,
+        flows,
         &[("v1p1", 1), ("v1p2", 2)],
         "afxdp",
         "poll_cores = [0, 1]\n",
@@ -98,6 +120,9 @@ fn two_poll_threads_share_the_work() {
         );
     }
     assert_eq!(lab.ping("n1-p1", "10.244.1.3", 5), 5, "ping\n{}", lab.log());
+    if flows == CT_FIREWALL {
+        assert_eq!(lab.ping("n1-p2", "10.244.1.2", 2), 0, "p2 may open nothing");
+    }
     // Sixteen connections: the pod's kernel picks a transmit queue (and so
     // the switch's receive queue) by flow hash, so the chance that every
     // one lands on the same queue is 2^-15.
@@ -236,15 +261,7 @@ fn stateful_firewall_through_conntrack() {
     }
     let _serial = serial();
     let mut lab = Lab::up("ct", 2);
-    let flows = "\
-table=0,priority=100,arp,actions=normal
-table=0,priority=10,ip,actions=ct(table=1,zone=7)
-table=1,priority=30,ip,ct_state=+trk+est,actions=normal
-table=1,priority=30,ip,ct_state=+trk+rel,actions=normal
-table=1,priority=20,ip,in_port=1,ct_state=+trk+new,actions=ct(commit,zone=7),normal
-table=1,priority=10,ip,actions=drop
-";
-    lab.start_switch(flows, &[("v1p1", 1), ("v1p2", 2)], "afxdp");
+    lab.start_switch(CT_FIREWALL, &[("v1p1", 1), ("v1p2", 2)], "afxdp");
     assert_eq!(
         lab.ping("n1-p1", "10.244.1.3", 5),
         5,
