@@ -35,8 +35,8 @@
 
 mod common;
 
-use common::{is_root, ok, run, serial, Lab, Spawned};
-use std::path::{Path, PathBuf};
+use common::{find_tool, is_root, ok, serial, Lab, Ovs};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const VNI: u32 = 0x2a;
@@ -101,273 +101,6 @@ fn oxvsd_config(n: u32) -> String {
     )
 }
 
-/// The first CPU this process may run on (a CI container may not have
-/// CPU 0), where OVS's one PMD thread goes.
-fn first_allowed_cpu() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .and_then(|list| {
-            let first = list.trim().split([',', '-']).next()?;
-            first.parse().ok()
-        })
-        .filter(|&cpu| cpu < 64)
-        .unwrap_or(0)
-}
-
-/// Where `tool` is on PATH (or in the sbin directories a root shell has).
-fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    for dir in path
-        .split(':')
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"])
-    {
-        let candidate = Path::new(dir).join(tool);
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-    }
-    None
-}
-
-/// A private Open vSwitch in one lab node: its own ovsdb-server and
-/// ovs-vswitchd with run, db, log and etc directories in the lab's temp
-/// directory, started with `oxvs-lab spawn` so that the lab's teardown stops
-/// them even if this guard could not. Dropping it (or [`Ovs::stop`]) deletes
-/// its bridges first, so that ovs-vswitchd detaches its XDP programs.
-struct Ovs {
-    /// The lab node it runs in (`n2`).
-    node: String,
-    dir: PathBuf,
-    /// ovsdb-server, then ovs-vswitchd once started.
-    daemons: Vec<Spawned>,
-    bridges: Vec<String>,
-}
-
-impl Ovs {
-    /// Creates the database of an OVS for `node`; starts nothing yet.
-    fn new(lab: &Lab, node: &str) -> Ovs {
-        let dir = lab.dir.join("ovs");
-        for d in ["run", "db", "log", "etc"] {
-            std::fs::create_dir_all(dir.join(d)).expect("OVS directories");
-        }
-        let db = dir.join("db/conf.db");
-        ok(&["ovsdb-tool", "create", db.to_str().unwrap(), OVS_SCHEMA]);
-        Ovs {
-            node: node.to_string(),
-            dir,
-            daemons: Vec::new(),
-            bridges: Vec::new(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> String {
-        self.dir.join(rel).to_str().unwrap().to_string()
-    }
-
-    /// `env OVS_RUNDIR=... ` in front of a daemon's command line, so that
-    /// nothing it writes lands in the system's /var/run/openvswitch.
-    fn env(&self) -> Vec<String> {
-        let mut v = vec!["env".to_string()];
-        for (var, d) in [
-            ("OVS_RUNDIR", "run"),
-            ("OVS_DBDIR", "db"),
-            ("OVS_LOGDIR", "log"),
-            ("OVS_SYSCONFDIR", "etc"),
-        ] {
-            v.push(format!("{var}={}", self.path(d)));
-        }
-        v
-    }
-
-    /// Starts ovsdb-server, initialises the database (one PMD thread, on
-    /// the first core this test may use, that sleeps when idle, one handler, one revalidator: the
-    /// machine is small and shared), then starts ovs-vswitchd.
-    fn start(&mut self, lab: &Lab) {
-        let mut cmd = self.env();
-        cmd.extend([
-            "ovsdb-server".to_string(),
-            self.path("db/conf.db"),
-            format!("--remote=punix:{}", self.path("run/db.sock")),
-            format!("--pidfile={}", self.path("run/ovsdb-server.pid")),
-            format!("--unixctl={}", self.path("run/ovsdb-server.ctl")),
-            format!("--log-file={}", self.path("log/ovsdb-server.log")),
-            "--no-chdir".to_string(),
-        ]);
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        self.daemons
-            .push(lab.spawn(&self.node, "ovsdb-server", &args));
-        self.wait_socket("run/db.sock", &self.daemons[0]);
-        self.vsctl(&["--no-wait", "init"]);
-        self.vsctl(&[
-            "--no-wait",
-            "set",
-            "Open_vSwitch",
-            ".",
-            &format!(
-                "other_config:pmd-cpu-mask={:#x}",
-                1u64 << first_allowed_cpu()
-            ),
-            "other_config:pmd-maxsleep=100",
-            "other_config:n-handler-threads=1",
-            "other_config:n-revalidator-threads=1",
-        ]);
-
-        let mut cmd = self.env();
-        cmd.extend([
-            "ovs-vswitchd".to_string(),
-            format!("unix:{}", self.path("run/db.sock")),
-            format!("--pidfile={}", self.path("run/ovs-vswitchd.pid")),
-            format!("--unixctl={}", self.path("run/ovs-vswitchd.ctl")),
-            format!("--log-file={}", self.path("log/ovs-vswitchd.log")),
-            "--no-chdir".to_string(),
-        ]);
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        self.daemons
-            .push(lab.spawn(&self.node, "ovs-vswitchd", &args));
-        self.wait_socket("run/ovs-vswitchd.ctl", &self.daemons[1]);
-    }
-
-    fn wait_socket(&self, rel: &str, daemon: &Spawned) {
-        let t = Instant::now();
-        while !self.dir.join(rel).exists() {
-            assert!(
-                daemon.running() && t.elapsed() < Duration::from_secs(10),
-                "{} did not open {rel}:\n{}\n{}",
-                daemon.name,
-                daemon.log(),
-                std::fs::read_to_string(self.dir.join(format!("log/{}.log", daemon.name)))
-                    .unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn vsctl_cmd(&self, args: &[&str]) -> Vec<String> {
-        let mut v = vec![
-            "ovs-vsctl".to_string(),
-            format!("--db=unix:{}", self.path("run/db.sock")),
-            "--timeout=20".to_string(),
-        ];
-        v.extend(args.iter().map(|a| a.to_string()));
-        v
-    }
-
-    fn vsctl(&self, args: &[&str]) -> String {
-        let cmd = self.vsctl_cmd(args);
-        ok(&cmd.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-
-    fn appctl(&self, args: &[&str]) -> std::process::Output {
-        let ctl = self.path("run/ovs-vswitchd.ctl");
-        let mut cmd = vec!["ovs-appctl", "-t", &ctl, "--timeout=10"];
-        cmd.extend_from_slice(args);
-        run(&cmd)
-    }
-
-    fn appctl_text(&self, args: &[&str]) -> String {
-        let out = self.appctl(args);
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-    }
-
-    /// `ovs-vsctl add-br NAME -- set bridge NAME datapath_type=netdev ...`.
-    fn add_bridge(&mut self, name: &str, settings: &[&str]) {
-        // Recorded first: a half-made bridge is deleted too.
-        self.bridges.push(name.to_string());
-        let mut args = vec![
-            "add-br",
-            name,
-            "--",
-            "set",
-            "bridge",
-            name,
-            "datapath_type=netdev",
-        ];
-        args.extend_from_slice(settings);
-        self.vsctl(&args);
-    }
-
-    /// Adds a port and checks that OVS opened it (an ofport, no error).
-    fn add_port(&self, bridge: &str, port: &str, settings: &[&str]) {
-        let mut args = vec!["add-port", bridge, port, "--", "set", "interface", port];
-        args.extend_from_slice(settings);
-        self.vsctl(&args);
-        let ofport = self.vsctl(&["get", "interface", port, "ofport"]);
-        let error = self.vsctl(&["get", "interface", port, "error"]);
-        assert!(
-            ofport.trim().parse::<i32>().is_ok_and(|n| n > 0) && error.trim() == "[]",
-            "OVS did not open {port} ({settings:?}): ofport {} error {}\n{}",
-            ofport.trim(),
-            error.trim(),
-            self.log_tail(20)
-        );
-    }
-
-    fn add_flows(&self, bridge: &str, flows: &str) {
-        let file = self.dir.join(format!("{bridge}.flows"));
-        std::fs::write(&file, flows).unwrap();
-        let mgmt = format!("unix:{}", self.path(&format!("run/{bridge}.mgmt")));
-        ok(&["ovs-ofctl", "add-flows", &mgmt, file.to_str().unwrap()]);
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let log =
-            std::fs::read_to_string(self.dir.join("log/ovs-vswitchd.log")).unwrap_or_default();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    /// What OVS knows, for a failed check's message.
-    fn diag(&self) -> String {
-        let mgmt = format!("unix:{}", self.path("run/br-int.mgmt"));
-        let flows = run(&["ovs-ofctl", "dump-flows", &mgmt]);
-        format!(
-            "--- ovs-vswitchd.log (tail)\n{}\n--- br-int flows\n{}\n--- datapath flows\n{}\
-             --- tnl/arp/show\n{}--- ovs/route/show\n{}--- dpctl/show -s\n{}",
-            self.log_tail(30),
-            String::from_utf8_lossy(&flows.stdout),
-            self.appctl_text(&["dpctl/dump-flows"]),
-            self.appctl_text(&["tnl/arp/show"]),
-            self.appctl_text(&["ovs/route/show"]),
-            self.appctl_text(&["dpctl/show", "-s"]),
-        )
-    }
-
-    /// Deletes the bridges (ovs-vswitchd then closes its ports and detaches
-    /// their XDP programs), asks both daemons to exit, and waits for them;
-    /// a daemon that does not exit within 3 s gets SIGTERM, then SIGKILL.
-    /// Returns whether both exited when asked. Never panics: it also runs
-    /// while a failed check unwinds.
-    fn stop(&mut self) -> bool {
-        let vswitchd_up = self.daemons.get(1).is_some_and(Spawned::running);
-        for br in std::mem::take(&mut self.bridges).iter().rev() {
-            if vswitchd_up {
-                let cmd = self.vsctl_cmd(&["--if-exists", "del-br", br]);
-                let _ = run(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
-            }
-        }
-        if vswitchd_up {
-            let _ = self.appctl(&["exit", "--cleanup"]);
-        }
-        let mut clean = true;
-        for d in std::mem::take(&mut self.daemons).iter().rev() {
-            if d.name == "ovsdb-server" && d.running() {
-                let ctl = self.path("run/ovsdb-server.ctl");
-                let _ = run(&["ovs-appctl", "-t", &ctl, "--timeout=5", "exit"]);
-            }
-            clean &= d.wait_exit(Duration::from_secs(3)) || d.stop(Duration::from_secs(2));
-        }
-        clean
-    }
-}
-
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Node 2 as OVS's userspace tunnelling wants it (see the top of this
 /// file), with node_flows on br-int and node 2's pods at [`OVS_POD_MTU`].
 /// Returns ul0's MAC, which br-phy takes.
@@ -408,7 +141,7 @@ fn open_vswitch_node(lab: &Lab, ovs: &mut Ovs) -> String {
             "ofport_request=100",
         ],
     );
-    ovs.add_flows("br-int", &node_flows(2, 1));
+    ovs.add_flow_file("br-int", &node_flows(2, 1));
     for p in ["n2-p1", "n2-p2"] {
         let mtu = OVS_POD_MTU.to_string();
         ok(&["ip", "-n", &lab.ns(p), "link", "set", "eth0", "mtu", &mtu]);
@@ -465,12 +198,16 @@ fn oxvsd_and_open_vswitch_share_a_geneve_overlay() {
 
     // Declared after the lab, so dropped before it: the bridges go while
     // the namespaces are still there.
-    let mut ovs = Ovs::new(&lab, "n2");
-    ovs.start(&lab);
+    let mut ovs = Ovs::start(&lab, "n2");
     let ul0_mac = open_vswitch_node(&lab, &mut ovs);
     let n2 = lab.ns("n2");
-    let report =
-        |lab: &Lab, ovs: &Ovs| format!("--- oxvsd (n1)\n{}\n{}", lab.log_of("n1"), ovs.diag());
+    let report = |lab: &Lab, ovs: &Ovs| {
+        format!(
+            "--- oxvsd (n1)\n{}\n{}",
+            lab.log_of("n1"),
+            ovs.diag("br-int")
+        )
+    };
 
     for (from, to) in [("n1-p1", "10.244.2.2"), ("n2-p1", "10.244.1.2")] {
         assert!(
