@@ -9,11 +9,17 @@
 //! line that parses back to the same value.
 
 use ctl::{format_flow_spec, format_group, parse_flow, parse_group, PortNames};
+use flowtable::action::{CtAction, CtZoneSrc, LearnAction, LearnMatch, LearnSpec, LearnSrc};
+use flowtable::conntrack::{NatRange, NatSpec};
+use flowtable::field::Prereq;
 use flowtable::field::{dl_type, Format};
 use flowtable::port::{reserved, PortTable};
 use flowtable::rule::N_TABLES;
-use flowtable::{Action, Bucket, Field, FlowSpec, GroupSpec, GroupType, Match, SubField};
+use flowtable::{
+    Action, Bucket, Field, FlowSpec, GroupSpec, GroupType, Match, RejectHow, SubField,
+};
 use proptest::prelude::*;
+use std::net::{IpAddr, Ipv4Addr};
 
 fn ports() -> PortTable {
     let mut t = PortTable::default();
@@ -157,12 +163,121 @@ fn subfield(f: Field, a: u8, b: u8) -> SubField {
     }
 }
 
+/// A `ct` action of every shape the parser accepts: commit or not, an
+/// immediate or register zone, a recirculation table or none, NAT of each
+/// kind over an IPv4 range, and `exec` writes to the mark and label.
+fn ct_action(m: Option<&Match>, v: u128, mk: u128, pick: u8) -> Option<CtAction> {
+    let commit = pick & 1 != 0;
+    let zone = if pick & 2 != 0 {
+        CtZoneSrc::Imm(v as u16)
+    } else {
+        CtZoneSrc::Field(SubField {
+            field: Field::reg(usize::from(pick >> 4)).expect("a register"),
+            ofs: if pick & 4 != 0 { 16 } else { 0 },
+            n_bits: 16,
+        })
+    };
+    let table = (pick & 8 != 0).then_some((mk % N_TABLES as u128) as u8);
+    let lo = (v >> 16) as u32;
+    let hi = lo.saturating_add((mk >> 32) as u32 % 8);
+    let port_lo = ((mk >> 8) as u16).max(1);
+    let port_hi = port_lo.saturating_add((v >> 48) as u16 % 4);
+    let range = NatRange::addr_ports(
+        IpAddr::V4(Ipv4Addr::from(lo)),
+        IpAddr::V4(Ipv4Addr::from(hi)),
+        if pick & 32 != 0 { port_lo } else { 0 },
+        if pick & 32 != 0 { port_hi } else { 0 },
+    );
+    let nat = match (v >> 8) % 4 {
+        0 => None,
+        1 => Some(NatSpec::Existing),
+        2 => Some(NatSpec::Src(range)),
+        _ => Some(NatSpec::Dst(range)),
+    };
+    if nat.is_some() && m.is_some_and(|m| !m.satisfies(Prereq::Ip)) {
+        return None;
+    }
+    let exec = if commit {
+        vec![
+            Action::SetField {
+                field: Field::CtMark,
+                value: mk & 0xffff_ffff,
+                mask: 0xffff_ffff,
+            },
+            Action::Load {
+                dst: SubField {
+                    field: Field::CtLabel,
+                    ofs: 64,
+                    n_bits: 64,
+                },
+                value: v & u128::from(u64::MAX),
+            },
+        ]
+    } else {
+        Vec::new()
+    };
+    Some(CtAction {
+        commit,
+        zone,
+        table,
+        nat,
+        exec,
+    })
+}
+
+/// A `learn` spec with a copied match, a constant match, a copy between
+/// fields and a load.
+fn learn_spec(v: u128, mk: u128, pick: u8) -> LearnSpec {
+    let reg = |n: u8| Field::reg(usize::from(n % 16)).expect("a register");
+    LearnSpec {
+        table: (mk % N_TABLES as u128) as u8,
+        priority: v as u16,
+        idle_timeout: (v >> 16) as u32 % 100_000,
+        hard_timeout: (v >> 48) as u32 % 100_000,
+        cookie: (mk >> 64) as u64,
+        matches: vec![
+            LearnMatch {
+                dst: SubField::whole(Field::InPort),
+                src: LearnSrc::Field(SubField::whole(Field::InPort)),
+            },
+            LearnMatch {
+                dst: SubField::whole(reg(pick)),
+                src: LearnSrc::Field(SubField::whole(reg(pick >> 4))),
+            },
+            LearnMatch {
+                dst: SubField {
+                    field: reg(pick >> 2),
+                    ofs: 8,
+                    n_bits: 8,
+                },
+                src: LearnSrc::Imm(mk & 0xff),
+            },
+        ],
+        actions: vec![LearnAction::Load {
+            dst: SubField::whole(reg(pick.wrapping_add(1))),
+            src: LearnSrc::Imm(v & 0xffff_ffff),
+        }],
+    }
+}
+
+/// `reject` ends an action list, as the parser insists: one anywhere else
+/// is left out.
+fn reject_last(mut a: Vec<Action>) -> Vec<Action> {
+    let n = a.len();
+    let mut i = 0;
+    a.retain(|x| {
+        i += 1;
+        !matches!(x, Action::Reject(_)) || i == n
+    });
+    a
+}
+
 fn build_action(m: Option<&Match>, raw: (u8, u128, u128, u8)) -> Option<Action> {
     let (sel, v, mk, pick) = raw;
     let all: Vec<Field> = Field::all().collect();
     let f = all[usize::from(pick) % all.len()];
     let ok = |f: Field| m.is_none_or(|m| usable(m, f));
-    Some(match sel % 16 {
+    Some(match sel % 20 {
         0 => match port(v) {
             reserved::IN_PORT..=reserved::ALL | reserved::CONTROLLER | reserved::NONE => {
                 return None
@@ -217,6 +332,15 @@ fn build_action(m: Option<&Match>, raw: (u8, u128, u128, u8)) -> Option<Action> 
             };
             Action::Move { src, dst }
         }
+        16 => Action::Ct(Box::new(ct_action(m, v, mk, pick)?)),
+        17 => Action::CtClear,
+        18 => Action::Learn(Box::new(learn_spec(v, mk, pick))),
+        19 => Action::Reject(match pick % 4 {
+            0 => RejectHow::Auto,
+            1 => RejectHow::TcpRst,
+            2 => RejectHow::Icmp,
+            _ => RejectHow::PortUnreachable,
+        }),
         _ => return None,
     })
 }
@@ -249,6 +373,7 @@ prop_compose! {
                 actions.push(Action::GotoTable(table + 1 + g % (N_TABLES as u8 - table - 1)));
             }
         }
+        let actions = reject_last(actions);
         FlowSpec {
             table, priority, m, cookie, cookie_mask, idle_timeout: idle, hard_timeout: hard,
             out_port, actions,
@@ -267,7 +392,7 @@ prop_compose! {
             .map(|(weight, watch_port, acts)| Bucket {
                 weight,
                 watch_port: watch_port.map(port),
-                actions: acts.into_iter().filter_map(|r| build_action(None, r)).collect(),
+                actions: reject_last(acts.into_iter().filter_map(|r| build_action(None, r)).collect()),
             })
             .collect();
         if kind == GroupType::Indirect {
