@@ -12,43 +12,17 @@
 
 mod common;
 
-use common::{is_root, ok, run, serial, Lab};
-use std::path::PathBuf;
+use common::{is_root, ok, serial, Lab};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FLOWS: &str = "table=0,priority=10,in_port=v1p1,actions=output:v1p2\n\
                      table=0,priority=10,in_port=v1p2,actions=output:v1p1\n";
 
-fn ctl_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("oxvs-ctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p ctl)",
-        bin.display()
-    );
-    bin
-}
-
 /// Runs `oxvs-ctl --socket SOCK ARGS` in the node namespace; returns
 /// (success, stdout + stderr).
 fn ctl(lab: &Lab, sock: &str, args: &[&str]) -> (bool, String) {
-    let bin = ctl_binary();
-    let mut cmd = vec![
-        "ip",
-        "netns",
-        "exec",
-        &lab.name,
-        bin.to_str().unwrap(),
-        "--socket",
-        sock,
-    ];
-    let ns = lab.ns("n1");
-    cmd[3] = &ns;
-    cmd.extend_from_slice(args);
-    let out = run(&cmd);
+    let out = lab.oxvs_ctl("n1", std::path::Path::new(sock), args);
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)

@@ -15,7 +15,7 @@
 mod common;
 
 use common::{is_root, run, serial, Lab};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const FLOWS: &str = "\
@@ -56,32 +56,8 @@ for sport, dport in ((40123, 8080), (40123, 8080), (40123, 8080), (0, 8080), (0,
     time.sleep(0.2)
 ";
 
-fn ctl_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("oxvs-ctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p ctl)",
-        bin.display()
-    );
-    bin
-}
-
 fn ctl(lab: &Lab, sock: &Path, args: &[&str]) -> String {
-    let bin = ctl_binary();
-    let ns = lab.ns("n1");
-    let mut cmd = vec![
-        "ip",
-        "netns",
-        "exec",
-        &ns,
-        bin.to_str().unwrap(),
-        "--socket",
-        sock.to_str().unwrap(),
-    ];
-    cmd.extend_from_slice(args);
-    let out = run(&cmd);
+    let out = lab.oxvs_ctl("n1", sock, args);
     assert!(out.status.success(), "oxvs-ctl {args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).to_string()
 }

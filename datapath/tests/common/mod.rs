@@ -174,6 +174,24 @@ impl Lab {
         );
     }
 
+    /// Runs the real `oxvs-ctl` binary inside `node`'s namespace against
+    /// the control socket `sock`.
+    pub fn oxvs_ctl(&self, node: &str, sock: &Path, args: &[&str]) -> std::process::Output {
+        let bin = ctl_binary();
+        let ns = self.ns(node);
+        let mut cmd = vec![
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            bin.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+        ];
+        cmd.extend_from_slice(args);
+        run(&cmd)
+    }
+
     /// n1's switch log.
     pub fn log(&self) -> String {
         self.log_of("n1")
@@ -794,4 +812,17 @@ impl Drop for Ovs {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The `oxvs-ctl` binary cargo built beside the test.
+pub fn ctl_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("oxvs-ctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p ctl)",
+        bin.display()
+    );
+    bin
 }
