@@ -1,10 +1,22 @@
 //! Steady state allocates nothing: once every flow has its megaflow (and
 //! many their EMC entry), thousands of batches go through parse, lookup,
-//! rewrite and output without a single call into the allocator.
+//! rewrite and output without a single call into the allocator; the same
+//! holds for conntrack with recirculation, and for `reject` and `log`
+//! (answers built, log records deduped, recorded and rate-limited; handing
+//! records to the control thread happens outside the counted part, as the
+//! poll loop does it between batches).
+//!
+//! The counter is process-wide, so the tests take turns.
 
+use datapath::policy_log::PolicyLog;
+use datapath::{MemDatapath, PmdConfig};
+use etherparse::PacketBuilder;
 use oxvs_tests::{datapath, Pkt};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Counting;
 
@@ -39,6 +51,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn steady_state_does_not_allocate() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let flows = "\
 table=0,priority=100,in_port=1,actions=load:0x7->NXM_NX_REG0[],resubmit(,1)
 table=1,priority=100,ip,reg0=7,nw_dst=10.244.2.0/24,actions=mod_dl_dst:02:00:00:00:02:02,mod_nw_tos:8,output:2
@@ -67,6 +80,7 @@ table=1,priority=90,ip,reg0=7,actions=output:2,output:3
         round(&mut dp);
     }
     let warm = dp.pmd.stats;
+    ALLOCS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     for _ in 0..2000 {
         round(&mut dp);
@@ -83,5 +97,144 @@ table=1,priority=90,ip,reg0=7,actions=output:2,output:3
         s.tx_copies > warm.tx_copies,
         "the two-output flow copied packets"
     );
+    assert_eq!(n, 0, "allocations in steady state");
+}
+
+const REJECT_FLOWS: &str = "\
+priority=100,tcp,nw_dst=10.244.1.6,tp_dst=80,actions=log(name=deny-web),reject
+priority=100,icmp,nw_dst=10.244.1.6,actions=log(name=deny-ping),reject(icmp)
+priority=100,udp,nw_dst=10.244.1.6,actions=log(name=drop-udp),drop
+";
+
+fn reject_frames() -> Vec<Vec<u8>> {
+    let eth = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let (src, dst) = ([10, 244, 1, 5], [10, 244, 1, 6]);
+    let mut out = Vec::new();
+    for i in 0..16u16 {
+        let mut f = Vec::new();
+        eth()
+            .ipv4(src, dst, 64)
+            .tcp(30000 + i, 80, 1, 1000)
+            .syn()
+            .write(&mut f, &[])
+            .unwrap();
+        out.push(f);
+        let mut f = Vec::new();
+        eth()
+            .ipv4(src, dst, 64)
+            .icmpv4_echo_request(i, 1)
+            .write(&mut f, &[0; 56])
+            .unwrap();
+        out.push(f);
+        let mut f = Vec::new();
+        eth()
+            .ipv4(src, dst, 64)
+            .udp(30000 + i, 53)
+            .write(&mut f, &[0; 20])
+            .unwrap();
+        out.push(f);
+    }
+    out
+}
+
+#[test]
+fn reject_and_log_do_not_allocate() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dp = MemDatapath::new(1024, PmdConfig::default());
+    dp.add_port(1, "p1");
+    dp.add_port(2, "p2");
+    let file =
+        ctl::ofp::parse_flow_file(REJECT_FLOWS, &dp.bridge.ports).unwrap_or_else(|e| panic!("{e}"));
+    let (changes, _) = ctl::load::file_changes(&file);
+    dp.apply(&changes, 0).unwrap();
+    // A low rate and a short window, so that every outcome of the log
+    // (recorded, deduped, rate-limited) happens while counting.
+    dp.pmd.policy_log = PolicyLog::new(50, 100);
+    let pkts = reject_frames();
+    let mut records = Vec::with_capacity(datapath::policy_log::BUFFER);
+    let mut round = |dp: &mut MemDatapath, now_ms: u64| {
+        for p in &pkts {
+            assert!(dp.inject(1, p));
+        }
+        dp.run_until_idle(now_ms);
+        dp.discard_tx();
+        dp.pmd.policy_log.take(&mut records);
+        records.clear();
+    };
+    for t in 0..4 {
+        round(&mut dp, t);
+    }
+    let warm = dp.pmd.stats;
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for t in 0..2000 {
+        round(&mut dp, 10 + t * 7);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let n = ALLOCS.load(Ordering::SeqCst);
+    let s = dp.pmd.stats;
+    assert_eq!(s.upcall, warm.upcall, "no new upcalls in steady state");
+    assert!(s.reject_sent >= warm.reject_sent + 2000 * 32, "{s:?}");
+    assert!(s.log_records > warm.log_records, "{s:?}");
+    assert!(s.log_deduped > warm.log_deduped, "{s:?}");
+    assert!(s.log_rate_limited > warm.log_rate_limited, "{s:?}");
+    assert_eq!(n, 0, "allocations in steady state");
+}
+
+#[test]
+fn conntrack_with_recirculation_does_not_allocate() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let flows = "\
+table=0,priority=10,ip,actions=ct(table=1,zone=3)
+table=1,priority=20,ip,in_port=1,ct_state=+trk,actions=ct(commit,zone=3),output:2
+table=1,priority=20,ip,in_port=2,ct_state=+trk+est,actions=output:1
+";
+    let mut dp = datapath(2, flows, Default::default());
+    let mut out = Vec::new();
+    let fwd: Vec<Vec<u8>> = (0..32u16)
+        .map(|i| {
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+                .ipv4([10, 244, 1, 2], [10, 244, 2, 3], 64)
+                .udp(30000 + i, 53)
+                .write(&mut f, &[0; 18])
+                .unwrap();
+            f
+        })
+        .collect();
+    let back: Vec<Vec<u8>> = (0..32u16)
+        .map(|i| {
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+                .ipv4([10, 244, 2, 3], [10, 244, 1, 2], 64)
+                .udp(53, 30000 + i)
+                .write(&mut f, &[0; 18])
+                .unwrap();
+            f
+        })
+        .collect();
+    let round = |dp: &mut MemDatapath, now: u64| {
+        for (a, b) in fwd.iter().zip(&back) {
+            assert!(dp.inject(1, a));
+            assert!(dp.inject(2, b));
+        }
+        dp.run_until_idle(now);
+        dp.discard_tx();
+    };
+    for t in 0..4 {
+        round(&mut dp, t);
+    }
+    out.push(dp.pmd.stats);
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for t in 0..2000 {
+        round(&mut dp, 10 + t);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let n = ALLOCS.load(Ordering::SeqCst);
+    let s = dp.pmd.stats;
+    assert_eq!(s.upcall, out[0].upcall, "no new upcalls in steady state");
+    assert!(s.recirc >= out[0].recirc + 2000 * 64, "{s:?}");
+    assert_eq!(dp.pmd.ct.len(), 32);
     assert_eq!(n, 0, "allocations in steady state");
 }
