@@ -35,6 +35,7 @@
 //! third packet on), matching ICMP and the Linux conntrack.
 
 mod dump;
+mod index;
 mod parse;
 mod process;
 mod related;
@@ -208,12 +209,12 @@ impl ConnTrack {
     }
 
     /// The shard of a key hashing to `h`. The bits must be ones the
-    /// shard's hash table does not use: hashbrown takes the bucket from the
-    /// low bits and the 7-bit tag it filters probes with from the top 7,
-    /// and when the shard came from the top bits too, every key of a shard
-    /// shared 4 of its 7 tag bits, so a probe compared against about one
-    /// entry in 8 instead of one in 128, each compare a likely cache miss.
-    /// Bits 32 and up are beyond any bucket index a shard will have.
+    /// shard's index does not use: it takes the bucket from the low bits
+    /// and the 16-bit signature it filters probes with from the top 16.
+    /// Had the shard come from the signature bits, every key of a shard
+    /// would share four of them, and a probe would compare against 16
+    /// times as many entries, each compare a likely cache miss. Bits 32 and
+    /// up are beyond any bucket number a shard will have.
     fn shard_of(h: u64) -> usize {
         (h >> 32) as usize & (SHARDS - 1)
     }

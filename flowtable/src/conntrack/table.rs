@@ -16,10 +16,10 @@
 //! generation number tells a stale reference (a NAT alias in another shard)
 //! from the slot's new occupant.
 
+use super::index::Index;
 use super::tcp::Peer;
 use super::timeout::{TimeoutClass, Timeouts};
 use super::types::{CtAddr, Tuple};
-use hashbrown::HashTable;
 
 /// Entries per slab chunk. Chunks never grow or move, so a full slab
 /// wastes at most one partly used chunk instead of a doubling `Vec`'s
@@ -224,7 +224,7 @@ pub(crate) struct Table<A> {
     free: u32,
     aliases: Slab<Alias<A>>,
     alias_free: u32,
-    index: HashTable<u32>,
+    index: Index,
     /// Labels of the entries that have one; a free slot holds the next
     /// free slot's position.
     labels: Slab<u128>,
@@ -258,7 +258,7 @@ impl<A: CtAddr> Table<A> {
             free: NIL,
             aliases: Slab::new(),
             alias_free: NIL,
-            index: HashTable::new(),
+            index: Index::new(),
             labels: Slab::new(),
             label_free: NIL,
             lists: [List {
@@ -282,7 +282,7 @@ impl<A: CtAddr> Table<A> {
     /// Looks up the key (`zone`, `proto`, `t`) whose hash is `h`.
     pub fn find(&self, h: u64, zone: u16, proto: u8, t: &Tuple<A>) -> Option<Found> {
         let (conns, aliases) = (&self.conns, &self.aliases);
-        let v = *self.index.find(h, |&v| {
+        let v = self.index.find(h, |v| {
             let i = (v >> 2) as usize;
             match v & 3 {
                 K_ORIG => {
@@ -378,13 +378,11 @@ impl<A: CtAddr> Table<A> {
         let seed = self.seed;
         let (conns, aliases) = (&self.conns, &self.aliases);
         self.index
-            .insert_unique(h, v, |&w| key_hash(conns, aliases, seed, w));
+            .insert(h, v, |w| key_hash(conns, aliases, seed, w));
     }
 
     fn index_remove(&mut self, v: u32, h: u64) {
-        if let Ok(e) = self.index.find_entry(h, |&w| w == v) {
-            e.remove();
-        }
+        self.index.remove(h, v);
     }
 
     /// Whether entry `c` has a reply slot of its own in this table: NATed,
