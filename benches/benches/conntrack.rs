@@ -6,9 +6,8 @@
 //! connection and prints them.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flowtable::conntrack::{
-    tcp_flags::*, ConnTrack, CtConfig, CtPacket, NatRange, NatSpec, TcpInfo,
-};
+use flowtable::conntrack::{tcp_flags::*, ConnTrack, CtConfig, CtPacket, NatSpec, TcpInfo};
+use oxvs_benches::ct::{churn_step, client, dnat, syn, vip};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -48,26 +47,6 @@ static ALLOC: Counting = Counting;
 
 const MILLION: u32 = 1_000_000;
 
-fn client(i: u32) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i))
-}
-
-fn vip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100))
-}
-
-fn syn(i: u32) -> CtPacket {
-    let t = TcpInfo {
-        flags: SYN,
-        seq: i,
-        ack: 0,
-        window: 65535,
-        wscale: Some(7),
-        payload_len: 0,
-    };
-    CtPacket::tcp(client(i >> 4), 1024 + (i & 15) as u16, vip(), 80, t)
-}
-
 fn ack(c: IpAddr, cp: u16, s: IpAddr, sp: u16, seq: u32, ackn: u32) -> CtPacket {
     let t = TcpInfo {
         flags: ACK,
@@ -78,15 +57,6 @@ fn ack(c: IpAddr, cp: u16, s: IpAddr, sp: u16, seq: u32, ackn: u32) -> CtPacket 
         payload_len: 0,
     };
     CtPacket::tcp(c, cp, s, sp, t)
-}
-
-fn dnat() -> NatSpec {
-    NatSpec::Dst(NatRange::addr_ports(
-        IpAddr::V4(Ipv4Addr::new(10, 1, 0, 0)),
-        IpAddr::V4(Ipv4Addr::new(10, 1, 0, 255)),
-        8080,
-        8080,
-    ))
 }
 
 fn udp(i: u32) -> CtPacket {
@@ -180,24 +150,23 @@ fn new_connections(c: &mut Criterion) {
     report_bytes_per_entry();
     let mut g = c.benchmark_group("ct_new_conn");
     g.throughput(Throughput::Elements(1));
-    let ct = ConnTrack::new(CtConfig {
-        max_conns: 4_000_000,
-        ..CtConfig::default()
-    });
     let nat = dnat();
-    let mut i = 0u32;
-    // Time moves 1 ms every 8 SYNs and each SYN_SENT entry lives 30 s, so
-    // the table settles near 240 000 entries, expired 16 at a time.
-    g.bench_function("syn_commit_dnat", |b| {
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            let now = (i / 8) as u64;
-            if i % 8 == 0 {
-                ct.expire(now, 16);
-            }
-            black_box(ct.process(&syn(i), 0, now, true, Some(&nat)))
-        })
-    });
+    // `churn_step` settles the table near 240 000 entries (about 30 MB, near
+    // this machine's last-level cache) or 1 920 000 (about 235 MB, far
+    // beyond it).
+    for (name, per_ms) in [("syn_commit_dnat", 8u32), ("syn_commit_dnat_1.9m_live", 64)] {
+        let ct = ConnTrack::new(CtConfig {
+            max_conns: 4_000_000,
+            ..CtConfig::default()
+        });
+        let mut i = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                churn_step(&ct, &nat, per_ms, i)
+            })
+        });
+    }
     // The same without expiry: the table is replaced every 2 M SYNs, as the
     // naive peer's map is, to separate creation from removal costs.
     let mut fresh = ConnTrack::new(CtConfig {

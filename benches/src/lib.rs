@@ -8,6 +8,7 @@ use datapath::pipeline::TxPorts;
 use flowtable::{DropReason, FlowKey, FlowMask, PortNo};
 
 pub mod baseline;
+pub mod ct;
 pub mod pktgen;
 
 /// A transmit side that keeps what was sent, so a bench can feed the same
