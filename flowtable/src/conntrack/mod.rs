@@ -35,6 +35,7 @@
 //! third packet on), matching ICMP and the Linux conntrack.
 
 mod dump;
+mod flush;
 mod index;
 mod parse;
 mod process;
@@ -49,11 +50,14 @@ mod nat;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_flush;
+#[cfg(test)]
 mod tests_nat;
 #[cfg(test)]
 mod tests_parse;
 
 pub use dump::CtEntry;
+pub use flush::{CtFilter, TupleFilter};
 pub use nat::{NatRange, NatSpec, MAX_ATTEMPTS};
 pub use parse::CtParseError;
 pub use rewrite::{apply_rewrite, RewriteError};

@@ -497,17 +497,20 @@ impl<A: CtAddr> Table<A> {
         self.push_back(class, idx);
     }
 
-    /// Whether slot `idx` holds a live entry.
     /// Every live entry with its label, in slab order (for dumps).
     pub fn live(&self) -> impl Iterator<Item = (&Conn<A>, u128)> + '_ {
-        (0..self.conns.len() as u32)
-            .filter(|&i| self.is_live(i))
-            .map(|i| {
-                let c = &self.conns[i as usize];
-                (c, self.label(c))
-            })
+        self.live_slots().map(|i| {
+            let c = &self.conns[i as usize];
+            (c, self.label(c))
+        })
     }
 
+    /// The slots of every live entry, in slab order.
+    pub fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.conns.len() as u32).filter(|&i| self.is_live(i))
+    }
+
+    /// Whether slot `idx` holds a live entry.
     pub fn is_live(&self, idx: u32) -> bool {
         self.conns
             .get(idx as usize)
