@@ -16,6 +16,7 @@
 // socket's protocol, `client` its client end and `cmd` the command line.
 pub mod client;
 pub mod cmd;
+pub mod ctflush;
 pub mod load;
 pub mod odp;
 pub mod ofp;

@@ -376,7 +376,8 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
 }
 
 /// `dump-conntrack` and `pmd-stats` show the connections a stateful
-/// firewall committed, and the recirculations that tracked them.
+/// firewall committed, and the recirculations that tracked them;
+/// `flush-conntrack` removes them.
 #[test]
 fn dump_conntrack_lists_committed_connections() {
     if !is_root() {
@@ -434,6 +435,54 @@ table=1,priority=10,ip,actions=drop
     };
     assert!(count("recirculations:") > 10, "{stats}");
     assert!(count("conntrack connections:") >= 2, "{stats}");
+
+    // flush-conntrack: a typo is refused with its place and removes
+    // nothing; a tuple removes only what it names; a zone, the rest.
+    let dump = |lab: &Lab| ctl(lab, sock, &["dump-conntrack", "zone=7"]).1;
+    let (ok_, bad) = ctl(
+        &lab,
+        sock,
+        &[
+            "flush-conntrack",
+            "zone=7",
+            "ct_nw_proto=1,ct_nw_sorc=10.244.1.2",
+        ],
+    );
+    assert!(!ok_, "{bad}");
+    assert!(
+        bad.contains("argument 2") && bad.contains("column 15"),
+        "{bad}"
+    );
+    let kept = dump(&lab);
+    assert!(
+        kept.contains("icmp,") && kept.contains("tcp,"),
+        "nothing flushed by a refused request:\n{kept}"
+    );
+    let (ok_, out) = ctl(
+        &lab,
+        sock,
+        &[
+            "flush-conntrack",
+            "zone=7",
+            "ct_nw_src=10.244.1.2,ct_nw_proto=1",
+        ],
+    );
+    assert!(ok_ && out.trim().is_empty(), "{out}");
+    let left = dump(&lab);
+    assert!(
+        !left.contains("icmp,"),
+        "the ping's connection is gone:\n{left}"
+    );
+    assert!(
+        left.contains("tcp,orig=(src=10.244.1.2"),
+        "the transfer's stays:\n{left}"
+    );
+    let (ok_, _) = ctl(&lab, sock, &["flush-conntrack", "zone=7"]);
+    assert!(ok_);
+    assert!(dump(&lab).trim().is_empty(), "zone 7 flushed");
+    // The firewall commits the next ping afresh.
+    assert_eq!(lab.ping("n1-p1", "10.244.1.3", 2), 2, "{}", lab.log());
+    assert!(dump(&lab).contains("icmp,"), "committed again");
     let status = lab.stop_switch();
     assert!(status.success(), "{}", lab.log());
 }

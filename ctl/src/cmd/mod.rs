@@ -35,6 +35,9 @@ Flows and groups (every change is one transaction; --bundle says so):
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
   dump-conntrack [zone=N]
+  flush-conntrack [zone=N] [mark=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]
+                                     remove connections; a tuple is e.g.
+                                     ct_nw_src=10.244.1.5,ct_nw_proto=17,ct_tp_src=53
   trace PACKET                       trace a packet through the live rules
   capture PORT [--count N] [--timeout SECS] [-w FILE]
                                      packets received on and sent to PORT
@@ -305,6 +308,13 @@ pub fn parse(
                 ),
             };
             remote(Command::DumpConntrack { zone })
+        }
+        "flush-conntrack" => {
+            no_flags(name)?;
+            crate::ctflush::parse(rest)?;
+            remote(Command::FlushConntrack {
+                args: rest.to_vec(),
+            })
         }
         "trace" => {
             no_flags(name)?;

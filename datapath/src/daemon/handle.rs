@@ -172,6 +172,10 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
         Command::DumpDrops => Ok(st.dump_drops()),
         Command::PmdStats => Ok(st.pmd_stats()),
         Command::DumpConntrack { zone } => Ok(st.dump_conntrack(zone)),
+        Command::FlushConntrack { args } => {
+            let filter = ctl::ctflush::parse(&args).map_err(parse_err)?;
+            Ok(st.flush_conntrack(&filter))
+        }
         Command::DumpMegaflows => Ok(st.megaflows.iter().map(|l| format!("{l}\n")).collect()),
         Command::Trace { packet } => {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;

@@ -260,6 +260,17 @@ impl ControlState {
         s
     }
 
+    /// `flush-conntrack`: removes the matching connections. Like
+    /// `dpctl/flush-conntrack` it prints nothing.
+    pub fn flush_conntrack(&mut self, filter: &flowtable::conntrack::CtFilter) -> String {
+        if let Some(ct) = &self.conntrack {
+            let n = ct.flush(filter);
+            self.conntrack_len = ct.len();
+            tracing::info!(removed = n, "flush-conntrack");
+        }
+        String::new()
+    }
+
     /// `pmd-stats`, in the layout of `ovs-appctl dpif-netdev/pmd-stats-show`.
     pub fn pmd_stats(&self) -> String {
         let mut s = String::new();
