@@ -17,6 +17,7 @@
 //! Rates are printed, not asserted, except that a rate-limited sender keeps
 //! its rate: that is a property of the token bucket, not of the machine.
 
+use datapath::afxdp::sys::is_root;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -33,15 +34,6 @@ const IP_B: &str = "10.244.250.2";
 
 /// One test at a time: they share the machine's two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
 
 macro_rules! require_root {
     () => {

@@ -35,7 +35,7 @@
 
 mod common;
 
-use common::{find_tool, is_root, ok, serial, Lab, Ovs};
+use common::{find_tool, ok, root_serial, Lab, Ovs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -172,10 +172,7 @@ fn until_reply(lab: &Lab, from: &str, to: &str) -> bool {
 
 #[test]
 fn oxvsd_and_open_vswitch_share_a_geneve_overlay() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
+    let Some(_serial) = root_serial() else { return };
     let missing: Vec<&str> = OVS_TOOLS
         .into_iter()
         .filter(|t| find_tool(t).is_none())
@@ -186,7 +183,6 @@ fn oxvsd_and_open_vswitch_share_a_geneve_overlay() {
          this interop test runs against its userspace datapath: \
          apt-get install openvswitch-switch"
     );
-    let _serial = serial();
     let began = Instant::now();
     let mut lab = Lab::up_with("ix", 2, 2, 1);
     // tshark writes its capture as an unprivileged user when it can.

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{is_root, ok};
+use common::{ok, root_serial};
 use datapath::sys::netlink::Netlink;
 use std::net::IpAddr;
 use std::process::Command;
@@ -59,10 +59,7 @@ fn resolve_in(ns: &str, dst: IpAddr) -> datapath::sys::netlink::NextHop {
 
 #[test]
 fn next_hops_of_on_link_and_routed_addresses_v4_and_v6() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
+    let Some(_serial) = root_serial() else { return };
     let pid = std::process::id();
     let p = Pair {
         a: format!("oxnla{pid}"),

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{is_root, ok, run, serial, Lab};
+use common::{ok, root_serial, run, Lab};
 
 const VNI: u32 = 0x2a;
 
@@ -75,11 +75,7 @@ fn node_config(n: u32, v6: bool, md: bool) -> String {
 }
 
 fn overlay(tag: &str, v6: bool) {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let md = !v6;
     let mut lab = Lab::up_with(tag, 2, 2, 1);
     // tshark writes its capture as an unprivileged user when it can.

@@ -8,18 +8,14 @@
 
 mod common;
 
-use common::{is_root, ok, serial, Lab};
+use common::{ok, root_serial, Lab};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const EXPLICIT: &str = "in_port=1,actions=output:2\nin_port=2,actions=output:1\n";
 
 fn two_pods(tag: &str, kind: &str, flows: &str) {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up(tag, 2);
     lab.start_switch(flows, &[("v1p1", 1), ("v1p2", 2)], kind);
     assert_eq!(
@@ -98,11 +94,7 @@ table=1,priority=10,ip,actions=drop
 ";
 
 fn two_threads(tag: &str, flows: &str) {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up_with_queues(tag, 2, 2);
     lab.start_switch_with(
         flows,
@@ -149,11 +141,7 @@ fn two_threads(tag: &str, flows: &str) {
 
 #[test]
 fn sigkill_leaves_no_xdp_program() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("k", 2);
     lab.start_switch(EXPLICIT, &[("v1p1", 1), ("v1p2", 2)], "afxdp");
     assert!(lab.xdp_attached("v1p1"), "program attached while running");
@@ -178,11 +166,7 @@ fn sigkill_leaves_no_xdp_program() {
 
 #[test]
 fn port_deleted_and_recreated_under_traffic() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("d", 2);
     lab.start_switch(EXPLICIT, &[("v1p1", 1), ("v1p2", 2)], "auto");
     assert_eq!(lab.ping("n1-p1", "10.244.1.3", 5), 5);
@@ -255,11 +239,7 @@ fn port_deleted_and_recreated_under_traffic() {
 /// connections to p2 and gets its replies; p2 may open nothing towards p1.
 #[test]
 fn stateful_firewall_through_conntrack() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("ct", 2);
     lab.start_switch(CT_FIREWALL, &[("v1p1", 1), ("v1p2", 2)], "afxdp");
     assert_eq!(

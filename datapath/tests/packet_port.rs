@@ -11,6 +11,7 @@
 //! The tests need root (namespaces, raw sockets) and iproute2; without root
 //! they print why and pass.
 
+use datapath::afxdp::sys::is_root;
 use datapath::buf::{Batch, FramePool, BATCH};
 use datapath::port::packet::{PacketPort, PacketPortError, TX_QUEUE_DEPTH};
 use datapath::port::NetPort;
@@ -25,15 +26,6 @@ use std::{io, mem, ptr};
 const TEST_ETHERTYPE: u16 = 0x88b5;
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const BROADCAST: [u8; 6] = [0xff; 6];
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
 
 macro_rules! require_root {
     () => {

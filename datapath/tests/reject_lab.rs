@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{is_root, run, serial, Lab};
+use common::{root_serial, run, Lab};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -87,11 +87,7 @@ fn counter(text: &str, label: &str) -> u64 {
 
 #[test]
 fn reject_answers_fast_and_logs_one_line_per_connection() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("rj", 3);
     let dir = lab.dir.join("n1");
     let sock = dir.join("oxvsd.sock");

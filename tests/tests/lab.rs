@@ -8,20 +8,12 @@
 //! `down` even when an assertion fails. They need root, iproute2, ethtool and
 //! iputils-ping; without root they print why and pass.
 
+use datapath::afxdp::sys::is_root;
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
 
 macro_rules! require_root {
     () => {

@@ -18,13 +18,21 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
+pub use datapath::afxdp::sys::is_root;
+
+/// The prologue of every namespace test: without root, says on stderr that
+/// the test (named by its thread, as the test harness names it) is skipped
+/// and why, and returns `None` so that the test returns and passes; as
+/// root, returns the [`serial`] guard to hold for the rest of the test.
+/// Written `let Some(_serial) = root_serial() else { return };`.
+pub fn root_serial() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !is_root() {
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("test");
+        eprintln!("skipped {test}: needs root for network namespaces");
+        return None;
+    }
+    Some(serial())
 }
 
 pub fn repo() -> PathBuf {
