@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{is_root, ok, serial, Lab};
+use common::{ok, root_serial, Lab};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,11 +41,7 @@ fn config(dir: &std::path::Path) -> String {
 
 #[test]
 fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("ctl", 2);
     let dir = lab.dir.clone();
     let sock = dir.join("oxvsd.sock").to_str().unwrap().to_string();
@@ -380,11 +376,7 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
 /// `flush-conntrack` removes them.
 #[test]
 fn dump_conntrack_lists_committed_connections() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let _serial = serial();
+    let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("ctd", 2);
     let dir = lab.dir.join("n1");
     std::fs::create_dir_all(&dir).unwrap();
