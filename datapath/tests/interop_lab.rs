@@ -123,24 +123,10 @@ fn open_vswitch_node(lab: &Lab, ovs: &mut Ovs) -> String {
     ip("addr add fd00:77::2/64 dev br-phy nodad");
     ip("link set br-phy up");
     ovs.add_bridge("br-int", &["fail-mode=secure"]);
-    for (port, no) in [("v2p1", "1"), ("v2p2", "2")] {
-        let request = format!("ofport_request={no}");
-        ovs.add_port(
-            "br-int",
-            port,
-            &["type=afxdp", "options:xdp-mode=native", &request],
-        );
+    for (port, no) in [("v2p1", 1), ("v2p2", 2)] {
+        ovs.add_afxdp_port("br-int", port, no);
     }
-    ovs.add_port(
-        "br-int",
-        "gnv0",
-        &[
-            "type=geneve",
-            "options:remote_ip=flow",
-            "options:key=flow",
-            "ofport_request=100",
-        ],
-    );
+    ovs.add_geneve_flow_port("br-int");
     ovs.add_flow_file("br-int", &node_flows(2, 1));
     for p in ["n2-p1", "n2-p2"] {
         let mtu = OVS_POD_MTU.to_string();

@@ -509,16 +509,7 @@ impl Lab {
         ok(&[
             "ip", "netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off",
         ]);
-        ok(&[
-            "ip",
-            "-n",
-            &ns,
-            "link",
-            "set",
-            "eth0",
-            "mtu",
-            &mtu.to_string(),
-        ]);
+        set_mtu(&ns, mtu);
         ok(&["ip", "-n", &ns, "addr", "add", addr, "dev", "eth0"]);
         ok(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         ok(&["ip", "-n", &ul, "link", "set", peer, "addrgenmode", "none"]);
@@ -538,6 +529,20 @@ pub const OVS_TOOLS: [&str; 6] = [
     "ovs-ofctl",
     "ovs-appctl",
 ];
+
+/// Sets the MTU of `eth0` in namespace `ns` (its full name).
+pub fn set_mtu(ns: &str, mtu: u32) {
+    ok(&[
+        "ip",
+        "-n",
+        ns,
+        "link",
+        "set",
+        "eth0",
+        "mtu",
+        &mtu.to_string(),
+    ]);
+}
 
 /// Where `tool` is on PATH (or in the sbin directories a root shell has).
 pub fn find_tool(tool: &str) -> Option<PathBuf> {
@@ -736,6 +741,32 @@ impl Ovs {
             ofport.trim(),
             error.trim(),
             self.log_tail(20)
+        );
+    }
+
+    /// An AF_XDP port (native mode), as OpenFlow port `no`.
+    pub fn add_afxdp_port(&self, bridge: &str, port: &str, no: u32) {
+        let request = format!("ofport_request={no}");
+        self.add_port(
+            bridge,
+            port,
+            &["type=afxdp", "options:xdp-mode=native", &request],
+        );
+    }
+
+    /// Port `gnv0`, OpenFlow port 100: Geneve with the remote address and
+    /// the VNI taken from the flows (`tun_dst`, `tun_id`), as oxvs's
+    /// `remote_ip = "flow"` port.
+    pub fn add_geneve_flow_port(&self, bridge: &str) {
+        self.add_port(
+            bridge,
+            "gnv0",
+            &[
+                "type=geneve",
+                "options:remote_ip=flow",
+                "options:key=flow",
+                "ofport_request=100",
+            ],
         );
     }
 
