@@ -2,15 +2,19 @@
 //! connections recur, both directions, arbitrary TCP flags and numbers,
 //! NAT on some, time moving forward with incremental expiry in between.
 //!
+//! Now and then the table is flushed by zone, protocol and the reply's
+//! source (as an agent flushes a gone endpoint's connections).
+//!
 //! Invariants: nothing panics; the table never holds more than its global
 //! or zone limit; a reply to a NATed connection is translated back to the
-//! original tuple; applying any rewrite to arbitrary bytes never panics.
+//! original tuple; applying any rewrite to arbitrary bytes never panics;
+//! after a flush no listed connection matches its filter.
 
 #![no_main]
 
 use flowtable::conntrack::{
-    apply_rewrite, ct_state, proto, ConnTrack, CtConfig, CtPacket, InnerTuple, NatRange, NatSpec,
-    TcpInfo,
+    apply_rewrite, ct_state, proto, ConnTrack, CtConfig, CtFilter, CtPacket, InnerTuple, NatRange,
+    NatSpec, TcpInfo, TupleFilter,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -161,5 +165,25 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             now += (c[7] & 0x0f) as u64;
         }
         ct.expire(now, 4);
+        if c[6] & 0xf8 == 0xf8 {
+            let f = CtFilter {
+                zone: (c[3] & 1 != 0).then_some(zone),
+                reply: TupleFilter {
+                    src: (c[3] & 2 != 0).then(|| nat_addr(v6, 1)),
+                    proto: (c[3] & 4 != 0).then_some(p),
+                    ..TupleFilter::default()
+                },
+                ..CtFilter::default()
+            };
+            let before = ct.len();
+            let removed = ct.flush(&f);
+            assert_eq!(ct.len(), before - removed);
+            for e in ct.dump(None, now, MAX) {
+                let hit = f.zone.is_none_or(|z| z == e.zone)
+                    && f.reply.src.is_none_or(|a| a == e.reply.0)
+                    && f.reply.proto.is_none_or(|q| q == e.proto);
+                assert!(!hit, "flushed but listed: {}", e.line());
+            }
+        }
     }
 });
