@@ -735,28 +735,58 @@ fn execute(
     }
 }
 
-/// Answers a rejected packet on the port it came in on. A packet that
-/// came out of a tunnel gets no answer: the way back would need the
-/// tunnel's outer headers, which this path does not build.
+/// Answers a rejected packet where it came from: out of the port it came
+/// in on or, for a packet that came out of a tunnel, encapsulated back to
+/// the node that sent it, with the VNI it arrived with (its outer source
+/// address and VNI are in the flow key). That is where a policy enforced
+/// at the destination node (Antrea's ingress rules) rejects a pod of
+/// another node.
 fn reject(
     stats: &mut PmdStats,
     pool: &mut FramePool,
     tx: &mut impl TxPorts,
-    cx: &ExecCtx<'_>,
+    cx: &mut ExecCtx<'_>,
     pkt: &PacketDesc,
     lay: &Layout,
     how: flowtable::RejectReply,
 ) {
-    if cx.br.ports.tunnel(cx.in_port).is_some() {
+    let Some(mut reply) = crate::reject::reply(pool, pkt, lay.l3 as usize, how) else {
         return;
-    }
-    if let Some(reply) = crate::reject::reply(pool, pkt, lay.l3 as usize, how) {
-        match tx.send(cx.in_port, reply, pool) {
-            Ok(()) => stats.reject_sent += 1,
-            Err(reason) => {
-                stats.drop(reason);
+    };
+    let port = if cx.br.ports.tunnel(cx.in_port).is_some() {
+        let src4 = cx.key.get(Field::TunSrc) as u32;
+        let dst = if src4 != 0 {
+            std::net::Ipv4Addr::from(src4).to_ipv6_mapped().octets()
+        } else {
+            cx.key.get(Field::TunIpv6Src).to_be_bytes()
+        };
+        let push = PushCtx {
+            port: cx.in_port,
+            vni: cx.key.get(Field::TunId) as u32 & 0xff_ffff,
+            dst,
+            hash: cx.hash,
+            now_ms: cx.now_ms,
+        };
+        let md = PendingMetadata::default();
+        match cx.tunnel.push(cx.br, pool, &mut reply, &md, &push) {
+            Ok(uplink) => uplink,
+            Err(e) => {
+                stats.drop(match e {
+                    PushError::Drop(reason) => reason,
+                    PushError::TooBig(_) => DropReason::TunnelMtu,
+                });
                 pool.free(reply);
+                return;
             }
+        }
+    } else {
+        cx.in_port
+    };
+    match tx.send(port, reply, pool) {
+        Ok(()) => stats.reject_sent += 1,
+        Err(reason) => {
+            stats.drop(reason);
+            pool.free(reply);
         }
     }
 }

@@ -5,7 +5,10 @@
 //! captured with tshark in the underlay namespace (no XDP there) and must
 //! dissect as Geneve with the VNI and option the rules set, and a packet too
 //! big for the tunnel is answered with ICMP carrying the pod MTU. Once over
-//! an IPv4 underlay, once over IPv6.
+//! an IPv4 underlay, once over IPv6. And a `reject` at the destination node
+//! (where Antrea enforces ingress policy) answers a pod of the other node
+//! back through the tunnel: its connection is refused at once although the
+//! pod listens, and its ping reports "Packet filtered".
 //!
 //! Needs root (and tshark); without root it says why and passes. The lab
 //! guard removes every namespace and switch even when a check fails.
@@ -13,6 +16,7 @@
 mod common;
 
 use common::{ok, root_serial, run, Lab};
+use std::time::{Duration, Instant};
 
 const VNI: u32 = 0x2a;
 
@@ -240,4 +244,94 @@ fn pods_across_nodes_over_ipv4_geneve() {
 #[test]
 fn pods_across_nodes_over_ipv6_geneve() {
     overlay("g6", true);
+}
+
+/// Listens on 8080 in the rejecting node's pod and says what it accepted.
+const LISTENER: &str = "\
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 8080)); s.listen(16); print('listening', flush=True)
+while True:
+    c, a = s.accept(); print('accepted', a[0], flush=True); c.close()
+";
+
+/// Connects to 10.244.2.2:8080 and prints the outcome and the seconds taken.
+const CONNECT: &str = "\
+import socket, time
+s = socket.socket(); s.settimeout(5); t = time.monotonic()
+try:
+    s.connect(('10.244.2.2', 8080)); r = 'connected'
+except ConnectionRefusedError: r = 'refused'
+except socket.timeout: r = 'timeout'
+except OSError as e: r = 'error-%d' % e.errno
+print(r, '%.3f' % (time.monotonic() - t))
+";
+
+fn reject_across(tag: &str, v6: bool) {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up_with(tag, 2, 2, 1);
+    // Node 2 rejects, for packets out of the tunnel only, TCP to pod 1's
+    // port 8080 and pings to pod 2.
+    let rejects = "priority=200,in_port=gnv0,tcp,nw_dst=10.244.2.2,tp_dst=8080,actions=reject\n\
+                   priority=200,in_port=gnv0,icmp,icmp_type=8,nw_dst=10.244.2.3,actions=reject\n";
+    for (n, m) in [(1, 2), (2, 1)] {
+        let mut flows = node_flows(n, m, v6, false);
+        if n == 2 {
+            flows += rejects;
+        }
+        lab.start_switch_on(&format!("n{n}"), &node_config(n, v6, false), &flows, 3);
+    }
+    // Both nodes resolve each other: the way back is the way a reply takes.
+    let t = Instant::now();
+    while lab.ping("n1-p1", "10.244.2.2", 1) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            lab.log_of("n2")
+        );
+    }
+    let listener = lab.spawn("n2-p1", "listener", &["python3", "-u", "-c", LISTENER]);
+    let t = Instant::now();
+    while !listener.log().contains("listening") {
+        assert!(t.elapsed() < Duration::from_secs(5), "{}", listener.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = lab.exec("n1-p1", &["python3", "-c", CONNECT]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut words = said.split_whitespace();
+    assert_eq!(
+        words.next(),
+        Some("refused"),
+        "{said}\n{}",
+        lab.log_of("n2")
+    );
+    let secs: f64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(9.0);
+    // A RST, not a timeout: well under the 1 s SYN retransmission.
+    assert!(secs < 0.5, "refused after {secs} s");
+    assert!(!listener.log().contains("accepted"), "{}", listener.log());
+
+    let out = lab.exec(
+        "n1-p1",
+        &["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.244.2.3"],
+    );
+    let ping =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        ping.contains("Packet filtered") || ping.contains("administratively prohibited"),
+        "{ping}\n{}",
+        lab.log_of("n2")
+    );
+    assert!(ping.contains("0 received"), "{ping}");
+    // What is not rejected still crosses.
+    assert_eq!(lab.ping("n1-p1", "10.244.2.2", 2), 2);
+}
+
+#[test]
+fn reject_answers_across_ipv4_geneve() {
+    reject_across("rj4", false);
+}
+
+#[test]
+fn reject_answers_across_ipv6_geneve() {
+    reject_across("rj6", true);
 }
