@@ -1,7 +1,8 @@
 //! Shared helpers of the end-to-end tests: packets described as plain
 //! values and serialised by `etherparse` (an implementation independent of
 //! ours, so expected bytes and checksums do not come from the code under
-//! test), and a loader that puts a flow file into an in-memory datapath.
+//! test), a loader that puts a flow file into an in-memory datapath, and
+//! checks of the flow syntax (print-back, column errors).
 
 use datapath::pipeline::PmdConfig;
 use datapath::MemDatapath;
@@ -109,5 +110,25 @@ pub fn always_emc() -> PmdConfig {
     PmdConfig {
         emc_inv_prob: 1,
         ..Default::default()
+    }
+}
+
+/// Each flow parses, prints, and parses back to the same rule.
+pub fn assert_prints_back(lines: &[&str]) {
+    for l in lines {
+        let spec = ctl::ofp::parse_flow(l, &()).unwrap_or_else(|e| panic!("{l}: {e}"));
+        let text = ctl::ofp::format_flow_spec(&spec, &());
+        let again = ctl::ofp::parse_flow(&text, &()).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(spec, again, "{l} printed as {text}");
+    }
+}
+
+/// Each flow is refused with a message containing its `want` and a column
+/// past `min_column` (inside the action, not at the line's start).
+pub fn assert_refused(cases: &[(&str, &str)], min_column: usize) {
+    for (line, want) in cases {
+        let e = ctl::ofp::parse_flow(line, &()).expect_err(line);
+        assert!(e.to_string().contains(want), "{line}: {e}");
+        assert!(e.column > min_column, "{line}: {e}");
     }
 }

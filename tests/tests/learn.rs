@@ -104,12 +104,7 @@ fn learn_prints_back_as_written() {
         "ip,actions=learn(table=1,hard_timeout=86400,priority=100,dl_type=0x800,nw_src[],load:reg3[]->reg3[])",
         "ip,actions=learn(table=5,idle_timeout=30,cookie=0x7,dl_type=0x800,nw_dst[]=nw_src[],nw_proto=6,reg1[0..15]=0x1f,load:0x2a->reg2[],output:in_port[])",
     ];
-    for l in lines {
-        let spec = ctl::ofp::parse_flow(l, &()).unwrap_or_else(|e| panic!("{l}: {e}"));
-        let text = ctl::ofp::format_flow_spec(&spec, &());
-        let again = ctl::ofp::parse_flow(&text, &()).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert_eq!(spec, again, "{l} printed as {text}");
-    }
+    oxvs_tests::assert_prints_back(&lines);
 }
 
 #[test]
@@ -122,9 +117,5 @@ fn bad_learn_specs_name_their_column() {
         ("ip,actions=learn(table=1,bogus[])", "unknown field"),
         ("ip,actions=learn(table=1,load:0x1ff->reg3[0..7])", "reg3"),
     ];
-    for (line, want) in cases {
-        let e = ctl::ofp::parse_flow(line, &()).expect_err(line);
-        assert!(e.to_string().contains(want), "{line}: {e}");
-        assert!(e.column > 12, "{line}: {e}");
-    }
+    oxvs_tests::assert_refused(&cases, 12);
 }
