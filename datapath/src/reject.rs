@@ -30,16 +30,10 @@ use wire::icmpv4::msg_type as icmp4;
 use wire::tcp::flags;
 use wire::{ethertype, ipproto, Icmpv4Packet, Icmpv6Packet, Ipv4Packet, Ipv6Packet, TcpPacket};
 
-/// IPv4 error datagrams stay within this size (RFC 1812 §4.3.2.3).
-const IPV4_ERROR_MAX: usize = 576;
-/// ICMPv6 errors stay within the minimum IPv6 MTU (RFC 4443 §2.4(c)).
-const IPV6_MIN_MTU: usize = 1280;
 const ICMP_HEADER_LEN: usize = 8;
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 const TCP_LEN: usize = 20;
-/// TTL / hop limit of the answers, what Linux uses for its own.
-const HOP_LIMIT: u8 = 64;
 /// ICMP destination unreachable codes (RFC 792, RFC 1812 §5.2.7.1).
 const ICMP4_PORT_UNREACHABLE: u8 = 3;
 const ICMP4_ADMIN_PROHIBITED: u8 = 13;
@@ -94,15 +88,6 @@ fn write_l2(frame: &[u8], l3: usize, out: &mut [u8]) {
     out[6..12].copy_from_slice(&frame[0..6]);
 }
 
-/// True for addresses that name a single host (RFC 1122 §3.2.1.3).
-fn is_host_v4(a: Ipv4Addr) -> bool {
-    !(a.is_unspecified()
-        || a.is_loopback()
-        || a.is_multicast()
-        || a.is_broadcast()
-        || a.octets()[0] >= 240)
-}
-
 fn build_v4(
     frame: &[u8],
     l3: usize,
@@ -111,7 +96,8 @@ fn build_v4(
 ) -> Result<usize, RejectError> {
     let ip = Ipv4Packet::new_checked(&frame[l3..]).map_err(|_| RejectError::Malformed)?;
     let (src, dst) = (Ipv4Addr::from(ip.src_addr()), Ipv4Addr::from(ip.dst_addr()));
-    if ip.frag_offset() != 0 || !is_host_v4(src) || !is_host_v4(dst) {
+    if ip.frag_offset() != 0 || !wire::ipv4::is_single_host(src) || !wire::ipv4::is_single_host(dst)
+    {
         return Err(RejectError::Suppressed);
     }
     let ip_hl = ip.header_len();
@@ -152,7 +138,7 @@ fn build_v4(
     {
         return Err(RejectError::Suppressed);
     }
-    let quote = ip_len.min(IPV4_ERROR_MAX - IPV4_LEN - ICMP_HEADER_LEN);
+    let quote = ip_len.min(wire::ipv4::ERROR_DATAGRAM_MAX - IPV4_LEN - ICMP_HEADER_LEN);
     let ip_total = IPV4_LEN + ICMP_HEADER_LEN + quote;
     let total = l3 + ip_total;
     let out = out.get_mut(..total).ok_or(RejectError::BufferTooSmall)?;
@@ -176,7 +162,7 @@ fn build_v4(
 fn write_ip4(rip: &mut Ipv4Packet<&mut [u8]>, proto: u8, len: usize, src: Ipv4Addr, dst: Ipv4Addr) {
     rip.set_version_ihl(5);
     rip.set_total_len(len as u16);
-    rip.set_ttl(HOP_LIMIT);
+    rip.set_ttl(wire::ipv4::DEFAULT_TTL);
     rip.set_protocol(proto);
     rip.set_src_addr(src.octets());
     rip.set_dst_addr(dst.octets());
@@ -249,7 +235,7 @@ fn build_v6(
     if up.protocol == ipproto::ICMPV6 && upper.first().is_none_or(|&t| t < 128) {
         return Err(RejectError::Suppressed);
     }
-    let quote = ip_len.min(IPV6_MIN_MTU - IPV6_LEN - ICMP_HEADER_LEN);
+    let quote = ip_len.min(wire::ipv6::MIN_MTU - IPV6_LEN - ICMP_HEADER_LEN);
     let payload_len = ICMP_HEADER_LEN + quote;
     let total = l3 + IPV6_LEN + payload_len;
     let out = out.get_mut(..total).ok_or(RejectError::BufferTooSmall)?;
@@ -273,7 +259,7 @@ fn write_ip6(out: &mut [u8], next: u8, payload_len: usize, src: Ipv6Addr, dst: I
     rip.set_version(6);
     rip.set_payload_len(payload_len as u16);
     rip.set_next_header(next);
-    rip.set_hop_limit(HOP_LIMIT);
+    rip.set_hop_limit(wire::ipv4::DEFAULT_TTL);
     rip.set_src_addr(src.octets());
     rip.set_dst_addr(dst.octets());
 }
@@ -294,7 +280,7 @@ pub fn reply(
     let n = data.len().min(orig.len());
     orig[..n].copy_from_slice(&data[..n]);
     let mut r = pool.alloc()?;
-    r.len = (FRAME_SIZE - HEADROOM).min(l3 + IPV6_MIN_MTU) as u16;
+    r.len = (FRAME_SIZE - HEADROOM).min(l3 + wire::ipv6::MIN_MTU) as u16;
     match build(&orig[..n], l3, how, pool.data_mut(&r)) {
         Ok(len) => {
             r.len = len as u16;

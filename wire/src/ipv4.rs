@@ -23,6 +23,25 @@ use crate::bytes::{get_array, get_u16, set_array, set_u16};
 use crate::checksum;
 use crate::{Error, ErrorKind, Layer};
 
+/// The most an ICMP error datagram may carry, IP header included: as much
+/// of the offending packet as fits in 576 bytes (RFC 1812 §4.3.2.3).
+pub const ERROR_DATAGRAM_MAX: usize = 576;
+
+/// The TTL (and IPv6 hop limit) of packets the switch originates, such as
+/// ICMP errors and TCP resets: what Linux uses for its own.
+pub const DEFAULT_TTL: u8 = 64;
+
+/// Whether `a` names a single host (RFC 1122 §3.2.1.3): not zero,
+/// loopback, multicast, broadcast or class E. No ICMP error or reset is
+/// sent to or about anything else (RFC 1122 §3.2.2).
+pub fn is_single_host(a: core::net::Ipv4Addr) -> bool {
+    !(a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.octets()[0] >= 240)
+}
+
 /// IP protocol numbers (IANA "Assigned Internet Protocol Numbers"), used in
 /// the IPv4 protocol field and the IPv6 next header field alike.
 pub mod ipproto {

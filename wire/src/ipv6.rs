@@ -29,6 +29,10 @@ mod field {
     pub const PAYLOAD: usize = 40;
 }
 
+/// The minimum IPv6 MTU (RFC 8200 §5), which is also the ceiling for an
+/// ICMPv6 error and the packet it quotes (RFC 4443 §2.4(c)).
+pub const MIN_MTU: usize = 1280;
+
 /// How many extension headers [`Ipv6Packet::upper_layer`] walks before it
 /// gives up with `Unsupported`. RFC 8200 §4.1 recommends an order with at
 /// most one of each kind (destination options twice), seven in all; eight

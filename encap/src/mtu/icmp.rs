@@ -33,15 +33,9 @@ use wire::{ethertype, ipproto, EthernetFrame, Icmpv4Packet, Icmpv6Packet, Ipv4Pa
 
 use super::ETH_HEADER_LEN;
 
-/// IPv4 error datagrams stay within this size (RFC 1812 §4.3.2.3).
-const IPV4_ERROR_MAX: usize = 576;
-/// The minimum IPv6 MTU (RFC 8200 §5), the ceiling for ICMPv6 errors.
-const IPV6_MIN_MTU: usize = 1280;
 const ICMP_HEADER_LEN: usize = 8;
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
-/// TTL / hop limit of the errors we originate.
-const HOP_LIMIT: u8 = 64;
 
 /// Why no ICMP error was built. Each variant's doc comment is its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,16 +79,6 @@ impl fmt::Display for IcmpError {
 
 impl std::error::Error for IcmpError {}
 
-/// True for addresses that name a single host (RFC 1122 §3.2.1.3): not
-/// zero, loopback, multicast, broadcast or class E.
-fn is_host_v4(a: Ipv4Addr) -> bool {
-    !(a.is_unspecified()
-        || a.is_loopback()
-        || a.is_multicast()
-        || a.is_broadcast()
-        || a.octets()[0] >= 240)
-}
-
 /// Writes the swapped Ethernet header of a reply.
 fn write_eth(out: &mut [u8], orig: &EthernetFrame<&[u8]>, et: u16) {
     out[0..6].copy_from_slice(&orig.src());
@@ -134,7 +118,7 @@ pub fn frag_needed_v4(
         });
     if icmp_error
         || ip.frag_offset() != 0
-        || !is_host_v4(src)
+        || !wire::ipv4::is_single_host(src)
         || dst.is_multicast()
         || dst.is_broadcast()
         || is_multicast(&eth.dst())
@@ -143,7 +127,7 @@ pub fn frag_needed_v4(
     }
     let reply_src = gateway.unwrap_or(dst);
     let orig_len = usize::from(ip.total_len());
-    let quote = orig_len.min(IPV4_ERROR_MAX - IPV4_LEN - ICMP_HEADER_LEN);
+    let quote = orig_len.min(wire::ipv4::ERROR_DATAGRAM_MAX - IPV4_LEN - ICMP_HEADER_LEN);
     let ip_total = IPV4_LEN + ICMP_HEADER_LEN + quote;
     let total = ETH_HEADER_LEN + ip_total;
     let out = out.get_mut(..total).ok_or(IcmpError::BufferTooSmall)?;
@@ -156,7 +140,7 @@ pub fn frag_needed_v4(
     // originate (RFC 1812 §4.3.2.5 allows 6 or 7).
     rip.set_tos(0xc0);
     rip.set_total_len(ip_total as u16);
-    rip.set_ttl(HOP_LIMIT);
+    rip.set_ttl(wire::ipv4::DEFAULT_TTL);
     rip.set_protocol(ipproto::ICMP);
     rip.set_src_addr(reply_src.octets());
     rip.set_dst_addr(src.octets());
@@ -205,7 +189,7 @@ pub fn packet_too_big_v6(
         None => dst,
     };
     let orig_len = IPV6_LEN + usize::from(ip.payload_len());
-    let quote = orig_len.min(IPV6_MIN_MTU - IPV6_LEN - ICMP_HEADER_LEN);
+    let quote = orig_len.min(wire::ipv6::MIN_MTU - IPV6_LEN - ICMP_HEADER_LEN);
     let payload_len = ICMP_HEADER_LEN + quote;
     let total = ETH_HEADER_LEN + IPV6_LEN + payload_len;
     let out = out.get_mut(..total).ok_or(IcmpError::BufferTooSmall)?;
@@ -216,7 +200,7 @@ pub fn packet_too_big_v6(
     rip.set_version(6);
     rip.set_payload_len(payload_len as u16);
     rip.set_next_header(ipproto::ICMPV6);
-    rip.set_hop_limit(HOP_LIMIT);
+    rip.set_hop_limit(wire::ipv4::DEFAULT_TTL);
     rip.set_src_addr(reply_src.octets());
     rip.set_dst_addr(src.octets());
 
