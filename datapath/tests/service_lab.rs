@@ -131,6 +131,25 @@ fn services(tag: &str, switch: Switch) {
         );
         assert!(backends.contains(got[0].as_str()), "{got:?}");
     }
+    // A client port that reached an endpoint through the ClusterIP reaches
+    // it again through web-sticky: the second connection's reply tuple
+    // would be the first's, so the switch moves its source port (as Linux
+    // does). Dropping it instead made ports that met this way time out.
+    let sticky = s.client("n2-p1", &["http", STICKY_IP, "80"]);
+    let mut met = 0;
+    for port in (45000..45060).map(|p: u16| p.to_string()) {
+        let first = s.client("n2-p1", &["http-from", CLUSTER_IP, "80", "1", &port]);
+        if first != sticky {
+            continue;
+        }
+        let again = s.client("n2-p1", &["http-from", STICKY_IP, "80", "1", &port]);
+        assert_eq!(again, sticky, "from port {port}\n{}", s.report());
+        met += 1;
+        if met == 3 {
+            break;
+        }
+    }
+    assert_eq!(met, 3, "the ClusterIP never chose {sticky:?}");
     for (node, clients) in [
         ("n1", &["10.244.1.2"][..]),
         ("n2", &["10.244.2.2", "10.244.2.4"]),

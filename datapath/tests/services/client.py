@@ -18,6 +18,18 @@ if mode == "http":  # n connections, one GET each
             out.append(err(e))
         finally:
             c.close()
+elif mode == "http-from":  # n GETs, the i-th from source port argv[5] + i
+    for i in range(n):
+        c = http.client.HTTPConnection(host, port, timeout=3)
+        try:
+            c.sock = socket.socket(); c.sock.settimeout(3)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            c.sock.bind(("0.0.0.0", int(sys.argv[5]) + i)); c.sock.connect((host, port))
+            c.request("GET", "/"); out.append(c.getresponse().read().decode())
+        except Exception as e:
+            out.append(err(e))
+        finally:
+            c.close()
 elif mode == "keepalive":  # one connection, n GETs
     c = http.client.HTTPConnection(host, port, timeout=3)
     for _ in range(n):

@@ -8,10 +8,18 @@
 //! Candidates start at a hash of the original tuple, so connections spread
 //! over an address range, and walk the range from there. As in OVS, SNAT
 //! without a port range first keeps the original port and falls back to
-//! the ephemeral range 1024-65535 on a collision. The walk is bounded
-//! ([`MAX_ATTEMPTS`]) so a nearly full range costs a bounded number of
-//! probes per new connection; when it gives up the packet is dropped with
-//! `DropReason::CtNatExhausted`.
+//! the ephemeral range 1024-65535 on a collision.
+//!
+//! DNAT of TCP or UDP never moves a destination port the rule did not
+//! name, since the server listens there. When every destination the rule
+//! allows is taken, which happens when two Services send one client port to
+//! the same endpoint, the source port moves instead, to one from the
+//! ephemeral range, as Linux's implicit source NAT and OVS do. Replies are
+//! translated back to the client's own port.
+//!
+//! Each walk is bounded ([`MAX_ATTEMPTS`]) so a nearly full range costs a
+//! bounded number of probes per new connection; when it gives up the
+//! packet is dropped with `DropReason::CtNatExhausted`.
 
 use super::types::{mix, CtAddr, Tuple};
 use std::net::IpAddr;
@@ -91,35 +99,52 @@ pub(crate) struct Candidates<A> {
     port_min: u16,
     port_count: u32,
     keep_port: bool,
+    /// DNAT of a protocol with ports: after `total` destinations, walk
+    /// source ports from the ephemeral range (see the module docs).
+    move_sport: bool,
     /// Where the walk starts in the address and port ranges, from the hash
     /// of the original tuple; computed once because `u128` division is a
     /// library call, not an instruction.
     a_off: u128,
     p_off: u32,
+    /// The hash itself, for the source-port walk's start.
+    hash: u64,
     i: u32,
     total: u32,
 }
 
 impl<A: CtAddr> Candidates<A> {
-    /// The candidates for `range` applied to `orig` (source side if `src`).
-    /// `None` if the range's family does not match or it is reversed.
-    pub fn new(orig: &Tuple<A>, range: &NatRange, src: bool, seed: u64) -> Option<Self> {
+    /// The candidates for `range` applied to `orig` (source side if `src`);
+    /// `ports`: the protocol has real ports (TCP, UDP), not an ICMP
+    /// identifier or none. `None` if the range's family does not match or
+    /// it is reversed.
+    pub fn new(
+        orig: &Tuple<A>,
+        range: &NatRange,
+        src: bool,
+        ports: bool,
+        seed: u64,
+    ) -> Option<Self> {
         let lo = A::from_ip(range.addr_min)?.to_u128();
         let hi = A::from_ip(range.addr_max)?.to_u128();
         if hi < lo || range.port_max < range.port_min {
             return None;
         }
         let keep_port = range.port_min == 0 && range.port_max == 0;
-        let (port_min, port_max) = if keep_port {
-            EPHEMERAL
-        } else {
-            (range.port_min, range.port_max)
+        let move_sport = !src && ports;
+        let (port_min, port_max) = match keep_port {
+            // The kept destination port is the only one.
+            true if move_sport => (orig.dport, orig.dport),
+            true => EPHEMERAL,
+            false => (range.port_min, range.port_max),
         };
         let addr_count = (hi - lo).saturating_add(1);
         let port_count = (port_max - port_min) as u32 + 1;
         let space = addr_count.saturating_mul(port_count as u128);
-        // Keeping the port adds one candidate in front of the range walk.
-        let total = space.min(MAX_ATTEMPTS as u128) as u32 + keep_port as u32;
+        // Keeping the port adds one candidate in front of the range walk,
+        // unless that walk is the kept port itself.
+        let keep_first = keep_port && !move_sport;
+        let total = space.min(MAX_ATTEMPTS as u128) as u32 + keep_first as u32;
         let h = mix(orig.src.word(orig.sport) ^ mix(orig.dst.word(orig.dport) ^ seed));
         let a_off = match u64::try_from(addr_count) {
             Ok(n) => (h % n) as u128,
@@ -132,9 +157,11 @@ impl<A: CtAddr> Candidates<A> {
             addr_count,
             port_min,
             port_count,
-            keep_port,
+            keep_port: keep_first,
+            move_sport,
             a_off,
             p_off: (h >> 32) as u32 % port_count,
+            hash: h,
             i: 0,
             total,
         })
@@ -163,6 +190,31 @@ impl<A: CtAddr> Candidates<A> {
             self.port_min + p_off as u16,
         )
     }
+
+    /// The source-port walk of DNAT, once every destination was taken:
+    /// the first destination with the `n`th ephemeral port after the
+    /// hashed start, skipping the client's own port (already tried).
+    fn next_sport(&mut self) -> Option<Tuple<A>> {
+        let (lo, hi) = EPHEMERAL;
+        let count = (hi - lo) as u32 + 1;
+        loop {
+            let n = self.i - self.total;
+            if !self.move_sport || n >= MAX_ATTEMPTS {
+                return None;
+            }
+            self.i += 1;
+            // Another part of the hash than the destination walk's.
+            let start = (self.hash >> 16) as u32 % count;
+            let port = lo + ((start + n) % count) as u16;
+            if port == self.orig.sport {
+                continue;
+            }
+            let (addr, dport) = self.pick(0);
+            let mut r = self.orig.reverse();
+            (r.src, r.sport, r.dport) = (addr, dport, port);
+            return Some(r);
+        }
+    }
 }
 
 impl<A: CtAddr> Iterator for Candidates<A> {
@@ -171,7 +223,7 @@ impl<A: CtAddr> Iterator for Candidates<A> {
 
     fn next(&mut self) -> Option<Tuple<A>> {
         if self.i >= self.total {
-            return None;
+            return self.next_sport();
         }
         let (addr, port) = self.pick(self.i);
         self.i += 1;

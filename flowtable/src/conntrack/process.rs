@@ -51,6 +51,11 @@ fn echo_kind(p: &CtPacket) -> Option<bool> {
     }
 }
 
+/// TCP and UDP: two independent ports, either of which NAT may move.
+fn movable_ports(proto_: u8) -> bool {
+    matches!(proto_, proto::TCP | proto::UDP)
+}
+
 pub(super) fn has_ports(proto_: u8) -> bool {
     matches!(proto_, proto::TCP | proto::UDP) || is_icmp(proto_)
 }
@@ -333,7 +338,9 @@ impl ConnTrack {
                 return self.new_verdict(table, idx, exec);
             }
         };
-        let Some(cands) = Candidates::new(t, range, src_nat, self.cfg.seed) else {
+        let Some(cands) =
+            Candidates::new(t, range, src_nat, movable_ports(pkt.proto), self.cfg.seed)
+        else {
             drop(g);
             self.release(zone);
             let mut v = CtVerdict::bare(NEW);
@@ -425,7 +432,8 @@ impl ConnTrack {
             Some(NatSpec::Dst(r)) => (r, false),
             _ => return CtVerdict::bare(NEW),
         };
-        let Some(cands) = Candidates::new(t, range, src_nat, self.cfg.seed) else {
+        let Some(cands) = Candidates::new(t, range, src_nat, movable_ports(proto_), self.cfg.seed)
+        else {
             return CtVerdict::bare(NEW);
         };
         for r in cands {

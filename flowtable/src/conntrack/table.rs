@@ -79,7 +79,12 @@ impl<T> std::ops::IndexMut<usize> for Slab<T> {
 /// "No slot" in lists and links.
 pub(crate) const NIL: u32 = u32::MAX;
 /// `class` of a free slot.
-const FREE: u8 = 0xff;
+const FREE: u8 = 0xf;
+/// A class and a lag share [`Conn::sched`]: the class in the top four bits.
+const CLASS_SHIFT: u16 = 12;
+const LAG_MASK: u16 = (1 << CLASS_SHIFT) - 1;
+const _: () = assert!((TimeoutClass::COUNT as u8) < FREE);
+const _: () = assert!(REQUEUE_MS <= LAG_MASK as u64);
 
 /// How far a refreshed deadline may run ahead of an entry's list position
 /// before the entry is moved to its list's tail.
@@ -108,6 +113,9 @@ pub(crate) struct Conn<A> {
     nat_addr: A,
     /// The port (ICMP echo: identifier) translated along with `nat_addr`.
     nat_port: u16,
+    /// With [`F_DNAT`], the reply's destination port: the original source
+    /// port, unless the reply tuple was taken and NAT moved it.
+    nat_sport: u16,
     pub zone: u16,
     pub tcp: [Peer; 2],
     pub expires: u64,
@@ -117,11 +125,11 @@ pub(crate) struct Conn<A> {
     prev: u32,
     next: u32,
     pub gen: u16,
-    /// How far `expires` is past the deadline the entry's list position
-    /// was queued with (see [`Table::refresh`]).
-    lag: u16,
+    /// The timeout class whose list holds the entry ([`FREE`] if none), and
+    /// how far `expires` is past the deadline it was queued with (see
+    /// [`Table::refresh`]), in one word to keep IPv6 entries at 112 bytes.
+    sched: u16,
     pub proto: u8,
-    class: u8,
     pub flags: u8,
 }
 
@@ -133,6 +141,7 @@ impl<A: CtAddr> Conn<A> {
             orig,
             nat_addr: A::default(),
             nat_port: 0,
+            nat_sport: orig.sport,
             zone,
             tcp: [Peer::default(); 2],
             expires: 0,
@@ -141,11 +150,23 @@ impl<A: CtAddr> Conn<A> {
             prev: NIL,
             next: NIL,
             gen: 0,
-            lag: 0,
+            sched: (FREE as u16) << CLASS_SHIFT,
             proto,
-            class: FREE,
             flags: 0,
         }
+    }
+
+    fn class(&self) -> u8 {
+        (self.sched >> CLASS_SHIFT) as u8
+    }
+
+    fn lag(&self) -> u16 {
+        self.sched & LAG_MASK
+    }
+
+    fn set_sched(&mut self, class: u8, lag: u16) {
+        debug_assert!(class <= FREE && lag <= LAG_MASK);
+        self.sched = (class as u16) << CLASS_SHIFT | lag;
     }
 
     /// Whether the connection is NATed (and so has a reply key of its own).
@@ -161,9 +182,11 @@ impl<A: CtAddr> Conn<A> {
         if self.flags & F_DNAT != 0 {
             r.src = self.nat_addr;
             r.sport = self.nat_port;
-            if is_echo(self.proto) {
-                r.dport = self.nat_port;
-            }
+            r.dport = if is_echo(self.proto) {
+                self.nat_port
+            } else {
+                self.nat_sport
+            };
         } else if self.flags & F_SNAT != 0 {
             r.dst = self.nat_addr;
             r.dport = self.nat_port;
@@ -178,7 +201,7 @@ impl<A: CtAddr> Conn<A> {
     /// must differ from the reversed original only on the translated side.
     pub fn set_reply(&mut self, r: Tuple<A>) {
         if self.flags & F_DNAT != 0 {
-            (self.nat_addr, self.nat_port) = (r.src, r.sport);
+            (self.nat_addr, self.nat_port, self.nat_sport) = (r.src, r.sport, r.dport);
         } else {
             (self.nat_addr, self.nat_port) = (r.dst, r.dport);
         }
@@ -423,7 +446,6 @@ impl<A: CtAddr> Table<A> {
             self.index_insert(idx << 2 | K_REPLY, hr);
         }
         self.conns[idx as usize].expires = expires;
-        self.conns[idx as usize].lag = 0;
         self.push_back(class, idx);
         self.len += 1;
         idx
@@ -440,7 +462,7 @@ impl<A: CtAddr> Table<A> {
         }
         self.unlink(idx);
         let slot = &mut self.conns[idx as usize];
-        slot.class = FREE;
+        slot.set_sched(FREE, 0);
         slot.next = self.free;
         slot.gen = slot.gen.wrapping_add(1);
         self.free = idx;
@@ -484,16 +506,14 @@ impl<A: CtAddr> Table<A> {
     /// never see it alive late.
     pub fn refresh(&mut self, idx: u32, class: TimeoutClass, expires: u64) {
         let c = &mut self.conns[idx as usize];
-        let queued = c.expires - c.lag as u64;
-        if c.class == class as u8 && expires >= queued && expires - queued < REQUEUE_MS {
-            c.lag = (expires - queued) as u16;
+        let queued = c.expires - c.lag() as u64;
+        if c.class() == class as u8 && expires >= queued && expires - queued < REQUEUE_MS {
+            c.set_sched(class as u8, (expires - queued) as u16);
             c.expires = expires;
             return;
         }
         self.unlink(idx);
-        let c = &mut self.conns[idx as usize];
-        c.expires = expires;
-        c.lag = 0;
+        self.conns[idx as usize].expires = expires;
         self.push_back(class, idx);
     }
 
@@ -514,7 +534,7 @@ impl<A: CtAddr> Table<A> {
     pub fn is_live(&self, idx: u32) -> bool {
         self.conns
             .get(idx as usize)
-            .is_some_and(|c| c.class != FREE)
+            .is_some_and(|c| c.class() != FREE)
     }
 
     fn push_back(&mut self, class: TimeoutClass, idx: u32) {
@@ -531,12 +551,12 @@ impl<A: CtAddr> Table<A> {
         let c = &mut self.conns[idx as usize];
         c.prev = tail;
         c.next = NIL;
-        c.class = class as u8;
+        c.set_sched(class as u8, 0);
     }
 
     fn unlink(&mut self, idx: u32) {
         let c = &self.conns[idx as usize];
-        let (class, prev, next) = (c.class, c.prev, c.next);
+        let (class, prev, next) = (c.class(), c.prev, c.next);
         if class == FREE {
             return;
         }

@@ -177,6 +177,65 @@ fn icmp_error_related_through_dnat() {
     assert_eq!((rw.outer.src, rw.outer.dst), (vip(), v4(1)));
 }
 
+/// Two Services sending one client port to the same endpoint: the second
+/// connection's reply tuple would be the first's, so, as Linux and OVS do,
+/// its source port is moved too, and each reply goes back to its own VIP.
+#[test]
+fn dnat_collision_moves_the_source_port() {
+    let ct = ConnTrack::new(CtConfig::default());
+    let mut ports = HashSet::new();
+    for (vip, sport) in [(v4(100), 40000), (v4(101), 40000), (v4(102), 40000)] {
+        let syn = CtPacket::tcp(v4(1), sport, vip, VIP_PORT, seg(SYN, 1, 0, 0));
+        let v = ct.process(&syn, 0, 0, true, Some(&dnat()));
+        assert_eq!(v.drop, None, "{vip}");
+        assert_eq!(v.state, ct_state::TRK | ct_state::NEW | ct_state::DNAT);
+        let rw = v.nat.unwrap().outer;
+        assert_eq!((rw.src, rw.dst, rw.dport), (v4(1), backend(), 8080));
+        assert!(ports.insert(rw.sport), "reply tuple shared: {rw:?}");
+        assert!(rw.sport == 40000 || rw.sport >= 1024);
+    }
+    assert!(ports.contains(&40000), "the first keeps its port");
+    for (i, &p) in ports.iter().enumerate() {
+        let sa = CtPacket::tcp(backend(), 8080, v4(1), p, seg(SYN | ACK, 9, 2, 0));
+        let v = ct.process(&sa, 0, 1 + i as u64, true, Some(&NatSpec::Existing));
+        assert!(v.has(ct_state::RPL | ct_state::EST), "{p}: {v:?}");
+        let rw = v.nat.unwrap().outer;
+        assert_eq!((rw.dst, rw.dport, rw.sport), (v4(1), 40000, VIP_PORT));
+    }
+    // A rule that names no port keeps the destination port: the source
+    // port moves.
+    let spec = NatSpec::Dst(NatRange::addr(backend()));
+    for vip in [v4(100), v4(101)] {
+        let syn = CtPacket::tcp(v4(2), 40000, vip, VIP_PORT, seg(SYN, 1, 0, 0));
+        let rw = ct.process(&syn, 0, 0, true, Some(&spec)).nat.unwrap().outer;
+        assert_eq!((rw.dst, rw.dport), (backend(), VIP_PORT));
+        assert_eq!(rw.sport == 40000, vip == v4(100), "{rw:?}");
+    }
+    // The same over IPv6 and UDP, and the entries' own reply keys are what
+    // dumps and flushes see.
+    let spec6 = NatSpec::Dst(NatRange::addr_port(v6(200), 53));
+    let mut got = HashSet::new();
+    for vip in [v6(100), v6(101)] {
+        let v = ct.process(
+            &CtPacket::udp(v6(1), 5353, vip, 53),
+            0,
+            0,
+            true,
+            Some(&spec6),
+        );
+        assert_eq!(v.drop, None);
+        got.insert(v.nat.unwrap().outer.sport);
+    }
+    assert_eq!(got.len(), 2);
+    let replies: HashSet<u16> = ct
+        .dump(None, 1, usize::MAX)
+        .into_iter()
+        .filter(|c| c.reply.0 == v6(200))
+        .map(|c| c.reply.3)
+        .collect();
+    assert_eq!(replies, got);
+}
+
 #[test]
 fn nat_range_of_wrong_family_is_refused() {
     let ct = ConnTrack::new(CtConfig::default());
