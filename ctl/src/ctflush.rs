@@ -1,8 +1,9 @@
 //! The arguments of `flush-conntrack`, as `ovs-appctl dpctl/flush-conntrack`
-//! takes them: `[zone=N] [mark=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]`, where a
-//! tuple is a comma-separated list of `ct_nw_src`, `ct_nw_dst`,
-//! `ct_ipv6_src`, `ct_ipv6_dst`, `ct_nw_proto`, `ct_tp_src`, `ct_tp_dst` and
-//! `icmp_id`, any of them left out to match anything. The first tuple is
+//! takes them: `[zone=N] [mark=V[/M]] [labels=V[/M]] [ORIG-TUPLE
+//! [REPLY-TUPLE]]`, where a tuple is a comma-separated list of `ct_nw_src`,
+//! `ct_nw_dst`, `ct_ipv6_src`, `ct_ipv6_dst`, `ct_nw_proto`, `ct_tp_src`,
+//! `ct_tp_dst`, `icmp_type`, `icmp_code` and `icmp_id`, any of them left out
+//! to match anything. The first tuple is
 //! the original direction, the second the reply direction as replies carry
 //! it (so after DNAT its `ct_nw_src` is the endpoint).
 //!
@@ -29,10 +30,18 @@ pub fn parse(args: &[String]) -> Result<CtFilter, String> {
             f.zone =
                 Some(u16::try_from(z).map_err(|_| at(6, format!("zone {v:?} is not 0-65535")))?);
         } else if let Some(v) = arg.strip_prefix("mark=") {
-            f.mark = Some(mark(v).ok_or_else(|| {
+            let (v, m) = masked(v, u32::MAX as u128).ok_or_else(|| {
                 at(
                     6,
                     format!("mark {v:?} is not VALUE or VALUE/MASK (32 bits)"),
+                )
+            })?;
+            f.mark = Some((v as u32, m as u32));
+        } else if let Some(v) = arg.strip_prefix("labels=") {
+            f.label = Some(masked(v, u128::MAX).ok_or_else(|| {
+                at(
+                    8,
+                    format!("labels {v:?} is not VALUE or VALUE/MASK (128 bits)"),
                 )
             })?);
         } else {
@@ -49,24 +58,21 @@ pub fn parse(args: &[String]) -> Result<CtFilter, String> {
 }
 
 /// A decimal or `0x` hexadecimal number.
-fn number(s: &str) -> Option<u64> {
+fn number(s: &str) -> Option<u128> {
     match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
+        Some(h) => u128::from_str_radix(h, 16).ok(),
         None => s.parse().ok(),
     }
 }
 
-fn mark(s: &str) -> Option<(u32, u32)> {
+/// `VALUE` or `VALUE/MASK`, both at most `max`; without a mask every bit
+/// counts.
+fn masked(s: &str, max: u128) -> Option<(u128, u128)> {
     let (v, m) = match s.split_once('/') {
-        Some((v, m)) => (v, Some(m)),
-        None => (s, None),
+        Some((v, m)) => (number(v)?, number(m)?),
+        None => (number(s)?, max),
     };
-    let v = u32::try_from(number(v)?).ok()?;
-    let m = match m {
-        Some(m) => u32::try_from(number(m)?).ok()?,
-        None => u32::MAX,
-    };
-    Some((v, m))
+    (v <= max && m <= max).then_some((v, m))
 }
 
 /// One tuple; an error carries its 1-based column in the argument.
@@ -103,6 +109,15 @@ fn tuple(arg: &str) -> Result<TupleFilter, (usize, String)> {
                 let p = number(value).and_then(|n| u8::try_from(n).ok());
                 t.proto = Some(p.ok_or_else(|| bad("a protocol number 0-255"))?);
             }
+            "icmp_type" | "icmp_code" => {
+                let v = number(value).and_then(|n| u8::try_from(n).ok());
+                let v = Some(v.ok_or_else(|| bad("a number 0-255"))?);
+                if name == "icmp_type" {
+                    t.icmp_type = v;
+                } else {
+                    t.icmp_code = v;
+                }
+            }
             "ct_tp_src" | "ct_tp_dst" | "icmp_id" => {
                 let p = number(value).and_then(|n| u16::try_from(n).ok());
                 let p = p.ok_or_else(|| bad("a port 0-65535"))?;
@@ -119,7 +134,8 @@ fn tuple(arg: &str) -> Result<TupleFilter, (usize, String)> {
                     col,
                     format!(
                         "unknown field {name:?}; a tuple takes ct_nw_src, ct_nw_dst, \
-                         ct_ipv6_src, ct_ipv6_dst, ct_nw_proto, ct_tp_src, ct_tp_dst, icmp_id"
+                         ct_ipv6_src, ct_ipv6_dst, ct_nw_proto, ct_tp_src, ct_tp_dst, \
+                         icmp_type, icmp_code, icmp_id"
                     ),
                 ))
             }
@@ -155,6 +171,15 @@ mod tests {
         assert_eq!(parse(&[]).unwrap(), CtFilter::default(), "no filter");
         let f = parse(&args("ct_ipv6_src=fd00::1,icmp_id=7")).unwrap();
         assert_eq!((f.orig.sport, f.orig.dport), (Some(7), Some(7)));
+        let f = parse(&args(
+            "mark=9 labels=0x10000000000000000/0x30000000000000000 \
+             ct_nw_proto=1,icmp_type=8,icmp_code=0 icmp_type=0",
+        ))
+        .unwrap();
+        assert_eq!(f.mark, Some((9, u32::MAX)));
+        assert_eq!(f.label, Some((1 << 64, 3 << 64)));
+        assert_eq!((f.orig.icmp_type, f.orig.icmp_code), (Some(8), Some(0)));
+        assert_eq!((f.reply.icmp_type, f.reply.icmp_code), (Some(0), None));
     }
 
     #[test]
@@ -170,6 +195,12 @@ mod tests {
         assert!(e.contains("argument 3") && e.contains("third tuple"), "{e}");
         let e = parse(&args("mark=0x1/zz")).unwrap_err();
         assert!(e.contains("mark"), "{e}");
+        let e = parse(&args("mark=0x100000000")).unwrap_err();
+        assert!(e.contains("32 bits"), "{e}");
+        let e = parse(&args("zone=1 labels=0x1/")).unwrap_err();
+        assert!(e.contains("argument 2") && e.contains("column 8"), "{e}");
+        let e = parse(&args("icmp_type=8,icmp_code=256")).unwrap_err();
+        assert!(e.contains("column 23") && e.contains("0-255"), "{e}");
         let e = parse(&args("ct_nw_proto")).unwrap_err();
         assert!(e.contains("column 1") && e.contains("FIELD=VALUE"), "{e}");
     }

@@ -141,7 +141,7 @@ pub enum Command {
         /// Only this zone.
         zone: Option<u16>,
     },
-    /// `flush-conntrack [zone=N] [mark=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]`:
+    /// `flush-conntrack [zone=N] [mark=V[/M]] [labels=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]`:
     /// removes the matching connections (see [`crate::ctflush`]).
     FlushConntrack {
         /// The arguments as typed; the daemon parses them again.

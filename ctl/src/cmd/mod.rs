@@ -35,7 +35,7 @@ Flows and groups (every change is one transaction; --bundle says so):
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
   dump-conntrack [zone=N]
-  flush-conntrack [zone=N] [mark=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]
+  flush-conntrack [zone=N] [mark=V[/M]] [labels=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]
                                      remove connections; a tuple is e.g.
                                      ct_nw_src=10.244.1.5,ct_nw_proto=17,ct_tp_src=53
   trace PACKET                       trace a packet through the live rules

@@ -15,8 +15,9 @@
 //! removed under its lock, and the aliases of NATed ones in other shards
 //! afterwards, one lock at a time, as expiry does.
 
+use super::process::is_icmp;
 use super::table::Conn;
-use super::types::{CtAddr, Tuple};
+use super::types::{proto, CtAddr, Tuple};
 use super::{ConnTrack, Family, Gone, SHARDS};
 use std::net::IpAddr;
 
@@ -33,6 +34,12 @@ pub struct TupleFilter {
     pub sport: Option<u16>,
     /// Destination port (ICMP echo: the identifier).
     pub dport: Option<u16>,
+    /// ICMP type: an echo connection's original direction carries a
+    /// request (8, ICMPv6 128), its reply direction a reply (0, 129).
+    /// Matches no connection of another protocol.
+    pub icmp_type: Option<u8>,
+    /// ICMP code: 0 for echo.
+    pub icmp_code: Option<u8>,
 }
 
 /// The connections a flush removes: those matching every part given.
@@ -42,6 +49,8 @@ pub struct CtFilter {
     pub zone: Option<u16>,
     /// `ct_mark` value and mask.
     pub mark: Option<(u32, u32)>,
+    /// `ct_label` value and mask.
+    pub label: Option<(u128, u128)>,
     /// The original direction.
     pub orig: TupleFilter,
     /// The reply direction, as replies carry it (after NAT).
@@ -49,21 +58,40 @@ pub struct CtFilter {
 }
 
 impl TupleFilter {
-    fn matches<A: CtAddr>(&self, proto: u8, t: &Tuple<A>) -> bool {
+    fn matches<A: CtAddr>(&self, proto_: u8, t: &Tuple<A>, reply: bool) -> bool {
         self.src.is_none_or(|a| a == t.src.to_ip())
             && self.dst.is_none_or(|a| a == t.dst.to_ip())
-            && self.proto.is_none_or(|p| p == proto)
+            && self.proto.is_none_or(|p| p == proto_)
             && self.sport.is_none_or(|p| p == t.sport)
             && self.dport.is_none_or(|p| p == t.dport)
+            && self
+                .icmp_type
+                .is_none_or(|ty| Some(ty) == echo_type(proto_, reply))
+            && self
+                .icmp_code
+                .is_none_or(|code| code == 0 && is_icmp(proto_))
+    }
+}
+
+/// The ICMP type one direction of an echo connection carries (the only
+/// ICMP connections conntrack keeps); `None` for other protocols.
+fn echo_type(proto_: u8, reply: bool) -> Option<u8> {
+    match (proto_, reply) {
+        (proto::ICMP, false) => Some(8),
+        (proto::ICMP, true) => Some(0),
+        (proto::ICMPV6, false) => Some(128),
+        (proto::ICMPV6, true) => Some(129),
+        _ => None,
     }
 }
 
 impl CtFilter {
-    fn matches<A: CtAddr>(&self, c: &Conn<A>) -> bool {
+    fn matches<A: CtAddr>(&self, c: &Conn<A>, label: u128) -> bool {
         self.zone.is_none_or(|z| z == c.zone)
             && self.mark.is_none_or(|(v, m)| c.mark & m == v & m)
-            && self.orig.matches(c.proto, &c.orig)
-            && self.reply.matches(c.proto, &c.reply())
+            && self.label.is_none_or(|(v, m)| label & m == v & m)
+            && self.orig.matches(c.proto, &c.orig, false)
+            && self.reply.matches(c.proto, &c.reply(), true)
     }
 }
 
@@ -83,7 +111,7 @@ impl ConnTrack {
         let t = A::table(&mut g);
         let doomed: Vec<u32> = t
             .live_slots()
-            .filter(|&idx| f.matches(t.conn(idx)))
+            .filter(|&idx| f.matches(t.conn(idx), t.label(t.conn(idx))))
             .collect();
         let mut aliases = Vec::new();
         for &idx in &doomed {

@@ -106,3 +106,44 @@ fn flush_by_zone_and_mark_leaves_the_rest() {
     assert_eq!(ct.flush(&CtFilter::default()), 3, "no filter: everything");
     assert!(ct.is_empty());
 }
+
+#[test]
+fn flush_by_label_and_icmp_type() {
+    let ct = ConnTrack::new(CtConfig::default());
+    let labelled = CtExec {
+        mark: None,
+        label: Some((5 << 64, u128::MAX)),
+    };
+    let commit = |p: &CtPacket, exec: &CtExec| ct.process_exec(p, 0, 0, true, None, exec);
+    commit(&CtPacket::icmp_echo(v4(1), v4(2), 7, true), &labelled);
+    commit(
+        &CtPacket::icmp_echo(v6(1), v6(2), 7, true),
+        &CtExec::default(),
+    );
+    commit(&udp(v4(1), 7, v4(2), 7), &CtExec::default());
+    assert_eq!(ct.len(), 3);
+    let by = |orig: TupleFilter, reply: TupleFilter| CtFilter {
+        orig,
+        reply,
+        ..CtFilter::default()
+    };
+    let ty = |t: u8| TupleFilter {
+        icmp_type: Some(t),
+        ..TupleFilter::default()
+    };
+    // A request type names no reply direction, and no UDP connection.
+    assert_eq!(ct.flush(&by(ty(0), TupleFilter::default())), 0);
+    assert_eq!(ct.flush(&by(TupleFilter::default(), ty(8))), 0);
+    let code = TupleFilter {
+        icmp_code: Some(3),
+        ..TupleFilter::default()
+    };
+    assert_eq!(ct.flush(&by(code, TupleFilter::default())), 0);
+    let by_label = CtFilter {
+        label: Some((1 << 64, 1 << 64)),
+        ..CtFilter::default()
+    };
+    assert_eq!(ct.flush(&by_label), 1, "only the IPv4 echo has bit 64");
+    assert_eq!(ct.flush(&by(TupleFilter::default(), ty(129))), 1);
+    assert_eq!(ct.len(), 1, "the UDP connection is left");
+}
