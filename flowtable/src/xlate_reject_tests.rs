@@ -3,6 +3,7 @@
 //! reject ends the walk.
 
 use super::*;
+use crate::action::{RejectHow, RejectReply, Verdict};
 use crate::bridge::Change;
 use crate::field::{dl_type, Field};
 use crate::flow_match::Match;

@@ -1,0 +1,77 @@
+//! Tests of a bridge's batch semantics: a bad change applies nothing, and
+//! groups are usable and deletable within one batch. They live in their own
+//! file to keep `bridge.rs` short.
+
+use super::*;
+use crate::action::GroupType;
+use crate::rule::Bucket;
+
+fn flow(actions: Vec<Action>) -> Change {
+    Change::AddFlow(FlowSpec {
+        actions,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_bad_change_applies_nothing() {
+    let mut br = Bridge::default();
+    br.add_port(1, "p1");
+    let v = br.version();
+    let batch = [flow(vec![Action::Output(1)]), flow(vec![Action::Output(9)])];
+    assert_eq!(br.apply(&batch, 0), Err((1, RuleError::UnknownPort(9))));
+    assert!(br.cls.is_empty());
+    assert_eq!(br.version(), v);
+    assert_eq!(
+        br.apply(&[flow(vec![Action::Group(7)])], 0),
+        Err((0, RuleError::UnknownGroup(7)))
+    );
+    let goto = Change::AddFlow(FlowSpec {
+        table: 3,
+        actions: vec![Action::GotoTable(2)],
+        ..Default::default()
+    });
+    assert_eq!(
+        br.apply(&[goto], 0),
+        Err((0, RuleError::GotoBackwards { from: 3, to: 2 }))
+    );
+}
+
+fn indirect_to_1(id: u32) -> GroupSpec {
+    let bucket = Bucket {
+        weight: 0,
+        watch_port: None,
+        actions: vec![Action::Output(1)],
+    };
+    GroupSpec {
+        id,
+        kind: GroupType::Indirect,
+        buckets: vec![bucket],
+        hash_fields: None,
+    }
+}
+
+#[test]
+fn groups_defined_in_the_batch_can_be_used_and_deleting_one_removes_its_users() {
+    let mut br = Bridge::default();
+    br.add_port(1, "p1");
+    br.apply(
+        &[
+            flow(vec![Action::Group(7)]),
+            Change::AddGroup(indirect_to_1(7)),
+        ],
+        0,
+    )
+    .expect_err("the rule comes before its group");
+    br.apply(
+        &[
+            Change::AddGroup(indirect_to_1(7)),
+            flow(vec![Action::Group(7)]),
+        ],
+        0,
+    )
+    .expect("valid");
+    assert_eq!(br.cls.len(), 1);
+    br.apply(&[Change::DeleteGroup(7)], 0).expect("valid");
+    assert!(br.cls.is_empty() && br.groups.is_empty());
+}
