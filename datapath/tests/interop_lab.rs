@@ -35,7 +35,7 @@
 
 mod common;
 
-use common::{find_tool, ok, root_serial, Lab, Ovs};
+use common::{find_tool, ok, root_serial, Lab, Ovs, OVS_SCHEMA, OVS_TOOLS};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -49,16 +49,6 @@ const GENEVE_HEADER: &str = "0000655800002a00";
 /// Node 2's pods: 1500 less 20 (outer IPv4) + 8 (UDP) + 8 (Geneve) + 14
 /// (inner Ethernet).
 const OVS_POD_MTU: u32 = 1450;
-
-const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
-const OVS_TOOLS: [&str; 6] = [
-    "ovsdb-tool",
-    "ovsdb-server",
-    "ovs-vswitchd",
-    "ovs-vsctl",
-    "ovs-ofctl",
-    "ovs-appctl",
-];
 
 /// The flows of node `n` whose peer is `m`, in the ovs-ofctl syntax both
 /// switches read: overlay_lab.rs's `node_flows(n, m, false, false)`. L2

@@ -1,6 +1,6 @@
 //! The decision half of oxvs: given a packet's headers, what happens to it.
 //!
-//! A packet is parsed once into a [`FlowKey`] ([`extract`]). The key is looked
+//! A packet is parsed once into a [`FlowKey`] ([`mod@extract`]). The key is looked
 //! up in a per-core exact-match cache ([`emc`]), then in the megaflow table
 //! ([`megaflow`], tuple-space search over masked keys), and on a miss it is
 //! "upcalled": [`xlate`] walks the OpenFlow-style [`classifier`] tables of a
