@@ -454,6 +454,4 @@ impl Bridge {
 }
 
 #[cfg(test)]
-mod conjunction_validation;
-#[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
-//! Tests of a bridge's batch semantics: a bad change applies nothing, and
-//! groups are usable and deletable within one batch. They live in their own
-//! file to keep `bridge.rs` short.
+//! Tests of a bridge's batch semantics: a bad change applies nothing,
+//! groups are usable and deletable within one batch, and `conjunction`
+//! actions stand alone in a rule, with valid clause numbers, never in a
+//! group bucket. They live in their own file to keep `bridge.rs` short.
 
 use super::*;
 use crate::action::GroupType;
@@ -74,4 +75,45 @@ fn groups_defined_in_the_batch_can_be_used_and_deleting_one_removes_its_users() 
     assert_eq!(br.cls.len(), 1);
     br.apply(&[Change::DeleteGroup(7)], 0).expect("valid");
     assert!(br.cls.is_empty() && br.groups.is_empty());
+}
+
+fn conj(clause: u8, n_clauses: u8) -> Action {
+    Action::Conjunction {
+        id: 1,
+        clause,
+        n_clauses,
+    }
+}
+
+#[test]
+fn conjunctions_stand_alone_with_valid_clauses_and_only_in_rules() {
+    let mut br = Bridge::default();
+    br.add_port(1, "p1");
+    assert!(br.apply(&[flow(vec![conj(1, 2), conj(2, 2)])], 0).is_ok());
+    assert_eq!(br.cls.table(0).n_conjunctive(), 1);
+    let bad = [
+        vec![conj(1, 2), Action::Output(1)],
+        vec![conj(3, 2)],
+        vec![conj(0, 2)],
+        vec![conj(1, 1)],
+        vec![conj(1, 65)],
+    ];
+    for actions in bad {
+        assert_eq!(
+            br.apply(&[flow(actions.clone())], 0),
+            Err((0, RuleError::BadConjunction)),
+            "{actions:?}"
+        );
+    }
+    let group = Change::AddGroup(GroupSpec {
+        id: 1,
+        kind: GroupType::All,
+        buckets: vec![Bucket {
+            weight: 0,
+            watch_port: None,
+            actions: vec![conj(1, 2)],
+        }],
+        hash_fields: None,
+    });
+    assert_eq!(br.apply(&[group], 0), Err((0, RuleError::BadConjunction)));
 }
