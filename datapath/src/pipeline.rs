@@ -74,7 +74,9 @@ pub struct Pmd {
     pub megaflows: MegaflowTable,
     /// Counters.
     pub stats: PmdStats,
-    seen_version: Option<u64>,
+    /// The bridge's rules version and other version the caches were last
+    /// brought in line with.
+    seen_version: Option<(u64, u64)>,
     /// What the last revalidation did.
     pub last_revalidation: RevalidateStats,
     scratch: Box<Scratch>,
@@ -177,15 +179,24 @@ impl Pmd {
     }
 
     /// Brings the caches in line with `br` if its rules or MAC table changed
-    /// since they were built.
+    /// since they were built. When only rules changed and the bridge's
+    /// journal still covers every change since, only the megaflows whose
+    /// translation looked up a changed table are re-translated.
     pub fn sync(&mut self, br: &Bridge) {
-        let v = br.version();
-        if self.seen_version == Some(v) {
-            return;
-        }
-        self.last_revalidation = self.megaflows.revalidate(|k| translate(br, k, None));
+        let now = (br.rules_version(), br.other_version());
+        let changed = match self.seen_version {
+            Some(seen) if seen == now => return,
+            Some((rules, other)) if other == now.1 => br.tables_changed_since(rules),
+            _ => None,
+        };
+        self.last_revalidation = self
+            .megaflows
+            .revalidate_some(changed.as_ref(), |k| translate(br, k, None));
+        let r = &self.last_revalidation;
         self.stats.revalidations += 1;
-        self.seen_version = Some(v);
+        self.stats.revalidated_flows += (r.kept + r.updated + r.deleted) as u64;
+        self.stats.revalidation_skipped += r.skipped as u64;
+        self.seen_version = Some(now);
     }
 
     /// MAC learning from upcalls since the last call, for the bridge's owner

@@ -20,6 +20,11 @@ pub struct PmdStats {
     pub tx_copies: u64,
     /// Times the caches were revalidated after a rule change.
     pub revalidations: u64,
+    /// Megaflows those revalidations translated again.
+    pub revalidated_flows: u64,
+    /// Megaflows they left alone because no table their translation looked
+    /// up had changed.
+    pub revalidation_skipped: u64,
     /// Times a port went down because its interface disappeared.
     pub port_down: u64,
     /// ICMP "fragmentation needed" / "Packet Too Big" errors sent to pods
@@ -62,6 +67,8 @@ impl PmdStats {
         self.upcall_uncached += o.upcall_uncached;
         self.tx_copies += o.tx_copies;
         self.revalidations += o.revalidations;
+        self.revalidated_flows += o.revalidated_flows;
+        self.revalidation_skipped += o.revalidation_skipped;
         self.port_down += o.port_down;
         self.tunnel_mtu_replies += o.tunnel_mtu_replies;
         self.recirc += o.recirc;

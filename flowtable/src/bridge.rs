@@ -6,13 +6,16 @@
 //! against the bridge as it would be after the earlier changes of the same
 //! batch, and only if every change is valid is any of it applied. A change
 //! bumps [`Bridge::version`]; the datapath compares versions before each batch
-//! of packets and revalidates its caches when they differ.
+//! of packets and revalidates its caches when they differ. The bridge's
+//! [`Journal`] says which tables each recent change touched, so that only
+//! the megaflows whose translation looked those tables up are re-checked.
 
 use crate::action::Action;
 use crate::classifier::Classifier;
 use crate::field::Field;
 use crate::flow_match::{Match, PrereqError};
 use crate::group::GroupTable;
+use crate::journal::{Journal, TableSet, Touched};
 use crate::mac::{Learn, MacTable};
 use crate::port::{PortNo, PortTable};
 use crate::rule::{FlowSpec, GroupSpec, Rule, N_TABLES};
@@ -190,6 +193,8 @@ pub struct Bridge {
     /// How to reach remote VTEPs.
     pub tunnel_routes: crate::tunnel::TunnelRoutes,
     rules_version: u64,
+    /// Which tables the last rule versions touched.
+    journal: Journal,
     /// The names of `log(name=...)` actions, interned so that a datapath
     /// action carries a small id instead of a string.
     pub log_names: LogNames,
@@ -272,13 +277,36 @@ impl LogNames {
 impl Bridge {
     /// Changes whenever anything translation reads changes.
     pub fn version(&self) -> u64 {
-        self.rules_version + self.macs.version() + self.tunnel_routes.version()
+        self.rules_version + self.other_version()
+    }
+
+    /// Changes with the rules, groups and ports.
+    pub fn rules_version(&self) -> u64 {
+        self.rules_version
+    }
+
+    /// Changes with what translation reads besides rules, groups and ports:
+    /// the MAC table and the tunnel routes.
+    pub fn other_version(&self) -> u64 {
+        self.macs.version() + self.tunnel_routes.version()
+    }
+
+    /// The tables whose rules changed after rules version `since`, or
+    /// `None` if something else changed too or the journal no longer
+    /// reaches back that far (then everything may have changed).
+    pub fn tables_changed_since(&self, since: u64) -> Option<TableSet> {
+        self.journal.since(since, self.rules_version)
+    }
+
+    fn bump(&mut self, t: Touched) {
+        self.rules_version += 1;
+        self.journal.push(self.rules_version, t);
     }
 
     /// Adds a port.
     pub fn add_port(&mut self, no: PortNo, name: &str) {
         self.ports.add(no, name);
-        self.rules_version += 1;
+        self.bump(Touched::All);
     }
 
     /// Marks a port up or down.
@@ -287,7 +315,7 @@ impl Bridge {
         if !up {
             self.macs.flush_port(no);
         }
-        self.rules_version += 1;
+        self.bump(Touched::All);
     }
 
     /// Applies what translations learned.
@@ -344,14 +372,15 @@ impl Bridge {
             };
             r.map_err(|e| (i, e))?;
         }
+        let mut touched = Touched::none();
         for c in changes {
-            self.apply_one(c, now_ms);
+            self.apply_one(c, now_ms, &mut touched);
         }
-        self.rules_version += 1;
+        self.bump(touched);
         Ok(())
     }
 
-    fn apply_one(&mut self, c: &Change, now_ms: u64) {
+    fn apply_one(&mut self, c: &Change, now_ms: u64, touched: &mut Touched) {
         match c {
             Change::AddFlow(s) => self.log_names.intern_all(&s.actions),
             Change::ModifyFlows(_, actions) => self.log_names.intern_all(actions),
@@ -362,6 +391,7 @@ impl Bridge {
                 self.cls
                     .table_mut(s.table)
                     .insert(Arc::new(Rule::new(s, now_ms)));
+                touched.table(s.table);
             }
             Change::ModifyFlows(f, actions) => {
                 for old in self.select(f) {
@@ -382,15 +412,21 @@ impl Bridge {
                         old.stats.used_ms.load(std::sync::atomic::Ordering::Relaxed),
                     );
                     self.cls.table_mut(old.table).insert(Arc::new(new));
+                    touched.table(old.table);
                 }
             }
             Change::DeleteFlows(f) => {
                 for r in self.select(f) {
                     self.cls.table_mut(r.table).remove(&r.m, r.priority);
+                    touched.table(r.table);
                 }
             }
-            Change::AddGroup(g) => self.groups.insert(g.clone()),
+            Change::AddGroup(g) => {
+                self.groups.insert(g.clone());
+                *touched = Touched::All;
+            }
             Change::DeleteGroup(id) => {
+                *touched = Touched::All;
                 self.groups.remove(*id);
                 let users: Vec<Arc<Rule>> = self
                     .cls
@@ -442,11 +478,13 @@ impl Bridge {
             .filter(|r| r.is_expired(now_ms))
             .cloned()
             .collect();
+        let mut touched = Touched::none();
         for r in &dead {
             self.cls.table_mut(r.table).remove(&r.m, r.priority);
+            touched.table(r.table);
         }
         if !dead.is_empty() {
-            self.rules_version += 1;
+            self.bump(touched);
         }
         self.macs.expire(now_ms);
         dead

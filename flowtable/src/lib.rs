@@ -34,6 +34,7 @@ pub mod conjunction;
 pub mod emc;
 pub mod extract;
 pub mod group;
+pub mod journal;
 pub mod mac;
 pub mod megaflow;
 pub mod tunnel;

@@ -13,6 +13,7 @@
 //! The table belongs to one poll thread: no locks, no atomics.
 
 use crate::action::DpAction;
+use crate::journal::TableSet;
 use crate::key::{hash_masked, table_hash, FlowKey, FlowMask, KEY_WORDS};
 use crate::mac::Learn;
 use crate::rule::Rule;
@@ -46,6 +47,8 @@ pub struct Megaflow {
     pub rules: Box<[Arc<Rule>]>,
     /// MAC learning this megaflow stands for, refreshed while it is used.
     pub learned: Box<[Learn]>,
+    /// The tables its translation looked up.
+    pub tables: TableSet,
     /// Packets that hit it.
     pub packets: u64,
     /// Bytes of those packets.
@@ -87,6 +90,9 @@ pub struct RevalidateStats {
     pub updated: usize,
     /// Megaflows deleted because the new rules consult bits they do not match.
     pub deleted: usize,
+    /// Megaflows not re-translated: no table their translation looked up
+    /// changed.
+    pub skipped: usize,
 }
 
 /// A per-thread megaflow table.
@@ -264,6 +270,7 @@ impl MegaflowTable {
             actions: x.actions.clone().into_boxed_slice(),
             rules: x.rules.clone().into_boxed_slice(),
             learned: x.learned.clone().into_boxed_slice(),
+            tables: x.tables,
             packets: 0,
             bytes: 0,
             used_ms: now_ms,
@@ -308,12 +315,28 @@ impl MegaflowTable {
     /// megaflow stays (with the new actions) only if the new translation of
     /// its key consults no bit outside its mask: then every packet it covers
     /// would translate the same way. Otherwise it is deleted.
-    pub fn revalidate(&mut self, mut xlate: impl FnMut(&FlowKey) -> XlateOut) -> RevalidateStats {
+    pub fn revalidate(&mut self, xlate: impl FnMut(&FlowKey) -> XlateOut) -> RevalidateStats {
+        self.revalidate_some(None, xlate)
+    }
+
+    /// [`MegaflowTable::revalidate`] for the megaflows whose translation
+    /// looked up a table of `changed` only; the rest keep their actions,
+    /// which no change can have altered (see [`crate::journal`]). `None`
+    /// re-checks every megaflow.
+    pub fn revalidate_some(
+        &mut self,
+        changed: Option<&TableSet>,
+        mut xlate: impl FnMut(&FlowKey) -> XlateOut,
+    ) -> RevalidateStats {
         let mut stats = RevalidateStats::default();
         for slot in 0..self.slots.len() as u32 {
             let Some(mf) = self.slots[slot as usize].flow.as_mut() else {
                 continue;
             };
+            if changed.is_some_and(|c| !c.meets(&mf.tables)) {
+                stats.skipped += 1;
+                continue;
+            }
             let x = xlate(&mf.key);
             if !x.mask.is_subset_of(&mf.mask) {
                 self.remove(slot);
@@ -322,9 +345,11 @@ impl MegaflowTable {
                 mf.actions = x.actions.into_boxed_slice();
                 mf.rules = x.rules.into_boxed_slice();
                 mf.learned = x.learned.into_boxed_slice();
+                mf.tables = x.tables;
                 stats.updated += 1;
             } else {
                 mf.rules = x.rules.into_boxed_slice();
+                mf.tables = x.tables;
                 stats.kept += 1;
             }
         }

@@ -21,6 +21,7 @@ use crate::action::{Action, DpAction, SubField};
 use crate::bridge::Bridge;
 use crate::drop::DropReason;
 use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
+use crate::journal::TableSet;
 use crate::key::{FlowKey, FlowMask};
 use crate::mac::Learn;
 use crate::port::PortNo;
@@ -53,6 +54,9 @@ pub struct XlateOut {
     pub learned: Vec<Learn>,
     /// The rules `learn(...)` asks to add, for the caller to install.
     pub learned_flows: Vec<FlowSpec>,
+    /// The tables looked up: a rule change elsewhere cannot change this
+    /// result (see [`crate::journal`]).
+    pub tables: TableSet,
 }
 
 /// One step of a trace, for `oxvs-ctl trace`.
@@ -93,6 +97,7 @@ struct Ctx<'a> {
     rules: Vec<Arc<Rule>>,
     learned: Vec<Learn>,
     learned_flows: Vec<FlowSpec>,
+    tables: TableSet,
     depth: u32,
     resubmits: u32,
     exit: bool,
@@ -113,6 +118,7 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         rules: Vec::new(),
         learned: Vec::new(),
         learned_flows: Vec::new(),
+        tables: TableSet::default(),
         depth: 0,
         resubmits: 0,
         exit: false,
@@ -156,6 +162,7 @@ pub fn translate(br: &Bridge, key: &FlowKey, trace: Option<&mut Vec<TraceEvent>>
         rules: cx.rules,
         learned: cx.learned,
         learned_flows: cx.learned_flows,
+        tables: cx.tables,
     }
 }
 
@@ -193,6 +200,7 @@ impl Ctx<'_> {
 
     fn table(&mut self, t: u8, top: bool) {
         let br = self.br;
+        self.tables.insert(t);
         let rule = br.cls.table(t).lookup(&self.flow, &mut self.wc).cloned();
         let (depth, key) = (self.depth, self.flow);
         if let Some(tr) = self.trace.as_deref_mut() {

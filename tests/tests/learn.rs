@@ -98,6 +98,41 @@ fn affinity_pins_a_client_to_one_endpoint_for_a_day() {
     assert_eq!(dp.bridge.cls.table(1).rules().count(), 0);
 }
 
+/// Each learned rule is a rule change, and a poll thread revalidates its
+/// megaflows after it. Only those whose translation looked up the table the
+/// rule went into are translated again: traffic that never reaches table 1
+/// keeps its megaflows untouched however many clients arrive.
+#[test]
+fn learning_retranslates_only_megaflows_of_the_learned_table() {
+    let other = "table=0,priority=5,in_port=5,actions=output:1\n";
+    let mut dp = datapath(5, &(service(true) + other), always_emc());
+    for sport in 0..8u16 {
+        let p = Pkt::tcp([10, 244, 9, 9], [10, 244, 1, 2], 2000 + sport, 80 + sport);
+        assert!(dp.inject(5, &p.build(0)));
+    }
+    dp.run_until_idle(0);
+    assert_eq!(dp.take_tx(1).len(), 8);
+    let bystanders = dp.pmd.megaflows.len() as u64;
+    assert!(bystanders > 0);
+    let before = dp.pmd.stats;
+    for c in 1..=20u8 {
+        assert_eq!(endpoints(&mut dp, [10, 244, 1, c], 2, 0).len(), 2);
+    }
+    let after = dp.pmd.stats;
+    let revalidations = after.revalidations - before.revalidations;
+    assert!(revalidations >= 20, "one per learned rule at least");
+    assert!(
+        after.revalidation_skipped - before.revalidation_skipped >= revalidations * bystanders,
+        "{bystanders} megaflows of port 5 were translated again: {after:?}"
+    );
+    assert!(after.revalidated_flows > before.revalidated_flows);
+    // The bystanders still forward.
+    let p = Pkt::tcp([10, 244, 9, 9], [10, 244, 1, 2], 2000, 80).build(0);
+    assert!(dp.inject(5, &p));
+    dp.run_until_idle(0);
+    assert_eq!(dp.take_tx(1), [p]);
+}
+
 #[test]
 fn learn_prints_back_as_written() {
     let lines = [

@@ -145,7 +145,7 @@ pub fn render(st: &ControlState) -> String {
 
     let pmd = |p: &super::state::PmdStatus| Some(("pmd", p.id.to_string()));
     type PmdField = fn(&super::state::PmdStatus) -> u64;
-    let pmd_counters: [(&str, &str, PmdField); 11] = [
+    let pmd_counters: [(&str, &str, PmdField); 13] = [
         ("rx_packets", "Packets received by the poll thread.", |p| {
             p.stats.rx_packets
         }),
@@ -169,6 +169,16 @@ pub fn render(st: &ControlState) -> String {
             "revalidations",
             "Cache revalidations after rule changes.",
             |p| p.stats.revalidations,
+        ),
+        (
+            "revalidated_megaflows",
+            "Megaflows translated again by revalidations.",
+            |p| p.stats.revalidated_flows,
+        ),
+        (
+            "revalidation_skipped_megaflows",
+            "Megaflows revalidations left alone: no table their translation looked up had changed.",
+            |p| p.stats.revalidation_skipped,
         ),
         (
             "recirculations",

@@ -301,7 +301,11 @@ impl ControlState {
                 "  policy log: {} lines, {} deduped, {} rate-limited",
                 t.log_records, t.log_deduped, t.log_rate_limited
             );
-            let _ = writeln!(s, "  revalidations: {}", t.revalidations);
+            let _ = writeln!(
+                s,
+                "  revalidations: {} ({} megaflows translated again, {} untouched by the change)",
+                t.revalidations, t.revalidated_flows, t.revalidation_skipped
+            );
             let _ = writeln!(
                 s,
                 "  busy: {:.1}% ({} of {} ns)",
