@@ -193,7 +193,7 @@ pub struct Bridge {
     /// How to reach remote VTEPs.
     pub tunnel_routes: crate::tunnel::TunnelRoutes,
     rules_version: u64,
-    /// Which tables the last rule versions touched.
+    /// The rules version at which each table last changed.
     journal: Journal,
     /// The names of `log(name=...)` actions, interned so that a datapath
     /// action carries a small id instead of a string.
@@ -292,10 +292,10 @@ impl Bridge {
     }
 
     /// The tables whose rules changed after rules version `since`, or
-    /// `None` if something else changed too or the journal no longer
-    /// reaches back that far (then everything may have changed).
+    /// `None` if a group or port changed too (then any translation may
+    /// have).
     pub fn tables_changed_since(&self, since: u64) -> Option<TableSet> {
-        self.journal.since(since, self.rules_version)
+        self.journal.since(since)
     }
 
     fn bump(&mut self, t: Touched) {

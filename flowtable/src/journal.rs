@@ -7,7 +7,7 @@
 //! rules in table T can only change the result for megaflows whose
 //! translation looked up T. Each translation records its tables in a
 //! [`TableSet`], each megaflow keeps that set, and the bridge keeps a
-//! [`Journal`] of the tables each recent change touched. A poll thread that
+//! [`Journal`] of when each table last changed. A poll thread that
 //! is a few versions behind re-translates only the megaflows whose tables
 //! meet the union of those changes, instead of all of them.
 //!
@@ -18,11 +18,11 @@
 //! touch.
 //!
 //! Changes whose reach is not a set of tables (groups, ports) are journaled
-//! as [`Touched::All`]; so is anything older than the journal remembers.
-//! Both mean: revalidate everything, as before.
+//! as [`Touched::All`], which means: revalidate everything, as before. The
+//! journal keeps, per table, the version that last changed it, so a poll
+//! thread however far behind learns exactly which tables changed since.
 
 use crate::rule::N_TABLES;
-use std::collections::VecDeque;
 
 /// A set of rule tables (0..=253).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,47 +87,50 @@ impl Touched {
     }
 }
 
-/// How many changes the journal remembers. A poll thread syncs before each
-/// batch of packets, so it is rarely more than a few versions behind; one
-/// further behind revalidates everything.
-pub const JOURNAL_LEN: usize = 64;
-
-/// The tables each of the last [`JOURNAL_LEN`] rule versions touched.
-#[derive(Clone, Debug, Default)]
+/// The rules version at which each table last changed, and at which
+/// something outside the tables last did: enough to tell a poll thread that
+/// is any number of versions behind which tables changed since.
+#[derive(Clone, Debug)]
 pub struct Journal {
-    /// `(version, touched)`: the change that made the rules `version`.
-    entries: VecDeque<(u64, Touched)>,
+    table_at: Box<[u64]>,
+    all_at: u64,
+}
+
+impl Default for Journal {
+    fn default() -> Journal {
+        Journal {
+            table_at: vec![0; N_TABLES].into_boxed_slice(),
+            all_at: 0,
+        }
+    }
 }
 
 impl Journal {
-    /// Records that the change to `version` touched `t`.
+    /// Records that the change to rules version `version` touched `t`.
     pub fn push(&mut self, version: u64, t: Touched) {
-        if self.entries.len() == JOURNAL_LEN {
-            self.entries.pop_front();
+        match t {
+            Touched::All => self.all_at = version,
+            Touched::Tables(s) => {
+                for t in s.iter() {
+                    self.table_at[t as usize] = version;
+                }
+            }
         }
-        self.entries.push_back((version, t));
     }
 
-    /// The tables the changes after version `since` up to and including
-    /// `now` touched, or `None` if one of them touched more than tables or
-    /// is no longer remembered.
-    pub fn since(&self, since: u64, now: u64) -> Option<TableSet> {
-        let mut set = TableSet::default();
-        let mut next = since + 1;
-        for &(v, t) in &self.entries {
-            if v <= since {
-                continue;
-            }
-            if v != next {
-                return None;
-            }
-            match t {
-                Touched::Tables(s) => set.union(&s),
-                Touched::All => return None,
-            }
-            next += 1;
+    /// The tables changed after rules version `since`, or `None` if
+    /// something besides tables changed after it.
+    pub fn since(&self, since: u64) -> Option<TableSet> {
+        if self.all_at > since {
+            return None;
         }
-        (next == now + 1).then_some(set)
+        let mut set = TableSet::default();
+        for (t, &v) in self.table_at.iter().enumerate() {
+            if v > since {
+                set.insert(t as u8);
+            }
+        }
+        Some(set)
     }
 }
 
@@ -144,27 +147,27 @@ mod tests {
     }
 
     #[test]
-    fn since_unions_what_it_remembers_and_nothing_else() {
+    fn since_names_the_tables_changed_after_a_version() {
         let mut j = Journal::default();
         j.push(1, tables(&[0]));
         j.push(2, tables(&[41, 200]));
         j.push(3, tables(&[]));
-        let s = j.since(1, 3).unwrap();
+        let s = j.since(1).unwrap();
         assert_eq!(s.iter().collect::<Vec<_>>(), [41, 200]);
-        assert!(j.since(3, 3).unwrap().is_empty(), "nothing since");
-        assert_eq!(j.since(0, 3).unwrap().iter().count(), 3);
-        assert_eq!(j.since(0, 4), None, "version 4 is not journaled");
+        assert!(j.since(3).unwrap().is_empty(), "nothing since");
+        assert_eq!(j.since(0).unwrap().iter().count(), 3);
         j.push(4, Touched::All);
-        assert_eq!(j.since(2, 4), None, "a group or port change");
+        assert_eq!(j.since(2), None, "a group or port change");
+        assert_eq!(j.since(3), None);
         j.push(5, tables(&[7]));
-        assert_eq!(j.since(4, 5).unwrap().iter().collect::<Vec<_>>(), [7]);
-        // Versions 6..=69 push 1..=5 out.
-        let last = 5 + JOURNAL_LEN as u64;
-        for v in 6..=last {
+        assert_eq!(j.since(4).unwrap().iter().collect::<Vec<_>>(), [7]);
+        // However far behind: a thousand versions later, table 0 again.
+        for v in 6..1006 {
             j.push(v, tables(&[1]));
         }
-        assert_eq!(j.since(4, last), None, "version 5 is forgotten");
-        assert!(j.since(5, last).is_some());
+        j.push(1006, tables(&[0]));
+        assert_eq!(j.since(4).unwrap().iter().collect::<Vec<_>>(), [0, 1, 7]);
+        assert_eq!(j.since(1005).unwrap().iter().collect::<Vec<_>>(), [0]);
     }
 
     #[test]

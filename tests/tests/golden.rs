@@ -323,3 +323,26 @@ fn rule_counters_and_idle_timeout() {
     assert_only(&mut dp, 2, &[]);
     assert_eq!(dp.pmd.stats.drops_for(DropReason::TableMiss), 1);
 }
+
+/// A changed group reaches flows already cached: a group change is not a
+/// table change, so it revalidates every megaflow, not only those of
+/// changed tables (the rule table is untouched here).
+#[test]
+fn a_group_change_reaches_cached_flows() {
+    let flows = "group_id=1,type=indirect,bucket=actions=output:2\nin_port=1,actions=group:1\n";
+    let mut dp = datapath(3, flows, always_emc());
+    let p = Pkt::tcp(A, B, 40000, 80).build(0);
+    for _ in 0..2 {
+        send(&mut dp, 1, &p);
+        assert_only(&mut dp, 3, &[(2, &p)]);
+    }
+    let file = ctl::ofp::parse_flow_file(
+        "group_id=1,type=indirect,bucket=actions=output:3\n",
+        &dp.bridge.ports,
+    )
+    .expect("parses");
+    let (changes, _) = ctl::load::file_changes(&file);
+    dp.apply(&changes, 0).expect("applies");
+    send(&mut dp, 1, &p);
+    assert_only(&mut dp, 3, &[(3, &p)]);
+}
