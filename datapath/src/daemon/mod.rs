@@ -81,6 +81,10 @@ fn add_learned(st: &mut ControlState, specs: Vec<flowtable::FlowSpec>, now_ms: u
 /// Conntrack entries looked at per turn of the control loop for expiry.
 const CT_EXPIRE_BUDGET: usize = 20_000;
 
+/// At most this many queued messages are handled per turn of the control
+/// loop, so that expiry, dumps and captures keep their pace under a flood.
+const MAX_MESSAGES_PER_TURN: usize = 256;
+
 /// The connection table, with a hash seed chosen at random so that a peer
 /// cannot aim its tuples at one chain.
 fn new_conntrack(cfg: &Config) -> flowtable::conntrack::ConnTrack {
@@ -206,58 +210,72 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let mut dump_asked_at = Instant::now();
     while !shutdown.load(Ordering::Relaxed) || exited.len() < handles.len() {
         let now_ms = st.now_ms();
-        match from_pmd.recv_timeout(Duration::from_millis(100)) {
-            Ok(ToControl::Resolve(ips)) => resolver.want(&ips, &mut st.bridge),
-            Ok(ToControl::Learned(l)) => st.bridge.learn(&l, now_ms),
-            Ok(ToControl::LearnedFlows(specs)) => add_learned(&mut st, specs, now_ms),
-            Ok(ToControl::PortState { thread, no, up }) => {
-                let m = up_on.entry(no).or_default();
-                if up {
-                    *m |= 1 << thread;
-                } else {
-                    *m &= !(1 << thread);
-                }
-                st.bridge.set_port_up(no, *m != 0);
-            }
-            Ok(ToControl::Report(r)) => {
-                reports.insert(r.thread, r);
-                fill_status(&mut st, &reports, &mut macs);
-            }
-            Ok(ToControl::Exited(r)) => {
-                reports.insert(r.thread, r.clone());
-                fill_status(&mut st, &reports, &mut macs);
-                exited.push(r);
-            }
-            Ok(ToControl::Megaflows { thread, seq, lines }) => {
-                dump_lines.insert(thread, (seq, lines));
-            }
-            Ok(ToControl::PolicyLog(recs)) => policy.write(&recs, &st.bridge.log_names),
-            Ok(ToControl::Captured(pkts)) => {
-                if let Some(cap) = capture.as_mut() {
-                    cap.add(&pkts);
-                }
-            }
-            // A capture waits for packets, so this loop answers it; a request
-            // of another protocol version goes to `handle`, which refuses it.
-            Ok(ToControl::Call(c))
-                if c.req.version == ctl::proto::VERSION
-                    && matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) =>
-            {
-                start_capture(c, &st, &tap, &mut capture);
-            }
-            Ok(ToControl::Call(c)) => {
-                if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
-                    if dumps.is_empty() {
-                        dump.fetch_add(1, Ordering::Relaxed);
-                        dump_asked_at = Instant::now();
-                    }
-                    dumps.push(c);
-                } else {
-                    handle::answer(c, &mut st);
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        let mut next = match from_pmd.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => Some(m),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // Whatever else is already queued is handled before the bridge is
+        // published: under a burst of learned rules the poll threads then
+        // take one snapshot (and the rule table is copied once) per turn,
+        // not one per message, and a quiet switch loses no time waiting.
+        let mut handled = 0;
+        while let Some(msg) = next.take() {
+            handled += 1;
+            if handled < MAX_MESSAGES_PER_TURN {
+                next = from_pmd.try_recv().ok();
+            }
+            match msg {
+                ToControl::Resolve(ips) => resolver.want(&ips, &mut st.bridge),
+                ToControl::Learned(l) => st.bridge.learn(&l, now_ms),
+                ToControl::LearnedFlows(specs) => add_learned(&mut st, specs, now_ms),
+                ToControl::PortState { thread, no, up } => {
+                    let m = up_on.entry(no).or_default();
+                    if up {
+                        *m |= 1 << thread;
+                    } else {
+                        *m &= !(1 << thread);
+                    }
+                    st.bridge.set_port_up(no, *m != 0);
+                }
+                ToControl::Report(r) => {
+                    reports.insert(r.thread, r);
+                    fill_status(&mut st, &reports, &mut macs);
+                }
+                ToControl::Exited(r) => {
+                    reports.insert(r.thread, r.clone());
+                    fill_status(&mut st, &reports, &mut macs);
+                    exited.push(r);
+                }
+                ToControl::Megaflows { thread, seq, lines } => {
+                    dump_lines.insert(thread, (seq, lines));
+                }
+                ToControl::PolicyLog(recs) => policy.write(&recs, &st.bridge.log_names),
+                ToControl::Captured(pkts) => {
+                    if let Some(cap) = capture.as_mut() {
+                        cap.add(&pkts);
+                    }
+                }
+                // A capture waits for packets, so this loop answers it; a request
+                // of another protocol version goes to `handle`, which refuses it.
+                ToControl::Call(c)
+                    if c.req.version == ctl::proto::VERSION
+                        && matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) =>
+                {
+                    start_capture(c, &st, &tap, &mut capture);
+                }
+                ToControl::Call(c) => {
+                    if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
+                        if dumps.is_empty() {
+                            dump.fetch_add(1, Ordering::Relaxed);
+                            dump_asked_at = Instant::now();
+                        }
+                        dumps.push(c);
+                    } else {
+                        handle::answer(c, &mut st);
+                    }
+                }
+            }
         }
         if !dumps.is_empty() {
             let seq = dump.load(Ordering::Relaxed);
