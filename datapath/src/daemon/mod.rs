@@ -1,11 +1,13 @@
 //! `oxvsd`: the switch daemon. The main thread is the control thread: it
 //! owns the master [`Bridge`], loads the flow file before any port opens,
 //! applies what poll threads report (MAC learning, port state), expires
-//! rules, and publishes rule-set snapshots. The poll threads ([`pmd`]), one
-//! per configured core, own the ports' queues and move the packets.
+//! rules, and publishes rule-set snapshots (its loop is in `control_loop`).
+//! The poll threads ([`pmd`]), one per configured core, own the ports'
+//! queues and move the packets.
 
 pub mod config;
 pub mod control;
+mod control_loop;
 pub mod handle;
 pub mod metrics;
 pub mod open;
@@ -17,13 +19,11 @@ pub mod state;
 
 use config::Config;
 use flowtable::Bridge;
-use pmd::{Opener, PmdReport, PmdThread, ToControl};
+use pmd::{Opener, PmdThread};
 use publish::Published;
 use state::ControlState;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Frames a poll thread's pool (its UMEM) has beyond what its ports keep in
 /// their rings: batches being processed and copies for second outputs.
@@ -64,26 +64,6 @@ fn tlv_map(text: &str) -> Result<flowtable::tunnel::TlvMap, String> {
     }
     Ok(map)
 }
-
-/// Adds the rules `learn(...)` made, each on its own: one the bridge
-/// refuses (a missing prerequisite in the learn spec) is logged and the
-/// rest still go in. An identical rule is replaced, which restarts its
-/// timeouts, as a re-learned rule does in OVS.
-fn add_learned(st: &mut ControlState, specs: Vec<flowtable::FlowSpec>, now_ms: u64) {
-    for spec in specs {
-        let table = spec.table;
-        if let Err((_, e)) = st.bridge.apply(&[flowtable::Change::AddFlow(spec)], now_ms) {
-            tracing::warn!(table, error = %e, "learned rule refused");
-        }
-    }
-}
-
-/// Conntrack entries looked at per turn of the control loop for expiry.
-const CT_EXPIRE_BUDGET: usize = 20_000;
-
-/// At most this many queued messages are handled per turn of the control
-/// loop, so that expiry, dumps and captures keep their pace under a flood.
-const MAX_MESSAGES_PER_TURN: usize = 256;
 
 /// The connection table, with a hash seed chosen at random so that a peer
 /// cannot aim its tuples at one chain.
@@ -162,7 +142,6 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let tap = Arc::new(pmd::Tap::default());
     let ct = Arc::new(new_conntrack(&cfg));
     st.conntrack = Some(ct.clone());
-    let mut capture: Option<Capture> = None;
     let mut handles = Vec::new();
     for (id, core) in cores.iter().enumerate() {
         let thread = PmdThread {
@@ -195,129 +174,16 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         handles.push(h);
     }
     drop(to_control);
-    let mut policy = PolicySink::open(cfg.switch.policy_log.as_deref(), epoch)?;
-    let mut last_expire = Instant::now();
-    let mut published_version = st.bridge.version();
-    // Which threads have each port open: a port is up for flooding while
-    // any thread can send to it.
-    let mut up_on: BTreeMap<u32, u64> = Default::default();
-    let mut reports: BTreeMap<usize, PmdReport> = Default::default();
-    let mut exited: Vec<PmdReport> = Vec::new();
-    let mut macs: BTreeMap<String, Option<[u8; 6]>> = Default::default();
-    // dump-megaflows waits for every poll thread's answer to request `seq`.
-    let mut dumps: Vec<handle::Call> = Vec::new();
-    let mut dump_lines: BTreeMap<usize, (u64, Vec<String>)> = Default::default();
-    let mut dump_asked_at = Instant::now();
-    while !shutdown.load(Ordering::Relaxed) || exited.len() < handles.len() {
-        let now_ms = st.now_ms();
-        let mut next = match from_pmd.recv_timeout(Duration::from_millis(100)) {
-            Ok(m) => Some(m),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        // Whatever else is already queued is handled before the bridge is
-        // published: under a burst of learned rules the poll threads then
-        // take one snapshot (and the rule table is copied once) per turn,
-        // not one per message, and a quiet switch loses no time waiting.
-        let mut handled = 0;
-        while let Some(msg) = next.take() {
-            handled += 1;
-            if handled < MAX_MESSAGES_PER_TURN {
-                next = from_pmd.try_recv().ok();
-            }
-            match msg {
-                ToControl::Resolve(ips) => resolver.want(&ips, &mut st.bridge),
-                ToControl::Learned(l) => st.bridge.learn(&l, now_ms),
-                ToControl::LearnedFlows(specs) => add_learned(&mut st, specs, now_ms),
-                ToControl::PortState { thread, no, up } => {
-                    let m = up_on.entry(no).or_default();
-                    if up {
-                        *m |= 1 << thread;
-                    } else {
-                        *m &= !(1 << thread);
-                    }
-                    st.bridge.set_port_up(no, *m != 0);
-                }
-                ToControl::Report(r) => {
-                    reports.insert(r.thread, r);
-                    fill_status(&mut st, &reports, &mut macs);
-                }
-                ToControl::Exited(r) => {
-                    reports.insert(r.thread, r.clone());
-                    fill_status(&mut st, &reports, &mut macs);
-                    exited.push(r);
-                }
-                ToControl::Megaflows { thread, seq, lines } => {
-                    dump_lines.insert(thread, (seq, lines));
-                }
-                ToControl::PolicyLog(recs) => policy.write(&recs, &st.bridge.log_names),
-                ToControl::Captured(pkts) => {
-                    if let Some(cap) = capture.as_mut() {
-                        cap.add(&pkts);
-                    }
-                }
-                // A capture waits for packets, so this loop answers it; a request
-                // of another protocol version goes to `handle`, which refuses it.
-                ToControl::Call(c)
-                    if c.req.version == ctl::proto::VERSION
-                        && matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) =>
-                {
-                    start_capture(c, &st, &tap, &mut capture);
-                }
-                ToControl::Call(c) => {
-                    if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
-                        if dumps.is_empty() {
-                            dump.fetch_add(1, Ordering::Relaxed);
-                            dump_asked_at = Instant::now();
-                        }
-                        dumps.push(c);
-                    } else {
-                        handle::answer(c, &mut st);
-                    }
-                }
-            }
-        }
-        if !dumps.is_empty() {
-            let seq = dump.load(Ordering::Relaxed);
-            let all =
-                dump_lines.len() >= handles.len() && dump_lines.values().all(|(s, _)| *s == seq);
-            // A thread that cannot answer within 2 s (it is gone) does not
-            // hold the others' answer back.
-            if all || dump_asked_at.elapsed() > Duration::from_secs(2) {
-                st.megaflows = dump_lines
-                    .values()
-                    .filter(|(s, _)| *s == seq)
-                    .flat_map(|(_, l)| l.iter().cloned())
-                    .collect();
-                for c in dumps.drain(..) {
-                    handle::answer(c, &mut st);
-                }
-            }
-        }
-        if capture.as_ref().is_some_and(Capture::done) {
-            tap.port.store(0, Ordering::Relaxed);
-            if let Some(cap) = capture.take() {
-                cap.answer();
-            }
-        }
-        resolver.tick(&mut st.bridge);
-        // Expiry a slice at a time: each turn of this loop (at least ten a
-        // second) looks at a bounded number of entries, so no poll thread
-        // ever waits behind a sweep of the whole table.
-        ct.expire(st.now_ms(), CT_EXPIRE_BUDGET);
-        st.conntrack_len = ct.len();
-        if last_expire.elapsed() >= Duration::from_secs(1) {
-            last_expire = Instant::now();
-            let gone = st.bridge.expire(now_ms);
-            if !gone.is_empty() {
-                tracing::info!(rules = gone.len(), "rules expired");
-            }
-        }
-        if st.bridge.version() != published_version {
-            published_version = st.bridge.version();
-            published.publish(st.bridge.clone());
-        }
-    }
+    let policy = control_loop::PolicySink::open(cfg.switch.policy_log.as_deref(), epoch)?;
+    let control = control_loop::ControlLoop::new(
+        st,
+        resolver,
+        policy,
+        published,
+        control_loop::Shared { dump, tap, ct },
+        handles.len(),
+    );
+    let exited = control.run(&from_pmd, &shutdown);
     for h in handles {
         h.join().map_err(|_| "a poll thread panicked".to_string())?;
     }
@@ -343,150 +209,6 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     Ok(())
 }
 
-/// Where policy log lines go: the daemon's log (target `oxvs::policy`)
-/// and, if configured, a file of their own, one line per record.
-struct PolicySink {
-    file: Option<(std::path::PathBuf, std::fs::File)>,
-    epoch: Instant,
-}
-
-impl PolicySink {
-    fn open(path: Option<&std::path::Path>, epoch: Instant) -> Result<PolicySink, String> {
-        let file = match path {
-            Some(p) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| format!("policy_log {}: {e}", p.display()))?;
-                Some((p.to_path_buf(), f))
-            }
-            None => None,
-        };
-        Ok(PolicySink { file, epoch })
-    }
-
-    fn write(
-        &mut self,
-        recs: &[crate::policy_log::LogRecord],
-        names: &flowtable::bridge::LogNames,
-    ) {
-        use std::io::Write;
-        // Records carry the poll threads' clock (milliseconds since the
-        // epoch); the line shows wall-clock time.
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let now_rel = self.epoch.elapsed().as_millis() as u64;
-        let mut text = String::new();
-        for r in recs {
-            let unix = now_unix.saturating_sub(now_rel.saturating_sub(r.time_ms));
-            let line = crate::policy_log::format_line(r, names.name(r.name), unix);
-            tracing::info!(target: "oxvs::policy", "policy {line}");
-            text.push_str(&line);
-            text.push('\n');
-        }
-        if let Some((path, f)) = self.file.as_mut() {
-            // One write per batch of records, so lines are never torn.
-            if let Err(e) = f.write_all(text.as_bytes()) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the policy log");
-            }
-        }
-    }
-}
-
-/// A `capture` in progress: the waiting client and what has arrived.
-struct Capture {
-    call: handle::Call,
-    count: usize,
-    deadline: Instant,
-    lines: Vec<String>,
-}
-
-impl Capture {
-    fn add(&mut self, pkts: &[pmd::Captured]) {
-        for p in pkts {
-            if self.lines.len() >= self.count {
-                return;
-            }
-            let t =
-                p.at.duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-            let mut line = format!(
-                "{}.{:09} {} ",
-                t.as_secs(),
-                t.subsec_nanos(),
-                if p.rx { "rx" } else { "tx" }
-            );
-            for b in &p.bytes {
-                line.push_str(&format!("{b:02x}"));
-            }
-            self.lines.push(line);
-        }
-    }
-
-    fn done(&self) -> bool {
-        self.lines.len() >= self.count || Instant::now() >= self.deadline
-    }
-
-    fn answer(self) {
-        let mut text = self.lines.join("\n");
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        let _ = self.call.reply.send(ctl::proto::Response::Ok(text));
-    }
-}
-
-/// Starts a capture, or refuses it (unknown or tunnel port, one already
-/// running).
-fn start_capture(
-    c: handle::Call,
-    st: &ControlState,
-    tap: &pmd::Tap,
-    capture: &mut Option<Capture>,
-) {
-    use ctl::proto::{Command, Failure, FailureKind, Response};
-    let Command::Capture {
-        port,
-        count,
-        timeout_ms,
-    } = c.req.cmd.clone()
-    else {
-        return;
-    };
-    let refuse = |c: handle::Call, why: String| {
-        let _ = c
-            .reply
-            .send(Response::Err(Failure::new(FailureKind::Rejected, why)));
-    };
-    let ports = &st.bridge.ports;
-    let no = port
-        .parse::<u32>()
-        .ok()
-        .filter(|n| ports.contains(*n))
-        .or_else(|| ports.by_name(&port));
-    match no {
-        None => refuse(c, format!("no port {port}")),
-        Some(n) if ports.tunnel(n).is_some() => refuse(
-            c,
-            format!("{port} is a tunnel port; capture the uplink to see its packets"),
-        ),
-        Some(_) if capture.is_some() => refuse(c, "a capture is already running".into()),
-        Some(n) => {
-            let (count, timeout) = (count as usize, Duration::from_millis(timeout_ms as u64));
-            tap.port.store(n, Ordering::Relaxed);
-            *capture = Some(Capture {
-                call: c,
-                count: count.clamp(1, 100_000),
-                deadline: Instant::now() + timeout.min(Duration::from_secs(3600)),
-                lines: Vec::new(),
-            });
-        }
-    }
-}
-
 /// The rules at start: the persisted state if there is one (it holds every
 /// change accepted since the flow file was first loaded, deletions
 /// included), otherwise the flow file. True if the state was restored.
@@ -503,74 +225,6 @@ fn load_rules(cfg: &Config, bridge: &mut Bridge) -> Result<bool, String> {
         tracing::info!(flows = %path.display(), changes = n, "rules loaded");
     }
     Ok(false)
-}
-
-/// Refreshes what `show`, `dump-ports`, `pmd-stats` and the metrics read
-/// from the poll threads' latest reports.
-fn fill_status(
-    st: &mut ControlState,
-    reports: &BTreeMap<usize, PmdReport>,
-    macs: &mut BTreeMap<String, Option<[u8; 6]>>,
-) {
-    st.pmds = reports
-        .values()
-        .map(|r| state::PmdStatus {
-            id: r.thread,
-            core: r.core,
-            stats: r.stats,
-            busy_ns: r.busy_ns,
-            total_ns: r.total_ns,
-        })
-        .collect();
-    let mut ports: BTreeMap<u32, state::PortStatus> = BTreeMap::new();
-    for r in reports.values() {
-        for p in &r.ports {
-            let e = ports.entry(p.no).or_insert_with(|| state::PortStatus {
-                no: p.no,
-                name: p.name.clone(),
-                mac: *macs
-                    .entry(p.name.clone())
-                    .or_insert_with(|| if_mac(&p.name)),
-                ..Default::default()
-            });
-            if p.up {
-                e.up = true;
-                e.queues += 1;
-                e.pmds.push(r.thread);
-                if e.mode.is_empty() || r.thread == 0 {
-                    e.mode = p.mode.clone();
-                }
-            }
-            e.stats.add(&p.stats);
-        }
-    }
-    for p in ports.values_mut() {
-        if p.mode.is_empty() {
-            p.mode = "down".into();
-        }
-    }
-    for (no, info) in st.bridge.ports.iter().map(|i| (i.no, i)) {
-        if let Some(t) = &info.tunnel {
-            ports.insert(
-                no,
-                state::PortStatus {
-                    no,
-                    name: info.name.clone(),
-                    mode: format!("geneve local_ip={}", t.local),
-                    up: true,
-                    ..Default::default()
-                },
-            );
-        }
-    }
-    st.ports = ports.into_values().collect();
-}
-
-/// The MAC of interface `name` in this namespace, if it has one.
-fn if_mac(name: &str) -> Option<[u8; 6]> {
-    let idx = crate::sys::if_index(name)?;
-    let mut nl = crate::sys::netlink::Netlink::open().ok()?;
-    nl.link(idx).ok().map(|l| l.mac)
 }
 
 #[cfg(test)]

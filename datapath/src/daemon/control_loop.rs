@@ -1,0 +1,452 @@
+//! The control thread's loop: what it does with what the poll threads and
+//! the control socket send it, and the chores of each turn.
+//!
+//! A turn waits up to 100 ms for a message, handles it and whatever else is
+//! already queued (up to [`MAX_MESSAGES_PER_TURN`]), then answers finished
+//! `dump-megaflows` and `capture` requests, resolves tunnel next hops,
+//! expires a slice of conntrack and, once a second, timed-out rules, and
+//! publishes the bridge if anything changed. Handling the queue before
+//! publishing matters under a burst of learned rules: the poll threads take
+//! one snapshot per turn instead of one per message, and the rule table
+//! being learned into, shared with the last snapshot, is copied once.
+
+use super::handle;
+use super::pmd::{self, PmdReport, ToControl};
+use super::publish::Published;
+use super::resolve::Resolver;
+use super::state::{self, ControlState};
+use flowtable::conntrack::ConnTrack;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Adds the rules `learn(...)` made, each on its own: one the bridge
+/// refuses (a missing prerequisite in the learn spec) is logged and the
+/// rest still go in. An identical rule is replaced, which restarts its
+/// timeouts, as a re-learned rule does in OVS.
+fn add_learned(st: &mut ControlState, specs: Vec<flowtable::FlowSpec>, now_ms: u64) {
+    for spec in specs {
+        let table = spec.table;
+        if let Err((_, e)) = st.bridge.apply(&[flowtable::Change::AddFlow(spec)], now_ms) {
+            tracing::warn!(table, error = %e, "learned rule refused");
+        }
+    }
+}
+
+/// Conntrack entries looked at per turn of the control loop for expiry.
+const CT_EXPIRE_BUDGET: usize = 20_000;
+
+/// At most this many queued messages are handled per turn of the control
+/// loop, so that expiry, dumps and captures keep their pace under a flood.
+const MAX_MESSAGES_PER_TURN: usize = 256;
+
+/// What the poll threads share with the control thread besides the
+/// published bridge.
+pub(super) struct Shared {
+    /// Bumped to ask every poll thread for its megaflows.
+    pub dump: Arc<AtomicU64>,
+    /// The port being captured.
+    pub tap: Arc<pmd::Tap>,
+    /// The connection table.
+    pub ct: Arc<ConnTrack>,
+}
+
+/// The control thread's state between turns.
+pub(super) struct ControlLoop {
+    st: ControlState,
+    resolver: Resolver,
+    policy: PolicySink,
+    published: Arc<Published>,
+    published_version: u64,
+    dump: Arc<AtomicU64>,
+    tap: Arc<pmd::Tap>,
+    ct: Arc<ConnTrack>,
+    /// How many poll threads there are.
+    threads: usize,
+    last_expire: Instant,
+    /// Which threads have each port open: a port is up for flooding while
+    /// any thread can send to it.
+    up_on: BTreeMap<u32, u64>,
+    reports: BTreeMap<usize, PmdReport>,
+    exited: Vec<PmdReport>,
+    macs: BTreeMap<String, Option<[u8; 6]>>,
+    /// dump-megaflows waits for every poll thread's answer to request `seq`.
+    dumps: Vec<handle::Call>,
+    dump_lines: BTreeMap<usize, (u64, Vec<String>)>,
+    dump_asked_at: Instant,
+    capture: Option<Capture>,
+}
+
+impl ControlLoop {
+    pub(super) fn new(
+        st: ControlState,
+        resolver: Resolver,
+        policy: PolicySink,
+        published: Arc<Published>,
+        shared: Shared,
+        threads: usize,
+    ) -> ControlLoop {
+        ControlLoop {
+            published_version: st.bridge.version(),
+            st,
+            resolver,
+            policy,
+            published,
+            dump: shared.dump,
+            tap: shared.tap,
+            ct: shared.ct,
+            threads,
+            last_expire: Instant::now(),
+            up_on: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            exited: Vec::new(),
+            macs: BTreeMap::new(),
+            dumps: Vec::new(),
+            dump_lines: BTreeMap::new(),
+            dump_asked_at: Instant::now(),
+            capture: None,
+        }
+    }
+
+    /// Turns until `shutdown` is set and every poll thread has exited (or
+    /// all of them are gone); returns their last reports.
+    pub(super) fn run(
+        mut self,
+        from_pmd: &Receiver<ToControl>,
+        shutdown: &AtomicBool,
+    ) -> Vec<PmdReport> {
+        while !shutdown.load(Ordering::Relaxed) || self.exited.len() < self.threads {
+            let now_ms = self.st.now_ms();
+            let mut next = match from_pmd.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut handled = 0;
+            while let Some(msg) = next.take() {
+                handled += 1;
+                if handled < MAX_MESSAGES_PER_TURN {
+                    next = from_pmd.try_recv().ok();
+                }
+                self.handle(msg, now_ms);
+            }
+            self.end_turn(now_ms);
+        }
+        self.exited
+    }
+
+    fn handle(&mut self, msg: ToControl, now_ms: u64) {
+        match msg {
+            ToControl::Resolve(ips) => self.resolver.want(&ips, &mut self.st.bridge),
+            ToControl::Learned(l) => self.st.bridge.learn(&l, now_ms),
+            ToControl::LearnedFlows(specs) => add_learned(&mut self.st, specs, now_ms),
+            ToControl::PortState { thread, no, up } => {
+                let m = self.up_on.entry(no).or_default();
+                if up {
+                    *m |= 1 << thread;
+                } else {
+                    *m &= !(1 << thread);
+                }
+                self.st.bridge.set_port_up(no, *m != 0);
+            }
+            ToControl::Report(r) => {
+                self.reports.insert(r.thread, r);
+                fill_status(&mut self.st, &self.reports, &mut self.macs);
+            }
+            ToControl::Exited(r) => {
+                self.reports.insert(r.thread, r.clone());
+                fill_status(&mut self.st, &self.reports, &mut self.macs);
+                self.exited.push(r);
+            }
+            ToControl::Megaflows { thread, seq, lines } => {
+                self.dump_lines.insert(thread, (seq, lines));
+            }
+            ToControl::PolicyLog(recs) => self.policy.write(&recs, &self.st.bridge.log_names),
+            ToControl::Captured(pkts) => {
+                if let Some(cap) = self.capture.as_mut() {
+                    cap.add(&pkts);
+                }
+            }
+            // A capture waits for packets, so this loop answers it; a request
+            // of another protocol version goes to `handle`, which refuses it.
+            ToControl::Call(c)
+                if c.req.version == ctl::proto::VERSION
+                    && matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) =>
+            {
+                start_capture(c, &self.st, &self.tap, &mut self.capture);
+            }
+            ToControl::Call(c) => {
+                if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
+                    if self.dumps.is_empty() {
+                        self.dump.fetch_add(1, Ordering::Relaxed);
+                        self.dump_asked_at = Instant::now();
+                    }
+                    self.dumps.push(c);
+                } else {
+                    handle::answer(c, &mut self.st);
+                }
+            }
+        }
+    }
+
+    fn end_turn(&mut self, now_ms: u64) {
+        if !self.dumps.is_empty() {
+            let seq = self.dump.load(Ordering::Relaxed);
+            let all = self.dump_lines.len() >= self.threads
+                && self.dump_lines.values().all(|(s, _)| *s == seq);
+            // A thread that cannot answer within 2 s (it is gone) does not
+            // hold the others' answer back.
+            if all || self.dump_asked_at.elapsed() > Duration::from_secs(2) {
+                self.st.megaflows = self
+                    .dump_lines
+                    .values()
+                    .filter(|(s, _)| *s == seq)
+                    .flat_map(|(_, l)| l.iter().cloned())
+                    .collect();
+                for c in self.dumps.drain(..) {
+                    handle::answer(c, &mut self.st);
+                }
+            }
+        }
+        if self.capture.as_ref().is_some_and(Capture::done) {
+            self.tap.port.store(0, Ordering::Relaxed);
+            if let Some(cap) = self.capture.take() {
+                cap.answer();
+            }
+        }
+        self.resolver.tick(&mut self.st.bridge);
+        // Expiry a slice at a time: each turn of this loop (at least ten a
+        // second) looks at a bounded number of entries, so no poll thread
+        // ever waits behind a sweep of the whole table.
+        self.ct.expire(self.st.now_ms(), CT_EXPIRE_BUDGET);
+        self.st.conntrack_len = self.ct.len();
+        if self.last_expire.elapsed() >= Duration::from_secs(1) {
+            self.last_expire = Instant::now();
+            let gone = self.st.bridge.expire(now_ms);
+            if !gone.is_empty() {
+                tracing::info!(rules = gone.len(), "rules expired");
+            }
+        }
+        if self.st.bridge.version() != self.published_version {
+            self.published_version = self.st.bridge.version();
+            self.published.publish(self.st.bridge.clone());
+        }
+    }
+}
+
+/// Where policy log lines go: the daemon's log (target `oxvs::policy`)
+/// and, if configured, a file of their own, one line per record.
+pub(super) struct PolicySink {
+    file: Option<(std::path::PathBuf, std::fs::File)>,
+    epoch: Instant,
+}
+
+impl PolicySink {
+    pub(super) fn open(
+        path: Option<&std::path::Path>,
+        epoch: Instant,
+    ) -> Result<PolicySink, String> {
+        let file = match path {
+            Some(p) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|e| format!("policy_log {}: {e}", p.display()))?;
+                Some((p.to_path_buf(), f))
+            }
+            None => None,
+        };
+        Ok(PolicySink { file, epoch })
+    }
+
+    fn write(
+        &mut self,
+        recs: &[crate::policy_log::LogRecord],
+        names: &flowtable::bridge::LogNames,
+    ) {
+        use std::io::Write;
+        // Records carry the poll threads' clock (milliseconds since the
+        // epoch); the line shows wall-clock time.
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        let now_rel = self.epoch.elapsed().as_millis() as u64;
+        let mut text = String::new();
+        for r in recs {
+            let unix = now_unix.saturating_sub(now_rel.saturating_sub(r.time_ms));
+            let line = crate::policy_log::format_line(r, names.name(r.name), unix);
+            tracing::info!(target: "oxvs::policy", "policy {line}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        if let Some((path, f)) = self.file.as_mut() {
+            // One write per batch of records, so lines are never torn.
+            if let Err(e) = f.write_all(text.as_bytes()) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the policy log");
+            }
+        }
+    }
+}
+
+/// A `capture` in progress: the waiting client and what has arrived.
+struct Capture {
+    call: handle::Call,
+    count: usize,
+    deadline: Instant,
+    lines: Vec<String>,
+}
+
+impl Capture {
+    fn add(&mut self, pkts: &[pmd::Captured]) {
+        for p in pkts {
+            if self.lines.len() >= self.count {
+                return;
+            }
+            let t =
+                p.at.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+            let mut line = format!(
+                "{}.{:09} {} ",
+                t.as_secs(),
+                t.subsec_nanos(),
+                if p.rx { "rx" } else { "tx" }
+            );
+            for b in &p.bytes {
+                line.push_str(&format!("{b:02x}"));
+            }
+            self.lines.push(line);
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.lines.len() >= self.count || Instant::now() >= self.deadline
+    }
+
+    fn answer(self) {
+        let mut text = self.lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let _ = self.call.reply.send(ctl::proto::Response::Ok(text));
+    }
+}
+
+/// Starts a capture, or refuses it (unknown or tunnel port, one already
+/// running).
+fn start_capture(
+    c: handle::Call,
+    st: &ControlState,
+    tap: &pmd::Tap,
+    capture: &mut Option<Capture>,
+) {
+    use ctl::proto::{Command, Failure, FailureKind, Response};
+    let Command::Capture {
+        port,
+        count,
+        timeout_ms,
+    } = c.req.cmd.clone()
+    else {
+        return;
+    };
+    let refuse = |c: handle::Call, why: String| {
+        let _ = c
+            .reply
+            .send(Response::Err(Failure::new(FailureKind::Rejected, why)));
+    };
+    let ports = &st.bridge.ports;
+    let no = port
+        .parse::<u32>()
+        .ok()
+        .filter(|n| ports.contains(*n))
+        .or_else(|| ports.by_name(&port));
+    match no {
+        None => refuse(c, format!("no port {port}")),
+        Some(n) if ports.tunnel(n).is_some() => refuse(
+            c,
+            format!("{port} is a tunnel port; capture the uplink to see its packets"),
+        ),
+        Some(_) if capture.is_some() => refuse(c, "a capture is already running".into()),
+        Some(n) => {
+            let (count, timeout) = (count as usize, Duration::from_millis(timeout_ms as u64));
+            tap.port.store(n, Ordering::Relaxed);
+            *capture = Some(Capture {
+                call: c,
+                count: count.clamp(1, 100_000),
+                deadline: Instant::now() + timeout.min(Duration::from_secs(3600)),
+                lines: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Refreshes what `show`, `dump-ports`, `pmd-stats` and the metrics read
+/// from the poll threads' latest reports.
+fn fill_status(
+    st: &mut ControlState,
+    reports: &BTreeMap<usize, PmdReport>,
+    macs: &mut BTreeMap<String, Option<[u8; 6]>>,
+) {
+    st.pmds = reports
+        .values()
+        .map(|r| state::PmdStatus {
+            id: r.thread,
+            core: r.core,
+            stats: r.stats,
+            busy_ns: r.busy_ns,
+            total_ns: r.total_ns,
+        })
+        .collect();
+    let mut ports: BTreeMap<u32, state::PortStatus> = BTreeMap::new();
+    for r in reports.values() {
+        for p in &r.ports {
+            let e = ports.entry(p.no).or_insert_with(|| state::PortStatus {
+                no: p.no,
+                name: p.name.clone(),
+                mac: *macs
+                    .entry(p.name.clone())
+                    .or_insert_with(|| if_mac(&p.name)),
+                ..Default::default()
+            });
+            if p.up {
+                e.up = true;
+                e.queues += 1;
+                e.pmds.push(r.thread);
+                if e.mode.is_empty() || r.thread == 0 {
+                    e.mode = p.mode.clone();
+                }
+            }
+            e.stats.add(&p.stats);
+        }
+    }
+    for p in ports.values_mut() {
+        if p.mode.is_empty() {
+            p.mode = "down".into();
+        }
+    }
+    for (no, info) in st.bridge.ports.iter().map(|i| (i.no, i)) {
+        if let Some(t) = &info.tunnel {
+            ports.insert(
+                no,
+                state::PortStatus {
+                    no,
+                    name: info.name.clone(),
+                    mode: format!("geneve local_ip={}", t.local),
+                    up: true,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    st.ports = ports.into_values().collect();
+}
+
+/// The MAC of interface `name` in this namespace, if it has one.
+fn if_mac(name: &str) -> Option<[u8; 6]> {
+    let idx = crate::sys::if_index(name)?;
+    let mut nl = crate::sys::netlink::Netlink::open().ok()?;
+    nl.link(idx).ok().map(|l| l.mac)
+}
