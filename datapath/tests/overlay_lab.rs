@@ -291,11 +291,7 @@ fn reject_across(tag: &str, v6: bool) {
         );
     }
     let listener = lab.spawn("n2-p1", "listener", &["python3", "-u", "-c", LISTENER]);
-    let t = Instant::now();
-    while !listener.log().contains("listening") {
-        assert!(t.elapsed() < Duration::from_secs(5), "{}", listener.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    listener.wait_log("listening", Duration::from_secs(5), "the listener");
     let out = lab.exec("n1-p1", &["python3", "-c", CONNECT]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     let mut words = said.split_whitespace();

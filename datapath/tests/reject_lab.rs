@@ -108,11 +108,7 @@ fn reject_answers_fast_and_logs_one_line_per_connection() {
     assert_eq!(lab.ping("n1-p1", "10.244.1.3", 3), 3, "{}", lab.log());
 
     let listener = lab.spawn("n1-p2", "listener", &["python3", "-u", "-c", LISTENER]);
-    let t = Instant::now();
-    while !listener.log().contains("listening") {
-        assert!(t.elapsed() < Duration::from_secs(5), "{}", listener.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    listener.wait_log("listening", Duration::from_secs(5), "the listener");
     let out = in_pod(&lab, "n1-p1", &["python3", "-c", CONNECTS]);
     let results: Vec<(&str, &str, f64)> = out
         .lines()

@@ -87,19 +87,8 @@ impl Ovs {
             daemons: Vec::new(),
             bridges: Vec::new(),
         };
-        let mut cmd = ovs.env();
-        cmd.extend([
-            "ovsdb-server".to_string(),
-            ovs.path("db/conf.db"),
-            format!("--remote=punix:{}", ovs.path("run/db.sock")),
-            format!("--pidfile={}", ovs.path("run/ovsdb-server.pid")),
-            format!("--unixctl={}", ovs.path("run/ovsdb-server.ctl")),
-            format!("--log-file={}", ovs.path("log/ovsdb-server.log")),
-            "--no-chdir".to_string(),
-        ]);
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let name = format!("ovsdb-server-{node}");
-        ovs.daemons.push(lab.spawn(node, &name, &args));
+        let (db, sock) = (ovs.path("db/conf.db"), ovs.path("run/db.sock"));
+        ovs.start_daemon(lab, "ovsdb-server", &[db, format!("--remote=punix:{sock}")]);
         ovs.wait_socket("run/db.sock", 0);
         ovs.vsctl(&["--no-wait", "init"]);
         ovs.vsctl(&[
@@ -115,20 +104,27 @@ impl Ovs {
             "other_config:n-handler-threads=1",
             "other_config:n-revalidator-threads=1",
         ]);
-        let mut cmd = ovs.env();
-        cmd.extend([
-            "ovs-vswitchd".to_string(),
-            format!("unix:{}", ovs.path("run/db.sock")),
-            format!("--pidfile={}", ovs.path("run/ovs-vswitchd.pid")),
-            format!("--unixctl={}", ovs.path("run/ovs-vswitchd.ctl")),
-            format!("--log-file={}", ovs.path("log/ovs-vswitchd.log")),
-            "--no-chdir".to_string(),
-        ]);
-        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let name = format!("ovs-vswitchd-{node}");
-        ovs.daemons.push(lab.spawn(node, &name, &args));
+        ovs.start_daemon(lab, "ovs-vswitchd", &[format!("unix:{sock}")]);
         ovs.wait_socket("run/ovs-vswitchd.ctl", 1);
         ovs
+    }
+
+    /// Starts `prog` (an OVS daemon) in the node with `args` and its own
+    /// pidfile, control socket and log file under this instance's
+    /// directories, as `PROG-NODE` in the lab.
+    fn start_daemon(&mut self, lab: &Lab, prog: &str, args: &[String]) {
+        let mut cmd = self.env();
+        cmd.push(prog.to_string());
+        cmd.extend_from_slice(args);
+        cmd.extend([
+            format!("--pidfile={}", self.path(&format!("run/{prog}.pid"))),
+            format!("--unixctl={}", self.path(&format!("run/{prog}.ctl"))),
+            format!("--log-file={}", self.path(&format!("log/{prog}.log"))),
+            "--no-chdir".to_string(),
+        ]);
+        let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let name = format!("{prog}-{}", self.node);
+        self.daemons.push(lab.spawn(&self.node, &name, &argv));
     }
 
     fn path(&self, rel: &str) -> String {

@@ -73,6 +73,23 @@ impl Spawned {
             && std::fs::read_link(format!("/proc/{}/ns/net", self.pid)).is_ok()
     }
 
+    /// Waits up to `limit` until the process's log contains `text` (it is
+    /// ready: listening, started); panics with the log if it exits or the
+    /// time runs out, `what` saying what was waited for.
+    pub fn wait_log(&self, text: &str, limit: Duration, what: &str) {
+        let t = Instant::now();
+        while !self.log().contains(text) {
+            assert!(
+                self.running() && t.elapsed() < limit,
+                "{what}: {:?} never appeared in {}'s log:\n{}",
+                text,
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits up to `limit` for the process to exit by itself; returns
     /// whether it did.
     pub fn wait_exit(&self, limit: Duration) -> bool {

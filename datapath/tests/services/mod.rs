@@ -172,15 +172,11 @@ impl ServiceLab {
             &format!("srv-{ns}"),
             &["python3", self.server.to_str().unwrap(), mode, name],
         );
-        let t = Instant::now();
-        while !srv.log().contains("ready") {
-            assert!(
-                srv.running() && t.elapsed() < Duration::from_secs(10),
-                "server {name} in {ns} did not start:\n{}",
-                srv.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        srv.wait_log(
+            "ready",
+            Duration::from_secs(10),
+            &format!("server {name} in {ns}"),
+        );
         srv
     }
 
@@ -201,15 +197,11 @@ impl ServiceLab {
                 "tcp src port 80 or udp src port 53 or udp src port 5353",
             ],
         );
-        let t = Instant::now();
-        while !dump.log().contains("listening on") {
-            assert!(
-                dump.running() && t.elapsed() < Duration::from_secs(10),
-                "tcpdump in {ns} did not start (apt-get install tcpdump):\n{}",
-                dump.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        dump.wait_log(
+            "listening on",
+            Duration::from_secs(10),
+            &format!("tcpdump in {ns} (apt-get install tcpdump)"),
+        );
         dump
     }
 
