@@ -17,6 +17,7 @@
 //! Responses are text ready to print, in `ovs-ofctl` layout.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 /// The protocol version this build speaks.
@@ -156,6 +157,44 @@ pub enum Command {
     },
     /// The Prometheus text exposition (what `GET /metrics` serves).
     Metrics,
+    /// `add-port NAME [no=N] [kind=auto|afxdp|af_packet] [mtu=M]
+    /// [external-id:KEY=VALUE ...]`: opens a port on every poll thread while
+    /// the others keep forwarding, and persists it with the rules. The answer
+    /// is the port's OpenFlow number and a newline.
+    AddPort {
+        /// The interface name.
+        name: String,
+        /// The OpenFlow number; `None` picks the lowest free one.
+        no: Option<u32>,
+        /// `auto` (the default), `afxdp` or `af_packet`.
+        kind: Option<String>,
+        /// The MTU to set on the interface, if any.
+        mtu: Option<u32>,
+        /// What OVS users keep in `external_ids`: `iface-id`,
+        /// `attached-mac`, `container-id`, the pod's namespace and name.
+        external_ids: BTreeMap<String, String>,
+    },
+    /// `del-port NAME|N`: drains and closes the port; rules that name it stay
+    /// and count `drop_port_down`.
+    DelPort {
+        /// A port name or number.
+        port: String,
+    },
+    /// `set-port NAME|N external-id:KEY=VALUE ...`: sets (an empty value
+    /// removes) external ids.
+    SetPort {
+        /// A port name or number.
+        port: String,
+        /// The ids to set.
+        external_ids: BTreeMap<String, String>,
+    },
+    /// `list-ports [--format json]`: every port, configured or added, with
+    /// its number, kind, state and external ids. With `json` the answer is
+    /// a JSON array of [`PortInfo`].
+    ListPorts {
+        /// Answer JSON instead of text.
+        json: bool,
+    },
     /// `capture PORT`: packets received on and sent to a port. The answer
     /// is one line per packet, `SECONDS.NANOS rx|tx HEX`.
     Capture {
@@ -166,6 +205,22 @@ pub enum Command {
         /// Or after this many milliseconds.
         timeout_ms: u32,
     },
+}
+
+/// One port as `list-ports --format json` describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// The interface (or tunnel port) name.
+    pub name: String,
+    /// The OpenFlow number.
+    pub no: u32,
+    /// How it is attached: `afxdp`, `af_packet`, `geneve`, or `waiting`
+    /// while its interface does not exist.
+    pub kind: String,
+    /// Whether it came from the config file (`false`: added at run time).
+    pub configured: bool,
+    /// External ids (`iface-id`, `attached-mac`, `container-id`, ...).
+    pub external_ids: BTreeMap<String, String>,
 }
 
 /// The daemon's answer.

@@ -182,6 +182,13 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             Ok(ctl::trace::render(&st.bridge, &key, ports))
         }
         Command::Metrics => Ok(super::metrics::render(st)),
+        Command::AddPort { .. }
+        | Command::DelPort { .. }
+        | Command::SetPort { .. }
+        | Command::ListPorts { .. } => Err(Failure::new(
+            FailureKind::Rejected,
+            "runtime ports are not supported by this oxvsd yet",
+        )),
         // The control thread answers captures itself: they wait for packets.
         Command::Capture { .. } => Err(Failure::new(
             FailureKind::Rejected,
