@@ -277,7 +277,7 @@ fn build_action(m: Option<&Match>, raw: (u8, u128, u128, u8)) -> Option<Action> 
     let all: Vec<Field> = Field::all().collect();
     let f = all[usize::from(pick) % all.len()];
     let ok = |f: Field| m.is_none_or(|m| usable(m, f));
-    Some(match sel % 20 {
+    Some(match sel % 21 {
         0 => match port(v) {
             reserved::IN_PORT..=reserved::ALL | reserved::CONTROLLER | reserved::NONE => {
                 return None
@@ -341,6 +341,15 @@ fn build_action(m: Option<&Match>, raw: (u8, u128, u128, u8)) -> Option<Action> 
             2 => RejectHow::Icmp,
             _ => RejectHow::PortUnreachable,
         }),
+        // output:FIELD[...] reads at most 32 bits of any field the match
+        // lets it read.
+        20 if ok(f) => {
+            let src = subfield(f, v as u8, (v >> 8) as u8);
+            if src.n_bits > 32 {
+                return None;
+            }
+            Action::OutputField(src)
+        }
         _ => return None,
     })
 }
@@ -357,6 +366,7 @@ prop_compose! {
         fields in prop::collection::vec(raw(), 0..10),
         acts in prop::collection::vec(raw(), 0..6),
         goto in any::<Option<u8>>(),
+        write_metadata in any::<Option<(u64, u64)>>(),
         table in 0..N_TABLES as u8,
         priority in any::<u16>(),
         cookie in any::<u64>(),
@@ -368,6 +378,11 @@ prop_compose! {
         let out_port = out_port.map(port);
         let m = build_match(ctx, &fields);
         let mut actions: Vec<Action> = acts.into_iter().filter_map(|r| build_action(Some(&m), r)).collect();
+        // write_metadata is an instruction: only goto_table may follow it.
+        if let Some((value, mask)) = write_metadata {
+            let mask = if value & 1 == 0 { u64::MAX } else { mask };
+            actions.push(Action::WriteMetadata { value: value & mask, mask });
+        }
         if let Some(g) = goto {
             if table + 1 < N_TABLES as u8 {
                 actions.push(Action::GotoTable(table + 1 + g % (N_TABLES as u8 - table - 1)));
@@ -386,10 +401,16 @@ prop_compose! {
         id in 0u32..=0xffff_ff00,
         kind in prop_oneof![Just(GroupType::All), Just(GroupType::Select), Just(GroupType::Indirect)],
         buckets in prop::collection::vec((any::<u16>(), any::<Option<u128>>(), prop::collection::vec(raw(), 0..4)), 0..4),
+        id_base in prop_oneof![Just(0u32), any::<u32>()],
     ) -> GroupSpec {
+        // Distinct bucket ids at most 0xffffff00: 0, 1, 2, ... (what the
+        // parser assigns) or scattered ones.
+        let bucket_id = |i: usize| id_base.wrapping_add(i as u32 * 0x0100_0001) % 0xffff_ff01;
         let mut buckets: Vec<Bucket> = buckets
             .into_iter()
-            .map(|(weight, watch_port, acts)| Bucket {
+            .enumerate()
+            .map(|(i, (weight, watch_port, acts))| Bucket {
+                bucket_id: bucket_id(i),
                 weight,
                 watch_port: watch_port.map(port),
                 actions: reject_last(acts.into_iter().filter_map(|r| build_action(None, r)).collect()),
@@ -398,7 +419,7 @@ prop_compose! {
         if kind == GroupType::Indirect {
             buckets.truncate(1);
             if buckets.is_empty() {
-                buckets.push(Bucket { weight: 0, watch_port: None, actions: vec![Action::Output(1)] });
+                buckets.push(Bucket { bucket_id: 0, weight: 0, watch_port: None, actions: vec![Action::Output(1)] });
             }
         }
         GroupSpec { id, kind, buckets, hash_fields: None }
@@ -406,7 +427,7 @@ prop_compose! {
 }
 
 /// Words and punctuation flow lines are made of, for the token-soup test.
-const TOKENS: [&str; 40] = [
+const TOKENS: [&str; 48] = [
     "ip",
     "tcp",
     "udp6",
@@ -447,6 +468,14 @@ const TOKENS: [&str; 40] = [
     "LOCAL",
     "vA1",
     "bucket=",
+    "bucket_id:",
+    "output:NXM_NX_REG1[",
+    "output:reg1",
+    "write_metadata:",
+    "vlan_vid=",
+    "->vlan_vid",
+    "set_field:",
+    "0x1064",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -455,7 +484,7 @@ fn soup() -> impl Strategy<Value = String> {
 }
 
 /// Valid-looking match items, for lines that often parse.
-const MATCH_ITEMS: [&str; 34] = [
+const MATCH_ITEMS: [&str; 38] = [
     "ip",
     "tcp",
     "udp6",
@@ -490,10 +519,14 @@ const MATCH_ITEMS: [&str; 34] = [
     "vlan_tci=0x1000/0x1000",
     "icmpv6_code=0",
     "ct_state=est|trk",
+    "vlan_vid=0x1064",
+    "vlan_vid=4096/0x1000",
+    "vlan_vid=0",
+    "OXM_OF_VLAN_VID=0x1000/0x1fff",
 ];
 
 /// Valid-looking action items.
-const ACTION_ITEMS: [&str; 22] = [
+const ACTION_ITEMS: [&str; 28] = [
     "output:1",
     "2",
     "LOCAL",
@@ -516,6 +549,12 @@ const ACTION_ITEMS: [&str; 22] = [
     "mod_dl_dst:00:00:00:00:00:01",
     "move:nd_sll[]->arp_tha[]",
     "in_port",
+    "output:NXM_NX_REG1[]",
+    "output:reg1",
+    "output:NXM_NX_REG1[0..15]",
+    "set_field:4196->vlan_vid",
+    "write_metadata:0x1/0xff",
+    "move:NXM_NX_REG8[0..11]->OXM_OF_VLAN_VID[0..11]",
 ];
 
 fn line() -> impl Strategy<Value = String> {

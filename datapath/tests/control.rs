@@ -151,7 +151,7 @@ fn every_flow_command_works_through_oxvs_ctl() {
     ]);
     assert_eq!(
         rig.ok(&["dump-groups"]),
-        " group_id=4,type=all,bucket=actions=output:v1p3\n"
+        " group_id=4,type=all,bucket=bucket_id:0,actions=output:v1p3\n"
     );
 
     let want = rig.file(

@@ -61,6 +61,11 @@ pub enum GroupType {
 pub enum Action {
     /// `output:PORT`.
     Output(PortNo),
+    /// `output:FIELD[...]`: output to the port number held in a field or
+    /// subfield (at most 32 bits), read when the action runs. As in OVS, the
+    /// value is an OpenFlow 1.0 port number: 0xfff8 and up are the reserved
+    /// ports, and a value above 0xffff outputs nowhere.
+    OutputField(SubField),
     /// `in_port`: send back out of the input port.
     InPort,
     /// `normal`: MAC-learning L2 switching.
@@ -106,6 +111,14 @@ pub enum Action {
     },
     /// `dec_ttl`.
     DecTtl,
+    /// `write_metadata:VALUE[/MASK]` (the OpenFlow 1.1 instruction): writes
+    /// the masked bits of `metadata`. Only `goto_table` may follow it.
+    WriteMetadata {
+        /// The value, already masked.
+        value: u64,
+        /// Which bits are written.
+        mask: u64,
+    },
     /// `push_vlan:TPID`.
     PushVlan(u16),
     /// `pop_vlan` / `strip_vlan`.

@@ -73,6 +73,12 @@ pub enum RuleError {
     BadLearn(&'static str),
     /// log name {0:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names
     BadLogName(String),
+    /// output:FIELD reads a port number of at most 32 bits, not {0}
+    OutputFieldWidth(u8),
+    /// write_metadata must come last but for goto_table, and only once
+    WriteMetadataNotLast,
+    /// bucket_id {1} is given twice in group {0}, or is above 0xffffff00
+    BadBucketId(u32, u32),
     /// conjunction actions may not be mixed with other actions, need 2 to 64 clauses, and belong in rules only
     BadConjunction,
 }
@@ -105,6 +111,18 @@ impl std::fmt::Display for RuleError {
             RuleError::BadLogName(n) => write!(
                 f,
                 "log name {n:?} is not 1 to 48 of A-Z a-z 0-9 _ . / : -, or the bridge has too many names"
+            ),
+            RuleError::OutputFieldWidth(n) => write!(
+                f,
+                "output:FIELD reads a port number of at most 32 bits, not {n}"
+            ),
+            RuleError::WriteMetadataNotLast => write!(
+                f,
+                "write_metadata must come last but for goto_table, and only once"
+            ),
+            RuleError::BadBucketId(g, b) => write!(
+                f,
+                "group {g}: bucket_id {b} is given twice or is above 0xffffff00"
             ),
             RuleError::BadConjunction => write!(
                 f,

@@ -313,6 +313,17 @@ impl Field {
         self.info().name
     }
 
+    /// The name OVS prints for the field in a subfield (`NXM_NX_REG1[]`):
+    /// its NXM or OXM name, or the canonical name when it has neither.
+    pub fn nxm_name(self) -> &'static str {
+        let i = self.info();
+        i.aliases
+            .iter()
+            .find(|a| a.starts_with("NXM_") || a.starts_with("OXM_"))
+            .copied()
+            .unwrap_or(i.name)
+    }
+
     /// Looks a field up by its canonical name or any NXM/OXM alias.
     pub fn from_name(name: &str) -> Option<Field> {
         Field::all().find(|f| {
@@ -417,5 +428,10 @@ mod tests {
         assert_eq!(Field::reg(16), None);
         assert_eq!(Field::from_name("NXM_NX_REG3"), Some(Field::Reg3));
         assert_eq!(Field::from_name("eth_dst"), Some(Field::DlDst));
+        for f in Field::all() {
+            assert_eq!(Field::from_name(f.nxm_name()), Some(f));
+        }
+        assert_eq!(Field::Reg1.nxm_name(), "NXM_NX_REG1");
+        assert_eq!(Field::Metadata.nxm_name(), "OXM_OF_METADATA");
     }
 }

@@ -178,6 +178,7 @@ mod tests {
     #[test]
     fn select_respects_weights() {
         let b = |w, p| Bucket {
+            bucket_id: p,
             weight: w,
             watch_port: None,
             actions: vec![Action::Output(p)],
@@ -201,6 +202,7 @@ mod tests {
     #[test]
     fn adding_an_endpoint_moves_few_flows() {
         let b = |p| Bucket {
+            bucket_id: p,
             weight: 100,
             watch_port: None,
             actions: vec![Action::Output(p)],

@@ -51,6 +51,7 @@ fn bridge(fields: Vec<HashField>) -> Bridge {
         br.add_port(p, &format!("p{p}"));
     }
     let bucket = |p| Bucket {
+        bucket_id: p,
         weight: 100,
         watch_port: None,
         actions: vec![Action::Output(p)],

@@ -56,9 +56,17 @@ impl Default for FlowSpec {
     }
 }
 
+/// The largest bucket id (OpenFlow 1.5's `OFPG_BUCKET_MAX`); the values
+/// above it name positions (`first`, `last`, `all`) in group-mod commands.
+pub const MAX_BUCKET_ID: u32 = 0xffff_ff00;
+
 /// One bucket of a group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Bucket {
+    /// `bucket_id:N` (OpenFlow 1.5): the bucket's name within its group,
+    /// unique in the group and at most 0xffffff00. The parser assigns one to
+    /// every bucket that names none, as OVS does.
+    pub bucket_id: u32,
     /// Relative weight for select groups (the parser's default is 100, as
     /// in OVS).
     pub weight: u16,

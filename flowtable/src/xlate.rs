@@ -236,6 +236,7 @@ impl Ctx<'_> {
     fn action(&mut self, a: &Action, table: u8) {
         match *a {
             Action::Output(p) => self.output(p),
+            Action::OutputField(src) => self.output_field(src),
             Action::InPort => {
                 let p = self.flow.get(Field::InPort) as PortNo;
                 self.emit_output(p);
@@ -252,6 +253,9 @@ impl Ctx<'_> {
                 self.write(dst.field, v << dst.ofs, dst.mask());
             }
             Action::DecTtl => self.dec_ttl(),
+            Action::WriteMetadata { value, mask } => {
+                self.write(Field::Metadata, value.into(), mask.into())
+            }
             Action::PushVlan(_tpid) => {
                 self.wc.set_field(Field::VlanTci);
                 let tci = self.flow.get(Field::VlanTci) as u16;
@@ -385,3 +389,7 @@ impl Ctx<'_> {
 #[cfg(test)]
 #[path = "xlate_reject_tests.rs"]
 mod reject_tests;
+
+#[cfg(test)]
+#[path = "xlate_field_output_tests.rs"]
+mod field_output_tests;

@@ -5,7 +5,8 @@
 //! It shares no code with the classifier, the translation, the caches or the
 //! executor, only the `Match` and `Action` value types. The property test runs
 //! the same rules and packets through both and demands identical output.
-//! It covers the stateless subset: output, set_field on dl_dst/nw_dst/tp_dst
+//! It covers the stateless subset: output (to a port or to the port number
+//! in a register), set_field on dl_dst/nw_dst/tp_dst
 //! and registers, load, resubmit, goto_table, dec_ttl and drop.
 
 use crate::{Pkt, L4};
@@ -130,6 +131,12 @@ impl Eval<'_> {
             Action::Output(p) => {
                 if *p != self.in_port {
                     self.out.push((*p, self.pkt));
+                }
+            }
+            Action::OutputField(sf) => {
+                let p = ((self.key.get(sf.field) & sf.mask()) >> sf.ofs) as PortNo;
+                if p != self.in_port {
+                    self.out.push((p, self.pkt));
                 }
             }
             Action::Drop => {}

@@ -77,6 +77,7 @@ fn arb_rule() -> impl Strategy<Value = RefRule> {
         (0u64..3).prop_map(|v| (4, v)),
         (0u64..N_TABLES as u64).prop_map(|t| (5, t)),
         Just((6, 0)),
+        Just((7, 0)),
     ];
     (
         0..N_TABLES,
@@ -156,10 +157,17 @@ fn arb_rule() -> impl Strategy<Value = RefRule> {
                             table: Some(v as u8),
                         },
                         5 => continue,
-                        _ => {
+                        6 => {
                             ip = true;
                             Action::DecTtl
                         }
+                        // Output to the port number an earlier load left
+                        // in reg0 (0 names no port).
+                        _ => Action::OutputField(SubField {
+                            field: Field::Reg0,
+                            ofs: 0,
+                            n_bits: 8,
+                        }),
                     };
                     actions.push(a);
                 }

@@ -18,6 +18,7 @@ use super::conj;
 use super::error::{expected, fail, Res};
 use super::fields::{self, Kind, Need};
 use super::lexer::{self, Item};
+use super::refused;
 use super::{value, PortNames};
 use flowtable::bridge::LogNames;
 use flowtable::flow_match::PrereqError;
@@ -35,35 +36,28 @@ pub(crate) struct Cx<'a> {
     pub ports: &'a dyn PortNames,
 }
 
-/// OVS actions `flowtable` cannot represent.
-const UNSUPPORTED: [&str; 18] = [
-    "controller",
-    "note",
-    "enqueue",
-    "set_queue",
-    "pop_queue",
-    "multipath",
-    "bundle",
-    "bundle_load",
-    "output_reg",
-    "push_mpls",
-    "pop_mpls",
-    "exit",
-    "sample",
-    "clone",
-    "meter",
-    "write_actions",
-    "clear_actions",
-    "write_metadata",
-];
-
 /// Parses an action list. `drop` (or nothing) is the empty list.
 pub(crate) fn parse(items: &[Item<'_>], cx: &Cx<'_>) -> Res<Vec<Action>> {
     let mut out = Vec::with_capacity(items.len());
     let mut drop_at = None;
+    let mut metadata_at = None;
     for (i, item) in items.iter().enumerate() {
-        match action(item, cx)? {
+        let a = action(item, cx)?;
+        // write_metadata is an OpenFlow 1.1 instruction, which OVS runs
+        // after the action list and before goto_table and insists on
+        // seeing written in that order.
+        if metadata_at.is_some() && !matches!(a, Some(Action::GotoTable(_))) {
+            return fail(
+                item.pos,
+                "only goto_table may follow write_metadata (an instruction, run after the actions)",
+            );
+        }
+        match a {
             None => drop_at = Some(item.pos),
+            Some(a @ Action::WriteMetadata { .. }) => {
+                metadata_at = Some(item.pos);
+                out.push(a);
+            }
             Some(Action::GotoTable(_)) if i + 1 < items.len() => {
                 return fail(item.pos, "goto_table must be the last action");
             }
@@ -104,6 +98,11 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
     let cut = text.find([':', '(']).unwrap_or(text.len());
     let name = text[..cut].to_ascii_lowercase();
     let (arg, apos) = (text.get(cut + 1..).unwrap_or(""), item.pos + cut + 1);
+    // Refused actions are named before their arguments are read, which may
+    // follow a grammar of their own (`check_pkt_larger(1500)->reg0[0]`).
+    if let Some(why) = refused::action_message(&name) {
+        return fail(item.pos, why);
+    }
     let args = match text.as_bytes().get(cut) {
         Some(b'(') => {
             let Some(inner) = arg.strip_suffix(')') else {
@@ -140,10 +139,7 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             Some(args) => output_args(&args, ports)?,
             None => {
                 let (p, pos) = colon("PORT")?;
-                if p.contains('[') {
-                    return fail(pos, "output to a field is not supported");
-                }
-                output(value::port(p, pos, ports)?, pos)?
+                output_to(p, pos, cx)?
             }
         },
         "resubmit" => match args {
@@ -156,6 +152,18 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
                 }
             }
         },
+        "write_metadata" => {
+            let (v, pos) = colon("VALUE[/MASK]")?;
+            if cx.table.is_none() {
+                return fail(item.pos, "write_metadata is not allowed in a group bucket");
+            }
+            let max = u128::from(u64::MAX);
+            let (value, mask, _) = value::numeric_masked(v, pos, max, max, "write_metadata")?;
+            Action::WriteMetadata {
+                value: (value & mask) as u64,
+                mask: mask as u64,
+            }
+        }
         "goto_table" => {
             let (t, pos) = colon("TABLE")?;
             let t = table(t, pos)?;
@@ -260,9 +268,6 @@ fn action(item: &Item<'_>, cx: &Cx<'_>) -> Res<Option<Action>> {
             return fail(item.pos, "conjunction is not allowed in a group bucket")
         }
         "conjunction" => conj::parse_conjunction(args.as_deref(), item.pos)?,
-        n if UNSUPPORTED.contains(&n) => {
-            return fail(item.pos, format!("action {n} is not supported"))
-        }
         _ if cut == text.len() => return bare_port(text, item.pos, ports).map(Some),
         _ => return fail(item.pos, format!("unknown action {:?}", &text[..cut])),
     };
@@ -279,6 +284,34 @@ fn bare_port(text: &str, pos: usize, ports: &dyn PortNames) -> Res<Action> {
         return fail(pos, format!("unknown action {text:?}"));
     };
     output(p, pos)
+}
+
+/// `output:PORT` or `output:FIELD[...]`. As in OVS, a port (a number, a
+/// reserved name or a name the bridge knows) wins; anything else is read as
+/// a field or subfield holding the port number (`output:NXM_NX_REG1[]`,
+/// `output:reg1`, `output:NXM_NX_REG1[0..15]`).
+fn output_to(text: &str, pos: usize, cx: &Cx<'_>) -> Res<Action> {
+    let named_port = text.starts_with(|c: char| c.is_ascii_digit())
+        || value::reserved_port(text).is_some()
+        || cx.ports.port_no(text).is_some();
+    let field_name = &text[..text.find('[').unwrap_or(text.len())];
+    if named_port || !text.contains('[') && fields::lookup(field_name).is_none() {
+        if let Some(why) = refused::field_message(field_name) {
+            return fail(pos, why);
+        }
+        return output(value::port(text, pos, cx.ports)?, pos);
+    }
+    let src = subfield(text, pos, false, cx)?;
+    if src.n_bits > 32 {
+        return fail(
+            pos,
+            format!(
+                "output:{text} reads {} bits; a port number has at most 32",
+                src.n_bits
+            ),
+        );
+    }
+    Ok(Action::OutputField(src))
 }
 
 /// `output(port=P)`.
@@ -415,7 +448,7 @@ fn check_read(f: Field, need: Need, name: &str, pos: usize, cx: &Cx<'_>) -> Res<
 fn set_field(text: &str, pos: usize, cx: &Cx<'_>) -> Res<Action> {
     let (v, name, npos) = arrow(text, pos)?;
     let Some(s) = fields::lookup(name) else {
-        return fail(npos, format!("unknown field {name:?}"));
+        return fields::unknown(name, npos);
     };
     if matches!(s.kind, Kind::VlanVid | Kind::VlanPcp) {
         return fail(
@@ -468,7 +501,7 @@ pub(super) fn subfield(text: &str, pos: usize, dst: bool, cx: &Cx<'_>) -> Res<Su
         },
         None => (text, None),
     };
-    let s = fields::lookup(name).filter(|s| s.kind == Kind::Plain);
+    let s = fields::lookup(name).filter(|s| matches!(s.kind, Kind::Plain | Kind::OxmVid));
     let s = match (s, Field::from_name(name)) {
         (Some(s), _) => s,
         (None, Some(f)) => fields::Spelling {
@@ -478,7 +511,7 @@ pub(super) fn subfield(text: &str, pos: usize, dst: bool, cx: &Cx<'_>) -> Res<Su
             kind: Kind::Plain,
             need: Need::Field,
         },
-        (None, None) => return fail(pos, format!("unknown field {name:?}")),
+        (None, None) => return fields::unknown(name, pos),
     };
     // A field named directly is addressed over its whole storage (as
     // flowtable's subfield check does); an alias like icmp_type over its own
@@ -537,5 +570,19 @@ impl std::fmt::Display for SubFieldText<'_> {
                 u32::from(s.ofs) + u32::from(s.n_bits) - 1
             )
         }
+    }
+}
+
+/// Prints a subfield as OVS prints one (`mf_format_subfield`): by its NXM or
+/// OXM name, `NXM_NX_REG1[]`, `NXM_NX_REG1[0..15]`. The parser reads it back
+/// to the same subfield.
+pub(crate) struct NxmSubFieldText<'a>(pub &'a SubField);
+
+impl std::fmt::Display for NxmSubFieldText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let text = SubFieldText(s).to_string();
+        let range = &text[s.field.name().len()..];
+        write!(f, "{}{range}", s.field.nxm_name())
     }
 }

@@ -213,7 +213,7 @@ fn exec(items: &[Item<'_>], cx: &Cx<'_>) -> Res<Vec<Action>> {
             "set_field" => {
                 let (v, fname, fpos) = arrow(rest, rpos)?;
                 let Some(s) = fields::lookup(fname) else {
-                    return fail(fpos, format!("unknown field {fname:?}"));
+                    return fields::unknown(fname, fpos);
                 };
                 ct_field(s.field, fpos)?;
                 let val = fields::read(&s, fname, v, rpos, cx.ports)?;

@@ -27,6 +27,10 @@ pub(crate) enum Kind {
     VlanVid,
     /// `dl_vlan_pcp`: a priority, implying a tag.
     VlanPcp,
+    /// `vlan_vid` (OpenFlow 1.3's OXM field): 13 bits, the VID and the
+    /// present bit 0x1000 (`vlan_vid=0x1064` is VLAN 100, `vlan_vid=0` no
+    /// tag), maskable; stored as the same bits of `vlan_tci`.
+    OxmVid,
     /// `nw_tos`: the TOS byte with its two ECN bits zero.
     Tos,
     /// `ip_dscp`: the DSCP, six bits, stored shifted into `nw_tos`.
@@ -89,6 +93,17 @@ const fn special(field: Field, bits: u32, kind: Kind) -> Spelling {
     }
 }
 
+/// `vlan_vid`'s spelling: 13 bits of `vlan_tci`, maskable.
+const fn oxm_vid() -> Spelling {
+    Spelling {
+        field: Field::VlanTci,
+        bits: 13,
+        maskable: true,
+        kind: Kind::OxmVid,
+        need: Need::Field,
+    }
+}
+
 /// The `ovs-fields(7)` names that are not [`Field`] names.
 static SPELLINGS: &[(&str, Spelling)] = &[
     ("arp_spa", alias(Field::NwSrc, 32, true, Need::Arp)),
@@ -132,6 +147,32 @@ static SPELLINGS: &[(&str, Spelling)] = &[
     ("NXM_NX_ND_TLL", alias(Field::ArpTha, 48, true, Need::Icmp6)),
     ("dl_vlan", special(Field::VlanTci, 16, Kind::VlanVid)),
     ("dl_vlan_pcp", special(Field::VlanTci, 3, Kind::VlanPcp)),
+    ("vlan_vid", oxm_vid()),
+    ("OXM_OF_VLAN_VID", oxm_vid()),
+    ("vlan_pcp", special(Field::VlanTci, 3, Kind::VlanPcp)),
+    ("OXM_OF_VLAN_PCP", special(Field::VlanTci, 3, Kind::VlanPcp)),
+    ("OXM_OF_TCP_SRC", alias(Field::TpSrc, 16, true, Need::Tcp)),
+    ("OXM_OF_TCP_DST", alias(Field::TpDst, 16, true, Need::Tcp)),
+    ("OXM_OF_UDP_SRC", alias(Field::TpSrc, 16, true, Need::Udp)),
+    ("OXM_OF_UDP_DST", alias(Field::TpDst, 16, true, Need::Udp)),
+    ("OXM_OF_SCTP_SRC", alias(Field::TpSrc, 16, true, Need::Sctp)),
+    ("OXM_OF_SCTP_DST", alias(Field::TpDst, 16, true, Need::Sctp)),
+    (
+        "OXM_OF_ICMPV4_TYPE",
+        alias(Field::TpSrc, 8, false, Need::Icmp),
+    ),
+    (
+        "OXM_OF_ICMPV4_CODE",
+        alias(Field::TpDst, 8, false, Need::Icmp),
+    ),
+    (
+        "OXM_OF_ICMPV6_TYPE",
+        alias(Field::TpSrc, 8, false, Need::Icmp6),
+    ),
+    (
+        "OXM_OF_ICMPV6_CODE",
+        alias(Field::TpDst, 8, false, Need::Icmp6),
+    ),
     ("nw_tos", special(Field::NwTos, 8, Kind::Tos)),
     ("ip_dscp", special(Field::NwTos, 6, Kind::Dscp)),
     ("nw_ecn", special(Field::NwTos, 2, Kind::Ecn)),
@@ -173,6 +214,15 @@ pub(crate) fn writable(f: Field) -> bool {
         f,
         RecircId | CtState | CtZone | CtMark | CtLabel | DlType | NwFrag | TcpFlags
     )
+}
+
+/// Fails for a field name that is not accepted: by name, with the reason,
+/// when it is an `ovs-fields(7)` field oxvs refuses, else as unknown.
+pub(crate) fn unknown<T>(name: &str, pos: usize) -> Res<T> {
+    match super::refused::field_message(name) {
+        Some(why) => fail(pos, why),
+        None => fail(pos, format!("unknown field {name:?}")),
+    }
 }
 
 /// Looks up a field name: an `ovs-fields(7)` spelling or a [`Field`] name.
@@ -248,6 +298,10 @@ pub(crate) fn read(
             };
         }
         Kind::VlanPcp => return exact(0x1000 | small(3)? << 13, 0xf000),
+        Kind::OxmVid => {
+            let (value, mask, slash) = value::numeric_masked(text, pos, 0x1fff, 0x1fff, name)?;
+            return Ok(Value { value, mask, slash });
+        }
         Kind::Tos => {
             let tos = small(8)?;
             if tos & 3 != 0 {

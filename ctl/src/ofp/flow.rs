@@ -40,6 +40,9 @@ const SHORTHANDS: [(&str, u16, Option<u8>); 12] = [
     ("icmp6", dl_type::IPV6, Some(58)),
 ];
 
+/// Why the shorthands below are refused.
+const MPLS_OR_RARP: &str = "oxvs does not parse MPLS or RARP";
+
 /// Shorthands `ovs-ofctl` knows that `flowtable` cannot represent.
 const UNSUPPORTED_SHORTHANDS: [&str; 3] = ["rarp", "mpls", "mplsm"];
 
@@ -109,18 +112,21 @@ impl MatchBuilder {
                 return Ok(());
             }
             if UNSUPPORTED_SHORTHANDS.contains(&key) {
-                return fail(item.pos, format!("{key} is not supported"));
+                return fail(
+                    item.pos,
+                    format!("{key} is not supported by oxvs: {MPLS_OR_RARP}"),
+                );
             }
             if fields::lookup(key).is_some() || RULE_KEYS.contains(&key) || key == "conj_id" {
                 return fail(item.pos, format!("{key} needs a value ({key}=...)"));
             }
-            return fail(item.pos, format!("unknown field {key:?}"));
+            return fields::unknown(key, item.pos);
         };
         if key == "conj_id" {
             return self.conj_id(text, vpos, item.pos);
         }
         let Some(s) = fields::lookup(key) else {
-            return fail(item.pos, format!("unknown field {key:?}"));
+            return fields::unknown(key, item.pos);
         };
         let v = fields::read(&s, key, text, vpos, ports)?;
         if let (true, Some(slash)) = (self.packet, v.slash) {

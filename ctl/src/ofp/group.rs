@@ -2,8 +2,9 @@
 //! `group_id=1,type=select,bucket=weight:100,watch_port:2,actions=output:1,bucket=output:2`.
 //!
 //! Everything before the first `bucket=` describes the group; each `bucket=`
-//! starts a bucket that runs to the next one. Inside a bucket, `weight:N` and
-//! `watch_port:P` are bucket properties and anything else is an action, until
+//! starts a bucket that runs to the next one. Inside a bucket, `bucket_id:N`,
+//! `weight:N` and `watch_port:P` are bucket properties and anything else is
+//! an action, until
 //! `actions=`, after which everything is an action — the same reading as OVS's
 //! `parse_bucket_str`, which is why `bucket=output:1` needs no `actions=`.
 //! Bucket actions are checked without a match or a table, since a bucket runs
@@ -15,7 +16,9 @@ use super::group_hash;
 use super::lexer::{self, Item};
 use super::{value, ParseError, PortNames};
 use flowtable::port::PortNo;
+use flowtable::rule::MAX_BUCKET_ID;
 use flowtable::{Bucket, GroupSpec, GroupType};
+use std::collections::BTreeSet;
 
 /// The weight a select-group bucket gets when none is written; `dump-groups`
 /// prints it, so it is the value people expect to see.
@@ -27,6 +30,8 @@ const MAX_GROUP_ID: u128 = 0xffff_ff00;
 /// A bucket being read.
 struct Draft<'a> {
     pos: usize,
+    /// `bucket_id:N` and where it was written.
+    bucket_id: Option<(u32, usize)>,
     weight: Option<u16>,
     watch_port: Option<PortNo>,
     actions: Vec<Item<'a>>,
@@ -49,8 +54,21 @@ impl<'a> Draft<'a> {
         match key {
             "weight" => self.weight = Some(value::uint(arg, apos, 16, "weight")? as u16),
             "watch_port" => self.watch_port = Some(value::port(arg, apos, ports)?),
-            "watch_group" | "bucket_id" => {
-                return fail(item.pos, format!("bucket {key} is not supported"))
+            "bucket_id" => {
+                let id = value::uint(arg, apos, 32, key)?;
+                if id > u128::from(MAX_BUCKET_ID) {
+                    return fail(
+                        apos,
+                        format!("bucket_id {arg} is above the largest bucket id 0xffffff00"),
+                    );
+                }
+                self.bucket_id = Some((id as u32, apos));
+            }
+            "watch_group" => {
+                return fail(
+                    item.pos,
+                    "bucket watch_group is not supported by oxvs: buckets follow ports only",
+                )
             }
             "actions" | "action" => {
                 self.in_actions = true;
@@ -79,6 +97,7 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
         if key == "bucket" {
             let mut d = Draft {
                 pos: item.pos,
+                bucket_id: None,
                 weight: None,
                 watch_port: None,
                 actions: Vec::new(),
@@ -171,9 +190,11 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
     } else {
         0
     };
+    let ids = bucket_ids(&drafts)?;
     let mut buckets = Vec::with_capacity(drafts.len());
-    for d in drafts {
+    for (d, bucket_id) in drafts.into_iter().zip(ids) {
         buckets.push(Bucket {
+            bucket_id,
             weight: d.weight.unwrap_or(default_weight),
             watch_port: d.watch_port,
             actions: actions::parse(&d.actions, &cx)?,
@@ -185,6 +206,36 @@ pub(crate) fn parse_at(line: &str, start: usize, ports: &dyn PortNames) -> Res<G
         buckets,
         hash_fields,
     })
+}
+
+/// The bucket ids: those written (which must differ), and for each bucket
+/// that names none the lowest id no other bucket has, in bucket order. So a
+/// group that names no ids gets 0, 1, 2, ..., which is what OVS assigns
+/// and prints (`ovs-ofctl -O OpenFlow15 dump-groups`).
+fn bucket_ids(drafts: &[Draft<'_>]) -> Res<Vec<u32>> {
+    let mut taken = BTreeSet::new();
+    for d in drafts {
+        if let Some((id, pos)) = d.bucket_id {
+            if !taken.insert(id) {
+                return fail(pos, format!("bucket_id {id} is given to two buckets"));
+            }
+        }
+    }
+    let mut next = 0u32;
+    let mut ids = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        ids.push(match d.bucket_id {
+            Some((id, _)) => id,
+            None => {
+                while taken.contains(&next) {
+                    next += 1;
+                }
+                taken.insert(next);
+                next
+            }
+        });
+    }
+    Ok(ids)
 }
 
 /// Parses one group line (`ovs-ofctl add-group` syntax, or a line of

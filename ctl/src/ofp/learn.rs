@@ -72,7 +72,16 @@ pub(crate) fn parse_learn(args: &[Item<'_>], cx: &Cx<'_>) -> Res<Action> {
                 "fin_idle_timeout" | "fin_hard_timeout" | "send_flow_rem" | "delete_learned"
                 | "limit" | "result_dst",
                 _,
-            ) => return fail(a.pos, format!("learn {key} is not supported")),
+            ) => {
+                return fail(
+                    a.pos,
+                    format!(
+                        "learn {key} is not supported by oxvs: a learned rule has only \
+                         idle_timeout and hard_timeout, and stays until they expire or it \
+                         is deleted (by its cookie)"
+                    ),
+                )
+            }
             (_, None) => {
                 let sf = subfield(key, a.pos, false, cx)?;
                 l.matches.push(LearnMatch {

@@ -28,6 +28,7 @@ mod group_hash;
 mod learn;
 mod lexer;
 mod print;
+mod refused;
 mod value;
 
 pub use error::ParseError;
@@ -90,3 +91,5 @@ mod tests_errors;
 mod tests_group_hash;
 #[cfg(test)]
 mod tests_reject;
+#[cfg(test)]
+mod tests_syntax;

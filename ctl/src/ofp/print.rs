@@ -10,7 +10,7 @@
 //! exactly the same thing. Values the parser cannot produce (a partial mask
 //! on `in_port`, say, from a megaflow) still print readably as `value/mask`.
 
-use super::actions::SubFieldText;
+use super::actions::{NxmSubFieldText, SubFieldText};
 use super::fields::flag_names;
 use super::value::{self, FRAG_NAMES};
 use super::PortNames;
@@ -250,6 +250,15 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
     match a {
         Action::Output(p) if reserved::NAMES.iter().any(|(_, n)| n == p) => port(*p),
         Action::Output(p) => format!("output:{}", port(*p)),
+        Action::OutputField(sf) => format!("output:{}", NxmSubFieldText(sf)),
+        Action::WriteMetadata { value, mask } if *mask == u64::MAX => {
+            format!("write_metadata:{}", hex((*value).into()))
+        }
+        Action::WriteMetadata { value, mask } => format!(
+            "write_metadata:{}/{}",
+            hex((*value).into()),
+            hex((*mask).into())
+        ),
         Action::InPort => "IN_PORT".into(),
         Action::Normal => "NORMAL".into(),
         Action::Flood => "FLOOD".into(),
@@ -294,6 +303,11 @@ fn action_text(a: &Action, ports: &dyn PortNames) -> String {
 
 /// `set_field`, using the `mod_*` spelling OVS prints where one exists.
 fn set_field_text(f: Field, v: u128, mask: u128, ports: &dyn PortNames) -> String {
+    if f == Field::VlanTci && mask == 0x1fff {
+        // OpenFlow 1.3's vlan_vid, present bit included, in decimal as OVS
+        // prints it: set_field:4196->vlan_vid is VLAN 100.
+        return format!("set_field:{v}->vlan_vid");
+    }
     let short = match f {
         _ if mask != f.max() && f != Field::NwTos => None,
         Field::DlSrc => Some("mod_dl_src"),
@@ -403,7 +417,7 @@ pub fn format_rule(r: &Rule, now_ms: u64, ports: &dyn PortNames) -> String {
 }
 
 /// Prints a group as one line of `ovs-ofctl dump-groups`:
-/// ` group_id=1,type=select,bucket=weight:100,actions=output:1`.
+/// ` group_id=1,type=select,bucket=bucket_id:0,weight:100,actions=output:1`.
 pub fn format_group(g: &GroupSpec, ports: &dyn PortNames) -> String {
     let kind = match g.kind {
         GroupType::All => "all",
@@ -416,7 +430,9 @@ pub fn format_group(g: &GroupSpec, ports: &dyn PortNames) -> String {
         s += &super::group_hash::format_fields(f, ports);
     }
     for b in &g.buckets {
-        s += ",bucket=";
+        // OpenFlow 1.5's bucket_id, which OVS prints first (and which
+        // Antrea, speaking OpenFlow 1.5, sees in every dump).
+        s += &format!(",bucket=bucket_id:{},", b.bucket_id);
         if g.kind == GroupType::Select || b.weight != 0 {
             s += &format!("weight:{},", b.weight);
         }

@@ -486,11 +486,13 @@ fn groups() {
             kind: GroupType::Select,
             buckets: vec![
                 Bucket {
+                    bucket_id: 0,
                     weight: 100,
                     watch_port: Some(2),
                     actions: vec![Action::Output(1)]
                 },
                 Bucket {
+                    bucket_id: 1,
                     weight: 100,
                     watch_port: None,
                     actions: vec![Action::Output(2)]
@@ -500,7 +502,7 @@ fn groups() {
         }
     );
     let out = format_group(&g, &());
-    assert_eq!(out, " group_id=1,type=select,bucket=weight:100,watch_port:2,actions=output:1,bucket=weight:100,actions=output:2");
+    assert_eq!(out, " group_id=1,type=select,bucket=bucket_id:0,weight:100,watch_port:2,actions=output:1,bucket=bucket_id:1,weight:100,actions=output:2");
     assert_eq!(parse_group(&out, &()).unwrap(), g);
     let g = parse_group(
         "group_id=2,type=all,bucket=output:1,bucket=mod_dl_dst:00:00:00:00:00:02,output:2",
@@ -510,12 +512,12 @@ fn groups() {
     assert_eq!(g.buckets[1].actions.len(), 2);
     assert_eq!(g.buckets[0].weight, 0);
     let out = format_group(&g, &());
-    assert_eq!(out, " group_id=2,type=all,bucket=actions=output:1,bucket=actions=mod_dl_dst:00:00:00:00:00:02,output:2");
+    assert_eq!(out, " group_id=2,type=all,bucket=bucket_id:0,actions=output:1,bucket=bucket_id:1,actions=mod_dl_dst:00:00:00:00:00:02,output:2");
     assert_eq!(parse_group(&out, &()).unwrap(), g);
     let g = parse_group("group_id=3,type=indirect,bucket=actions=resubmit(,5)", &()).unwrap();
     assert_eq!(
         format_group(&g, &()),
-        " group_id=3,type=indirect,bucket=actions=resubmit(,5)"
+        " group_id=3,type=indirect,bucket=bucket_id:0,actions=resubmit(,5)"
     );
     let g = parse_group(
         "group_id=4,type=select,bucket=weight:50,actions=output:vA1,bucket=weight=150,output:2",
@@ -525,7 +527,7 @@ fn groups() {
     assert_eq!((g.buckets[0].weight, g.buckets[1].weight), (50, 150));
     assert_eq!(
         format_group(&g, &ports()),
-        " group_id=4,type=select,bucket=weight:50,actions=output:vA1,bucket=weight:150,actions=output:vB2"
+        " group_id=4,type=select,bucket=bucket_id:0,weight:50,actions=output:vA1,bucket=bucket_id:1,weight:150,actions=output:vB2"
     );
     assert_eq!(
         format_group(&parse_group("group_id=9,type=all", &()).unwrap(), &()),

@@ -117,7 +117,11 @@ fn unknown_and_malformed_items() {
         "nw_dst",
         "nw_dst needs a value (nw_dst=...)",
     );
-    check("rarp,actions=drop", "rarp", "rarp is not supported");
+    check(
+        "rarp,actions=drop",
+        "rarp",
+        "rarp is not supported by oxvs: oxvs does not parse MPLS or RARP",
+    );
 }
 
 #[test]
@@ -204,7 +208,7 @@ fn bad_actions() {
     check(
         "actions=bundle(eth_src,0,hrw,ofport,members:1)",
         "bundle(",
-        "action bundle is not supported",
+        "bundle is not supported by oxvs: oxvs has no bonds; use a select group",
     );
     check(
         "ip,actions=ct(commit,alg=ftp)",
@@ -242,9 +246,29 @@ fn bad_actions() {
     );
     check("actions=output:vB2", "vB2", "unknown port \"vB2\"");
     check(
-        "actions=output:NXM_NX_REG0[]",
+        "actions=output:NXM_NX_BOGUS[]",
         "NXM",
-        "output to a field is not supported",
+        "unknown field \"NXM_NX_BOGUS\"",
+    );
+    check(
+        "actions=output:NXM_NX_REG0[0..39]",
+        "39]",
+        "expected a bit number below 32 for NXM_NX_REG0, found \"39\"",
+    );
+    check(
+        "actions=output:NXM_NX_TUN_ID[0..47]",
+        "NXM",
+        "output:NXM_NX_TUN_ID[0..47] reads 48 bits; a port number has at most 32",
+    );
+    check(
+        "actions=output:pkt_mark",
+        "pkt_mark",
+        "pkt_mark is not supported by oxvs: AF_XDP frames carry no socket-buffer mark, so there is nothing to match or set",
+    );
+    check(
+        "actions=output:nw_dst",
+        "nw_dst",
+        "nw_dst requires ip or arp in the match",
     );
     check(
         "actions=output(port=1,max_len=100)",
@@ -254,7 +278,7 @@ fn bad_actions() {
     check(
         "actions=CONTROLLER",
         "CONTROLLER",
-        "action controller is not supported",
+        "controller is not supported by oxvs: oxvs has no OpenFlow controller channel to send packets to",
     );
     check(
         "actions=resubmit(,)",

@@ -36,7 +36,7 @@ fn session_affinity_by_client_address() {
     assert_eq!(
         printed,
         " group_id=3,type=select,selection_method=hash,fields(nw_src),\
-         bucket=weight:100,actions=output:1,bucket=weight:100,actions=output:2"
+         bucket=bucket_id:0,weight:100,actions=output:1,bucket=bucket_id:1,weight:100,actions=output:2"
     );
     assert_eq!(group(printed.trim()), g);
 }

@@ -296,7 +296,7 @@ fn groups_are_added_modified_dumped_and_deleted() {
     add(&mut st, "in_port=1,actions=group:1");
     assert_eq!(
         ok(&mut st, Command::DumpGroups),
-        " group_id=1,type=all,bucket=actions=output:v1p3\n"
+        " group_id=1,type=all,bucket=bucket_id:0,actions=output:v1p3\n"
     );
     let f = err(
         &mut st,

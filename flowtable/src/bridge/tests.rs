@@ -40,6 +40,7 @@ fn a_bad_change_applies_nothing() {
 
 fn indirect_to_1(id: u32) -> GroupSpec {
     let bucket = Bucket {
+        bucket_id: 0,
         weight: 0,
         watch_port: None,
         actions: vec![Action::Output(1)],
@@ -109,6 +110,7 @@ fn conjunctions_stand_alone_with_valid_clauses_and_only_in_rules() {
         id: 1,
         kind: GroupType::All,
         buckets: vec![Bucket {
+            bucket_id: 0,
             weight: 0,
             watch_port: None,
             actions: vec![conj(1, 2)],

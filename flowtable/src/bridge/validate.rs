@@ -12,7 +12,7 @@ use crate::action::{Action, GroupType, SubField};
 use crate::field::Field;
 use crate::flow_match::Match;
 use crate::port::{is_reserved, reserved};
-use crate::rule::{FlowSpec, GroupSpec, N_TABLES};
+use crate::rule::{FlowSpec, GroupSpec, MAX_BUCKET_ID, N_TABLES};
 
 impl Bridge {
     /// Checks a rule against this bridge without adding it.
@@ -53,6 +53,15 @@ impl Bridge {
         for (i, a) in s.actions.iter().enumerate() {
             match a {
                 Action::Drop if n > 1 => return Err(RuleError::DropNotAlone),
+                // An OpenFlow 1.1 instruction: after the apply-actions list,
+                // before goto_table (OVS refuses any other order).
+                Action::WriteMetadata { .. }
+                    if !s.actions[i + 1..]
+                        .iter()
+                        .all(|a| matches!(a, Action::GotoTable(_))) =>
+                {
+                    return Err(RuleError::WriteMetadataNotLast);
+                }
                 Action::GotoTable(t) if i + 1 != n => {
                     let _ = t;
                     return Err(RuleError::GotoNotLast);
@@ -77,6 +86,12 @@ impl Bridge {
                         || (is_reserved(p) && p != reserved::LOCAL && p != reserved::TABLE);
                     if !ok {
                         return Err(RuleError::UnknownPort(p));
+                    }
+                }
+                Action::OutputField(src) => {
+                    check_subfield(&src)?;
+                    if src.n_bits > 32 {
+                        return Err(RuleError::OutputFieldWidth(src.n_bits));
                     }
                 }
                 Action::Resubmit {
@@ -139,6 +154,19 @@ impl Bridge {
         };
         if bad {
             return Err(RuleError::BadBuckets(g.id));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for b in &g.buckets {
+            if b.bucket_id > MAX_BUCKET_ID || !ids.insert(b.bucket_id) {
+                return Err(RuleError::BadBucketId(g.id, b.bucket_id));
+            }
+            // write_metadata is an instruction, which a bucket cannot hold.
+            if b.actions
+                .iter()
+                .any(|a| matches!(a, Action::WriteMetadata { .. }))
+            {
+                return Err(RuleError::WriteMetadataNotLast);
+            }
         }
         for b in &g.buckets {
             if let Some(p) = b.watch_port {

@@ -9,7 +9,7 @@
 //! decision reads joins the megaflow mask.
 
 use super::Ctx;
-use crate::action::{Action, DpAction, GroupType};
+use crate::action::{Action, DpAction, GroupType, SubField};
 use crate::drop::DropReason;
 use crate::field::{dl_type, Field, Prereq, VLAN_PRESENT};
 use crate::group::HashField;
@@ -36,6 +36,22 @@ impl Ctx<'_> {
                     return;
                 }
                 self.emit_output(p);
+            }
+        }
+    }
+
+    /// `output:FIELD[...]`: the port number is read from the flow, so the
+    /// bits read join the megaflow's mask (through `read_sub`), and every
+    /// packet the megaflow covers goes to the same port.
+    pub(super) fn output_field(&mut self, src: SubField) {
+        let v = self.read_sub(src);
+        // OVS reads the value as an OpenFlow 1.0 port number (reserved ports
+        // at 0xfff8 and up); anything wider names no port.
+        match u16::try_from(v) {
+            Ok(p) => self.output(PortNo::from(p)),
+            Err(_) => {
+                self.note(|| format!("output:{v:#x} from {}: not a port number", src.field));
+                self.drop_reason(DropReason::PortDown);
             }
         }
     }
