@@ -4,7 +4,7 @@
 //! one Service or Pod, and a rule left behind by a deleted object can be
 //! found by its owner.
 //!
-//! Layout: bits 63..16 are a 48-bit FNV-1a hash of the owner's key text
+//! Layout: bits 63..16 are a 48-bit hash (FNV-1a, mixed) of the owner's key text
 //! (`Service/default/web`, `Namespace/dev`, `Node/node1`); bits 15..0 are
 //! the [`Category`]. The hash is of the key only, so it is the same on
 //! every node and across restarts.
@@ -47,14 +47,23 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// splitmix64's finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// The cookie of `owner`'s rules of category `c`.
 pub fn cookie(owner: &ObjectKey, c: Category) -> u64 {
     object_bits(owner) | c as u64
 }
 
-/// The high bits every cookie of `owner` has.
+/// The high bits every cookie of `owner` has: FNV-1a of the key text,
+/// then splitmix64's finalizer, so that keys differing in one character
+/// (`frontend-0`, `frontend-1`) differ in every part of the cookie.
 pub fn object_bits(owner: &ObjectKey) -> u64 {
-    let h = fnv1a(owner.to_string().as_bytes()) & OBJECT_MASK;
+    let h = mix(fnv1a(owner.to_string().as_bytes())) & OBJECT_MASK;
     // A zero hash would make the cookie look like "no cookie" to a filter
     // that only masks the high bits; move it off zero.
     if h == 0 {
@@ -87,6 +96,6 @@ mod tests {
         assert_eq!(category(cookie(&a, Category::Endpoint)), 6);
         // The text form is part of the contract: a changed hash would orphan
         // every rule on every switch at the next upgrade.
-        assert_eq!(fnv1a(b"Service/default/web") & OBJECT_MASK, object_bits(&a));
+        assert_eq!(mix(fnv1a(b"Service/default/web")) & OBJECT_MASK, object_bits(&a));
     }
 }

@@ -244,7 +244,7 @@ impl Frontends<'_> {
                 hex(e.ip),
                 e.port
             ));
-            self.dnat(cx, e, is_local);
+            self.dnat(cx, e, is_local && policy_local(self.svc, true));
         }
         cx.out.group(Group {
             id,
