@@ -96,6 +96,9 @@ mod tests {
         assert_eq!(category(cookie(&a, Category::Endpoint)), 6);
         // The text form is part of the contract: a changed hash would orphan
         // every rule on every switch at the next upgrade.
-        assert_eq!(mix(fnv1a(b"Service/default/web")) & OBJECT_MASK, object_bits(&a));
+        assert_eq!(
+            mix(fnv1a(b"Service/default/web")) & OBJECT_MASK,
+            object_bits(&a)
+        );
     }
 }

@@ -223,7 +223,10 @@ mod tests {
         assert_eq!(p.iter().next().unwrap().to_string(), "172.30.0.1");
         assert_eq!(p.iter().last().unwrap().to_string(), "172.30.1.6");
         assert!(p.contains("172.30.0.2".parse().unwrap()));
-        assert!(!p.contains("172.30.0.3".parse().unwrap()), "broadcast left out");
+        assert!(
+            !p.contains("172.30.0.3".parse().unwrap()),
+            "broadcast left out"
+        );
         assert!(p.parse_item("1.1.1.2-1.1.1.1").is_err());
         assert_eq!(mac_for("10.244.3.5".parse().unwrap()), "0a:58:0a:f4:03:05");
     }

@@ -14,6 +14,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::BTreeMap;
 
 /// One change to the store.
+// An event is made once per object change and moved into the store; the
+// size of the Apply variant costs nothing worth a box at every call site.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// The object was created or changed.

@@ -11,13 +11,16 @@ use agent::show;
 use std::path::Path;
 
 fn check(name: &str, got: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("OXVS_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (OXVS_BLESS=1 writes it)", path.display()));
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (OXVS_BLESS=1 writes it)", path.display()));
     if want != got {
         let first = want.lines().zip(got.lines()).position(|(a, b)| a != b);
         panic!(
@@ -34,7 +37,13 @@ fn node_rule_sets() {
     let c = common::small();
     for node in ["node1", "node2"] {
         let ports = offline_ports(&c.store, node);
-        let rules = compile(NodeView { store: &c.store, config: &c.config, node, ports: &ports }).unwrap();
+        let rules = compile(NodeView {
+            store: &c.store,
+            config: &c.config,
+            node,
+            ports: &ports,
+        })
+        .unwrap();
         check(&format!("{node}.flows"), &rules.text());
     }
 }
@@ -56,7 +65,19 @@ fn compiling_is_deterministic() {
     let a = common::small();
     let b = common::small();
     let ports = offline_ports(&a.store, "node1");
-    let ra = compile(NodeView { store: &a.store, config: &a.config, node: "node1", ports: &ports }).unwrap();
-    let rb = compile(NodeView { store: &b.store, config: &b.config, node: "node1", ports: &ports }).unwrap();
+    let ra = compile(NodeView {
+        store: &a.store,
+        config: &a.config,
+        node: "node1",
+        ports: &ports,
+    })
+    .unwrap();
+    let rb = compile(NodeView {
+        store: &b.store,
+        config: &b.config,
+        node: "node1",
+        ports: &ports,
+    })
+    .unwrap();
     assert_eq!(ra.text(), rb.text());
 }

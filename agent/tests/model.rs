@@ -17,7 +17,8 @@ use agent::rules::RuleSet;
 use agent::sim::{Outcome, Sim};
 use agent::store::{Event, Store};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Namespace, Node, NodeAddress, NodeStatus, Pod, PodSpec, Service, ServicePort, ServiceSpec,
+    Container, ContainerPort, Namespace, Node, NodeAddress, NodeStatus, Pod, PodSpec, Service,
+    ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -67,10 +68,16 @@ fn build(nodes: usize, namespaces: usize, pods: &[PodSpecGen], svcs: &[SvcGen]) 
         }));
     }
     for i in 0..namespaces {
-        out.push(Object::Namespace(Namespace { metadata: meta(None, &format!("ns{i}")), ..Default::default() }));
+        out.push(Object::Namespace(Namespace {
+            metadata: meta(None, &format!("ns{i}")),
+            ..Default::default()
+        }));
     }
     for (i, p) in pods.iter().enumerate() {
-        let mut m = meta(Some(&format!("ns{}", p.ns % namespaces)), &format!("pod{i}"));
+        let mut m = meta(
+            Some(&format!("ns{}", p.ns % namespaces)),
+            &format!("pod{i}"),
+        );
         m.labels = Some([("app".to_string(), format!("app{}", p.app))].into());
         let proto = |udp: bool| Some(if udp { "UDP" } else { "TCP" }.to_string());
         out.push(Object::Pod(Pod {
@@ -80,8 +87,18 @@ fn build(nodes: usize, namespaces: usize, pods: &[PodSpecGen], svcs: &[SvcGen]) 
                 containers: vec![Container {
                     name: "c".into(),
                     ports: Some(vec![
-                        ContainerPort { name: Some("web".into()), container_port: 8000 + i as i32, protocol: proto(false), ..Default::default() },
-                        ContainerPort { name: Some("web".into()), container_port: 9000 + i as i32, protocol: proto(true), ..Default::default() },
+                        ContainerPort {
+                            name: Some("web".into()),
+                            container_port: 8000 + i as i32,
+                            protocol: proto(false),
+                            ..Default::default()
+                        },
+                        ContainerPort {
+                            name: Some("web".into()),
+                            container_port: 9000 + i as i32,
+                            protocol: proto(true),
+                            ..Default::default()
+                        },
                     ]),
                     ..Default::default()
                 }],
@@ -92,7 +109,10 @@ fn build(nodes: usize, namespaces: usize, pods: &[PodSpecGen], svcs: &[SvcGen]) 
     }
     for (i, s) in svcs.iter().enumerate() {
         out.push(Object::Service(Service {
-            metadata: meta(Some(&format!("ns{}", s.ns % namespaces)), &format!("svc{i}")),
+            metadata: meta(
+                Some(&format!("ns{}", s.ns % namespaces)),
+                &format!("svc{i}"),
+            ),
             spec: Some(ServiceSpec {
                 type_: Some(if s.node_port { "NodePort" } else { "ClusterIP" }.into()),
                 selector: Some([("app".to_string(), format!("app{}", s.app))].into()),
@@ -102,7 +122,11 @@ fn build(nodes: usize, namespaces: usize, pods: &[PodSpecGen], svcs: &[SvcGen]) 
                     name: Some("p".into()),
                     port: 80 + i as i32,
                     protocol: Some(if s.udp { "UDP" } else { "TCP" }.into()),
-                    target_port: Some(if s.named { IntOrString::String("web".into()) } else { IntOrString::Int(7000) }),
+                    target_port: Some(if s.named {
+                        IntOrString::String("web".into())
+                    } else {
+                        IntOrString::Int(7000)
+                    }),
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -114,7 +138,8 @@ fn build(nodes: usize, namespaces: usize, pods: &[PodSpecGen], svcs: &[SvcGen]) 
 }
 
 fn cfg() -> Config {
-    Config::parse("[cluster]\npod_cidr = \"10.244.0.0/16\"\nexternal_pool = [\"172.30.0.0/28\"]\n").unwrap()
+    Config::parse("[cluster]\npod_cidr = \"10.244.0.0/16\"\nexternal_pool = [\"172.30.0.0/28\"]\n")
+        .unwrap()
 }
 
 struct Compiled {
@@ -123,10 +148,19 @@ struct Compiled {
 }
 
 fn compile_all(store: &Store, c: &Config) -> Compiled {
-    let mut out = Compiled { rules: BTreeMap::new(), ports: BTreeMap::new() };
+    let mut out = Compiled {
+        rules: BTreeMap::new(),
+        ports: BTreeMap::new(),
+    };
     for node in node_ips(store, c).into_keys() {
         let ports = offline_ports(store, &node);
-        let rules = compile(NodeView { store, config: c, node: &node, ports: &ports }).unwrap();
+        let rules = compile(NodeView {
+            store,
+            config: c,
+            node: &node,
+            ports: &ports,
+        })
+        .unwrap();
         out.rules.insert(node.clone(), rules);
         out.ports.insert(node, ports);
     }
@@ -141,8 +175,15 @@ fn sim(all: &Compiled, store: &Store, c: &Config, node: &str) -> Sim {
 /// A pod's node, port and address.
 fn place(all: &Compiled, p: &Pod) -> (String, u32, Ipv4Addr) {
     let node = pod_node(p).unwrap().to_string();
-    let key = (p.metadata.namespace.clone().unwrap(), p.metadata.name.clone().unwrap());
-    (node.clone(), all.ports[&node][&key].ofport, pod_ip(p).unwrap())
+    let key = (
+        p.metadata.namespace.clone().unwrap(),
+        p.metadata.name.clone().unwrap(),
+    );
+    (
+        node.clone(),
+        all.ports[&node][&key].ofport,
+        pod_ip(p).unwrap(),
+    )
 }
 
 fn packet(port: u32, src: Ipv4Addr, proto: &str, dst: Ipv4Addr, dport: u16, sport: u16) -> String {
@@ -162,17 +203,28 @@ fn check_cluster(store: &Store, c: &Config) -> Result<(), TestCaseError> {
         let mut s = sim(&all, store, c, &an);
         for b in &pods {
             let (bn, bport, bip) = place(&all, b);
-            let out = s.send_text(&packet(aport, aip, "tcp", bip, 80, 40000)).unwrap();
+            let out = s
+                .send_text(&packet(aport, aip, "tcp", bip, 80, 40000))
+                .unwrap();
             if an == bn {
-                prop_assert!(matches!(out, Outcome::Port { port, .. } if port == bport), "{aip}->{bip}: {out:?}");
+                prop_assert!(
+                    matches!(out, Outcome::Port { port, .. } if port == bport),
+                    "{aip}->{bip}: {out:?}"
+                );
             } else {
-                prop_assert!(matches!(out, Outcome::Tunnel { dst, .. } if dst == ips[&bn]), "{aip}->{bip}: {out:?}");
+                prop_assert!(
+                    matches!(out, Outcome::Tunnel { dst, .. } if dst == ips[&bn]),
+                    "{aip}->{bip}: {out:?}"
+                );
                 let arrival = format!(
                     "in_port={},tun_id={},tun_src={},tun_dst={},tcp,nw_src={aip},nw_dst={bip},tp_src=40000,tp_dst=80,nw_ttl=64",
                     c.tunnel_port, c.vni, ips[&an], ips[&bn]
                 );
                 let out = sim(&all, store, c, &bn).send_text(&arrival).unwrap();
-                prop_assert!(matches!(out, Outcome::Port { port, .. } if port == bport), "arrival {aip}->{bip}: {out:?}");
+                prop_assert!(
+                    matches!(out, Outcome::Port { port, .. } if port == bport),
+                    "arrival {aip}->{bip}: {out:?}"
+                );
             }
         }
     }
@@ -187,7 +239,10 @@ fn check_cluster(store: &Store, c: &Config) -> Result<(), TestCaseError> {
         let sel = spec.selector.as_ref().unwrap();
         let backends: Vec<&&Pod> = pods
             .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(ns) && agent::object::selects(sel, p.metadata.labels.as_ref()))
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(ns)
+                    && agent::object::selects(sel, p.metadata.labels.as_ref())
+            })
             .collect();
         for a in &pods {
             let (an, aport, aip) = place(&all, a);
@@ -203,24 +258,41 @@ fn check_cluster(store: &Store, c: &Config) -> Result<(), TestCaseError> {
                 .collect();
             let mut s = sim(&all, store, c, &an);
             for sport in 1000..1006 {
-                let out = s.send_text(&packet(aport, aip, proto, cip, sp.port as u16, sport)).unwrap();
+                let out = s
+                    .send_text(&packet(aport, aip, proto, cip, sp.port as u16, sport))
+                    .unwrap();
                 if allowed.is_empty() {
                     let want_reject = backends.is_empty();
                     prop_assert!(
-                        if want_reject { out == Outcome::Reject } else { matches!(out, Outcome::Drop(_)) },
-                        "{aip} -> {cip}:{} ({ns}): {out:?}", sp.port
+                        if want_reject {
+                            out == Outcome::Reject
+                        } else {
+                            matches!(out, Outcome::Drop(_))
+                        },
+                        "{aip} -> {cip}:{} ({ns}): {out:?}",
+                        sp.port
                     );
                     continue;
                 }
-                let (dip, dport) = out.destination().ok_or_else(|| TestCaseError::fail(format!("{aip}->{cip}: {out:?}")))?;
+                let (dip, dport) = out
+                    .destination()
+                    .ok_or_else(|| TestCaseError::fail(format!("{aip}->{cip}: {out:?}")))?;
                 let ep = allowed.iter().find(|e| e.0 == dip && e.1 == dport);
-                prop_assert!(ep.is_some(), "{aip} -> {cip}:{} went to {dip}:{dport}, allowed {allowed:?}", sp.port);
+                prop_assert!(
+                    ep.is_some(),
+                    "{aip} -> {cip}:{} went to {dip}:{dport}, allowed {allowed:?}",
+                    sp.port
+                );
                 let (_, _, bn, bport) = ep.unwrap();
                 match &out {
                     Outcome::Port { port, .. } if *bn == an => {
                         prop_assert_eq!(*port, *bport);
                         if dip == aip {
-                            prop_assert_eq!(out.source(), Some("169.254.0.252".parse().unwrap()), "hairpin SNAT");
+                            prop_assert_eq!(
+                                out.source(),
+                                Some("169.254.0.252".parse().unwrap()),
+                                "hairpin SNAT"
+                            );
                         }
                     }
                     Outcome::Tunnel { dst, .. } => prop_assert_eq!(*dst, ips[bn]),
@@ -234,7 +306,11 @@ fn check_cluster(store: &Store, c: &Config) -> Result<(), TestCaseError> {
 
 fn owned_rules(all: &Compiled, key: &ObjectKey) -> usize {
     let bits = object_bits(key);
-    all.rules.values().map(|r| r.select(bits, OBJECT_MASK)).map(|r| r.flow_count() + r.group_count()).sum()
+    all.rules
+        .values()
+        .map(|r| r.select(bits, OBJECT_MASK))
+        .map(|r| r.flow_count() + r.group_count())
+        .sum()
 }
 
 fn pod_gen() -> impl Strategy<Value = PodSpecGen> {
@@ -242,8 +318,26 @@ fn pod_gen() -> impl Strategy<Value = PodSpecGen> {
 }
 
 fn svc_gen() -> impl Strategy<Value = SvcGen> {
-    (0usize..3, 0usize..4, any::<bool>(), any::<bool>(), prop::bool::weighted(0.25), prop::bool::weighted(0.25), any::<bool>())
-        .prop_map(|(ns, app, udp, named, itp_local, sticky, node_port)| SvcGen { ns, app, udp, named, itp_local, sticky, node_port })
+    (
+        0usize..3,
+        0usize..4,
+        any::<bool>(),
+        any::<bool>(),
+        prop::bool::weighted(0.25),
+        prop::bool::weighted(0.25),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(ns, app, udp, named, itp_local, sticky, node_port)| SvcGen {
+                ns,
+                app,
+                udp,
+                named,
+                itp_local,
+                sticky,
+                node_port,
+            },
+        )
 }
 
 proptest! {

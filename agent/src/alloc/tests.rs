@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::object::Object;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, Pod, PodSpec, Service, ServicePort, ServiceSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proptest::prelude::*;
 
@@ -23,11 +25,17 @@ fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
 }
 
 fn ns(name: &str) -> Object {
-    Object::Namespace(Namespace { metadata: meta(None, name), ..Default::default() })
+    Object::Namespace(Namespace {
+        metadata: meta(None, name),
+        ..Default::default()
+    })
 }
 
 fn node(name: &str) -> Object {
-    Object::Node(Node { metadata: meta(None, name), ..Default::default() })
+    Object::Node(Node {
+        metadata: meta(None, name),
+        ..Default::default()
+    })
 }
 
 fn pod(ns: &str, name: &str) -> Object {
@@ -43,7 +51,10 @@ fn svc(ns: &str, name: &str, ty: &str) -> Object {
         metadata: meta(Some(ns), name),
         spec: Some(ServiceSpec {
             type_: Some(ty.into()),
-            ports: Some(vec![ServicePort { port: 80, ..Default::default() }]),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         status: None,
@@ -63,7 +74,10 @@ fn check_invariants(s: &Store, c: &Config) {
     for n in s.namespaces() {
         if let Some(sub) = annotation(&n.metadata, SUBNET) {
             let sub: Cidr = sub.parse().unwrap();
-            assert!(c.pod_cidr.covers(&sub) && !c.service_cidr.covers(&sub), "{sub}");
+            assert!(
+                c.pod_cidr.covers(&sub) && !c.service_cidr.covers(&sub),
+                "{sub}"
+            );
             assert!(subnets.insert(sub), "subnet {sub} twice");
         }
         if let Some(ip) = annotation(&n.metadata, SNAT_IP) {
@@ -76,7 +90,8 @@ fn check_invariants(s: &Store, c: &Config) {
     for p in s.pods() {
         let ns = p.metadata.namespace.as_deref().unwrap();
         if let Some(ip) = pod_ip(p) {
-            let sub = namespace_subnet(s, ns).expect("a pod with an address has a namespace subnet");
+            let sub =
+                namespace_subnet(s, ns).expect("a pod with an address has a namespace subnet");
             assert!(usable(&sub, ip), "{ip} not usable in {sub}");
             assert!(pods.insert(ip), "pod address {ip} twice");
         }
@@ -103,26 +118,50 @@ fn check_invariants(s: &Store, c: &Config) {
 #[test]
 fn seed_walkthrough() {
     let c = cfg("\"172.30.0.0/29\"");
-    let mut s = store(vec![node("n1"), ns("development"), ns("production"), pod("development", "a"), svc("production", "hello", "LoadBalancer")]);
+    let mut s = store(vec![
+        node("n1"),
+        ns("development"),
+        ns("production"),
+        pod("development", "a"),
+        svc("production", "hello", "LoadBalancer"),
+    ]);
     let a = reconcile(&mut s, &c);
     assert!(a.pending.is_empty(), "{:?}", a.pending);
     check_invariants(&s, &c);
-    assert_eq!(namespace_subnet(&s, "development").unwrap().to_string(), "10.244.0.0/28");
+    assert_eq!(
+        namespace_subnet(&s, "development").unwrap().to_string(),
+        "10.244.0.0/28"
+    );
     let p = s.pod("development", "a").unwrap();
     assert_eq!(pod_ip(p).unwrap().to_string(), "10.244.0.2");
     assert_eq!(pod_node(p), Some("n1"));
     // Everything survives a restart through the saved state...
     let saved = saved_state(&s);
-    let mut again = store(vec![node("n1"), ns("production"), ns("development"), pod("development", "a"), svc("production", "hello", "LoadBalancer")]);
+    let mut again = store(vec![
+        node("n1"),
+        ns("production"),
+        ns("development"),
+        pod("development", "a"),
+        svc("production", "hello", "LoadBalancer"),
+    ]);
     restore(&mut again, &saved);
-    assert!(reconcile(&mut again, &c).patches.is_empty(), "nothing left to allocate");
+    assert!(
+        reconcile(&mut again, &c).patches.is_empty(),
+        "nothing left to allocate"
+    );
     assert_eq!(again, s);
     // ...and an earlier-sorting namespace created later does not move them.
     let mut more = again.clone();
     more.apply(crate::store::Event::Apply(ns("aaa")));
     reconcile(&mut more, &c);
-    assert_eq!(namespace_subnet(&more, "development"), namespace_subnet(&s, "development"));
-    assert_eq!(namespace_subnet(&more, "aaa").unwrap().to_string(), "10.244.0.32/28");
+    assert_eq!(
+        namespace_subnet(&more, "development"),
+        namespace_subnet(&s, "development")
+    );
+    assert_eq!(
+        namespace_subnet(&more, "aaa").unwrap().to_string(),
+        "10.244.0.32/28"
+    );
 }
 
 #[test]
@@ -131,11 +170,20 @@ fn pending_while_the_pool_is_empty_then_allocated() {
     let mut s = store(vec![ns("p"), svc("p", "lb", "LoadBalancer")]);
     let a = reconcile(&mut s, &c);
     assert!(ingress_ip(s.services().next().unwrap()).is_none());
-    assert!(a.pending.iter().any(|p| p.contains("<pending>")), "{:?}", a.pending);
+    assert!(
+        a.pending.iter().any(|p| p.contains("<pending>")),
+        "{:?}",
+        a.pending
+    );
     // The namespace's SNAT IP and the LoadBalancer IP share the pool.
     let c = cfg("\"172.30.0.8-172.30.0.9\"");
     reconcile(&mut s, &c);
-    assert_eq!(ingress_ip(s.services().next().unwrap()).unwrap().to_string(), "172.30.0.9");
+    assert_eq!(
+        ingress_ip(s.services().next().unwrap())
+            .unwrap()
+            .to_string(),
+        "172.30.0.9"
+    );
     check_invariants(&s, &c);
 }
 
@@ -153,8 +201,14 @@ fn reported_and_annotated_addresses_are_kept() {
     n.meta_mut().annotations = Some([(SUBNET.to_string(), "10.244.0.0/28".to_string())].into());
     let mut s = store(vec![n, p, pod("d", "new")]);
     reconcile(&mut s, &c);
-    assert_eq!(pod_ip(s.pod("d", "reported").unwrap()).unwrap().to_string(), "10.244.0.9");
-    assert_eq!(pod_ip(s.pod("d", "new").unwrap()).unwrap().to_string(), "10.244.0.2");
+    assert_eq!(
+        pod_ip(s.pod("d", "reported").unwrap()).unwrap().to_string(),
+        "10.244.0.9"
+    );
+    assert_eq!(
+        pod_ip(s.pod("d", "new").unwrap()).unwrap().to_string(),
+        "10.244.0.2"
+    );
     check_invariants(&s, &c);
 }
 
