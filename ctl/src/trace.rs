@@ -120,8 +120,10 @@ pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
     out
 }
 
-/// The key of the pass after the first recirculating `ct` in `actions`.
-fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
+/// The key of the pass after the first recirculating `ct` in `actions`,
+/// as [`render`] follows it (also used by programs that trace packets
+/// through compiled rules, such as oxvs-agent's model tests).
+pub fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
     let mut k = *key;
     for a in actions {
         match a {

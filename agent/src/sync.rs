@@ -1,0 +1,233 @@
+//! Keeping a switch in step with the compiled rules, kube-proxy's way:
+//! read what the switch has (`dump-flows`, `dump-groups`), compute the
+//! difference with the desired rule set, and send only that, as one
+//! `add-flows` request — oxvsd applies a request as one transaction, so
+//! packets see the old rules or the new ones, never a mix, and a restarted
+//! agent that finds everything in place sends nothing at all.
+//!
+//! Rules are compared by (table, priority, match) after both sides went
+//! through the switch's own parser and printer, so spelling differences
+//! (`0x2a` vs `42`, a port's name vs its number) are not differences.
+//! Rules the switch learned (session affinity, cookie category
+//! [`Category::Learned`]) are the switch's own and are left alone. Groups
+//! have no cookie: a group the desired set no longer has is deleted after
+//! the bundle, when no rule refers to it any more.
+
+use crate::cookie::{category, Category};
+use crate::rules::RuleSet;
+use ctl::ofp::{format_actions, format_group, format_match, parse_flow, parse_group, PortNames};
+use flowtable::port::PortNo;
+use flowtable::FlowSpec;
+use std::collections::BTreeMap;
+
+/// Port names from `show` output (` 3(v1p3): addr:...`), so that
+/// `dump-flows` lines, which name ports, parse back to numbers.
+#[derive(Clone, Debug, Default)]
+pub struct ShowPorts(pub BTreeMap<String, PortNo>);
+
+impl ShowPorts {
+    /// Reads `show` output.
+    pub fn parse(show: &str) -> ShowPorts {
+        let mut m = BTreeMap::new();
+        for line in show.lines() {
+            let l = line.trim_start();
+            let Some((no, rest)) = l.split_once('(') else {
+                continue;
+            };
+            let Some((name, _)) = rest.split_once("):") else {
+                continue;
+            };
+            if let Ok(no) = no.parse() {
+                m.insert(name.to_string(), no);
+            }
+        }
+        ShowPorts(m)
+    }
+}
+
+impl PortNames for ShowPorts {
+    fn port_no(&self, name: &str) -> Option<PortNo> {
+        self.0.get(name).copied()
+    }
+}
+
+type Key = (u8, u16, String);
+
+/// A flow reduced to what decides equality.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Canon {
+    cookie: u64,
+    idle: u32,
+    hard: u32,
+    actions: String,
+}
+
+fn canon(s: &FlowSpec) -> (Key, Canon) {
+    (
+        (s.table, s.priority, format_match(&s.m, &())),
+        Canon {
+            cookie: s.cookie,
+            idle: s.idle_timeout,
+            hard: s.hard_timeout,
+            actions: format_actions(&s.actions, &()),
+        },
+    )
+}
+
+/// Turns one `dump-flows` line back into a flow line the parser takes:
+/// ` cookie=0x5, duration=1s, table=0, n_packets=0, n_bytes=0, idle_age=0, priority=200,in_port=1 actions=drop`.
+pub fn dump_line_to_flow(line: &str) -> Option<String> {
+    let line = line.trim();
+    if line.is_empty() {
+        return None;
+    }
+    let mut head = Vec::new();
+    let mut rest = line;
+    // The header is `key=value, ` items up to and including idle_age.
+    loop {
+        let (item, tail) = rest.split_once(", ")?;
+        let (k, _) = item.split_once('=')?;
+        match k {
+            "cookie" | "table" | "idle_timeout" | "hard_timeout" => head.push(item.to_string()),
+            "duration" | "n_packets" | "n_bytes" => {}
+            "idle_age" => {
+                rest = tail;
+                break;
+            }
+            _ => return None,
+        }
+        rest = tail;
+    }
+    head.push(rest.replacen(" actions=", ",actions=", 1));
+    Some(head.join(","))
+}
+
+/// What the switch has, keyed for comparison.
+#[derive(Clone, Debug, Default)]
+pub struct Installed {
+    flows: BTreeMap<Key, Canon>,
+    groups: BTreeMap<u32, String>,
+}
+
+impl Installed {
+    /// Reads `dump-flows`, `dump-groups` and `show` output.
+    pub fn parse(flows: &str, groups: &str, show: &str) -> Result<Installed, String> {
+        let names = ShowPorts::parse(show);
+        let mut out = Installed::default();
+        for line in flows.lines() {
+            let Some(text) = dump_line_to_flow(line) else {
+                continue;
+            };
+            let spec =
+                parse_flow(&text, &names).map_err(|e| format!("dump-flows {text:?}: {e}"))?;
+            if category(spec.cookie) == Category::Learned as u16 {
+                continue;
+            }
+            let (k, c) = canon(&spec);
+            out.flows.insert(k, c);
+        }
+        for line in groups.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let g = parse_group(line, &names).map_err(|e| format!("dump-groups {line:?}: {e}"))?;
+            out.groups.insert(g.id, format_group(&g, &()));
+        }
+        Ok(out)
+    }
+
+    /// How many flows (learned ones not counted).
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+}
+
+/// The difference to send.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// One `add-flows` text: changed groups, `delete_strict` lines, then
+    /// the flows to add or replace. Empty when nothing changed.
+    pub bundle: String,
+    /// Groups to delete after the bundle.
+    pub stale_groups: Vec<u32>,
+    /// Flows added or changed.
+    pub added: usize,
+    /// Flows removed.
+    pub removed: usize,
+    /// Groups added or changed.
+    pub groups: usize,
+}
+
+impl Plan {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.bundle.is_empty() && self.stale_groups.is_empty()
+    }
+}
+
+/// Compares `want` with what is installed.
+pub fn plan(want: &RuleSet, have: &Installed) -> Result<Plan, String> {
+    let mut p = Plan::default();
+    let mut want_keys = BTreeMap::new();
+    let mut adds = String::new();
+    for f in want.flows() {
+        let line = f.line();
+        let spec = parse_flow(&line, &()).map_err(|e| format!("compiled rule {line:?}: {e}"))?;
+        let (k, c) = canon(&spec);
+        if have.flows.get(&k) != Some(&c) {
+            adds.push_str(&line);
+            adds.push('\n');
+            p.added += 1;
+        }
+        want_keys.insert(k, ());
+    }
+    for g in want.groups() {
+        let spec =
+            parse_group(&g.text, &()).map_err(|e| format!("compiled group {}: {e}", g.id))?;
+        if have.groups.get(&g.id) != Some(&format_group(&spec, &())) {
+            p.bundle.push_str(&g.text);
+            p.bundle.push('\n');
+            p.groups += 1;
+        }
+    }
+    for (k, _) in have
+        .flows
+        .iter()
+        .filter(|(k, _)| !want_keys.contains_key(*k))
+    {
+        let (table, priority, m) = k;
+        let sep = if m.is_empty() { "" } else { "," };
+        p.bundle.push_str(&format!(
+            "delete_strict table={table},priority={priority}{sep}{m}\n"
+        ));
+        p.removed += 1;
+    }
+    p.bundle.push_str(&adds);
+    p.stale_groups = have
+        .groups
+        .keys()
+        .filter(|id| !want.has_group(**id))
+        .copied()
+        .collect();
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_lines_parse_back() {
+        let l = " cookie=0x1234, duration=5.2s, table=40, n_packets=3, n_bytes=180, hard_timeout=600, idle_age=1, priority=200,tcp,in_port=v1p1 actions=group:7";
+        assert_eq!(
+            dump_line_to_flow(l).unwrap(),
+            "cookie=0x1234,table=40,hard_timeout=600,priority=200,tcp,in_port=v1p1,actions=group:7"
+        );
+        let l =
+            " cookie=0x0, duration=0s, table=0, n_packets=0, n_bytes=0, idle_age=0, actions=drop";
+        assert_eq!(
+            dump_line_to_flow(l).unwrap(),
+            "cookie=0x0,table=0,actions=drop"
+        );
+        let names =
+            ShowPorts::parse("oxvsd: up\n 3(v1p1): addr:02:00:00:00:00:01\n     state:  up\n");
+        assert_eq!(names.port_no("v1p1"), Some(3));
+    }
+}
