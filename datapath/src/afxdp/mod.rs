@@ -29,6 +29,7 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod asm;
 pub mod attach;
 pub mod bpf;
 mod error;
