@@ -1,5 +1,5 @@
 //! A small eBPF assembler: instructions, registers, labels with forward and
-//! backward jumps, map-fd relocations and 64-bit immediates.
+//! backward jumps, map-fd relocations.
 //!
 //! Why an assembler instead of clang: the switch ships its XDP programs
 //! inside the binary and loads them through raw `bpf(2)`; a build-time C
@@ -58,8 +58,6 @@ pub(crate) mod op {
     pub const K: u8 = 0x00;
     pub const X: u8 = 0x08;
     pub const ADD: u8 = 0x00;
-    pub const SUB: u8 = 0x10;
-    pub const MUL: u8 = 0x20;
     pub const OR: u8 = 0x40;
     pub const AND: u8 = 0x50;
     pub const LSH: u8 = 0x60;
@@ -73,8 +71,6 @@ pub(crate) mod op {
     pub const JA: u8 = 0x00;
     pub const JEQ: u8 = 0x10;
     pub const JGT: u8 = 0x20;
-    pub const JGE: u8 = 0x30;
-    pub const JSET: u8 = 0x40;
     pub const JNE: u8 = 0x50;
     pub const JLT: u8 = 0xa0;
     pub const JLE: u8 = 0xb0;
@@ -139,10 +135,6 @@ impl Asm {
             imm,
         });
     }
-    /// Instructions emitted so far.
-    pub fn len(&self) -> usize {
-        self.insns.len()
-    }
     pub fn label(&mut self) -> Label {
         self.labels.push(None);
         Label(self.labels.len() - 1)
@@ -199,11 +191,6 @@ impl Asm {
     pub fn ld_map_fd(&mut self, dst: u8, fd: i32) {
         self.emit(op::LD | op::IMM | op::DW, dst, PSEUDO_MAP_FD, 0, fd);
         self.emit(0, 0, 0, 0, 0);
-    }
-    /// `dst = v`, a full 64-bit constant.
-    pub fn ld_imm64(&mut self, dst: u8, v: u64) {
-        self.emit(op::LD | op::IMM | op::DW, dst, 0, 0, v as u32 as i32);
-        self.emit(0, 0, 0, 0, (v >> 32) as u32 as i32);
     }
     pub fn call(&mut self, helper: i32) {
         self.emit(op::JMP | op::CALL, 0, 0, 0, helper);
@@ -270,15 +257,12 @@ mod tests {
     #[test]
     fn encodings() {
         let mut a = Asm::default();
-        a.ld_imm64(3, 0x1122_3344_5566_7788);
         a.bswap(2, 16);
         a.atomic_add64(9, 8, 1);
         a.stx(op::H, 7, 2, 3);
         let p = a.finish();
-        assert_eq!((p[0].code, p[0].imm as u32), (0x18, 0x5566_7788));
-        assert_eq!((p[1].code, p[1].imm as u32), (0, 0x1122_3344));
-        assert_eq!((p[2].code, p[2].regs, p[2].imm), (0xdc, 2, 16));
-        assert_eq!((p[3].code, p[3].regs, p[3].off), (0xdb, 0x19, 8));
-        assert_eq!((p[4].code, p[4].regs, p[4].off), (0x6b, 0x37, 2));
+        assert_eq!((p[0].code, p[0].regs, p[0].imm), (0xdc, 2, 16));
+        assert_eq!((p[1].code, p[1].regs, p[1].off), (0xdb, 0x19, 8));
+        assert_eq!((p[2].code, p[2].regs, p[2].off), (0x6b, 0x37, 2));
     }
 }

@@ -33,6 +33,7 @@ pub(crate) mod asm;
 pub mod attach;
 pub mod bpf;
 mod error;
+pub mod fastpath;
 pub mod program;
 pub mod ring;
 pub mod socket;

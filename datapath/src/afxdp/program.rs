@@ -24,8 +24,8 @@
 //! the verifier accepts the variable offset because `ihl * 4` is bounded by
 //! the mask and shift.
 
-use super::asm::{md, op, wire16, Asm};
 pub use super::asm::Insn;
+use super::asm::{md, op, wire16, Asm};
 
 /// What an XDP program decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
