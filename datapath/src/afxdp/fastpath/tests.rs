@@ -867,11 +867,15 @@ fn too_big_no_output_and_unparsed_punt() {
     assert_eq!(e.max_len, 1464);
     lab.maps.insert(&fk, &e).unwrap();
     lab.punts(ProgramKind::All, &big, FpCounter::PuntTooBig);
-    // One byte less fits exactly (`encap::mtu::fits`).
-    let mut e = e;
-    e.max_len += 1;
-    lab.maps.insert(&fk, &e).unwrap();
-    assert_eq!(lab.run(ProgramKind::All, &big).0, XdpAction::Redirect);
+    // One byte less fits exactly (`encap::mtu::fits`): same flow, same entry.
+    let fits = build(|f| {
+        PacketBuilder::ethernet2(A, B)
+            .ipv4(SRC4, DST4, 64)
+            .udp(5000, 53)
+            .write(f, &[0; 1450 - 28])
+            .unwrap()
+    });
+    assert_eq!(lab.run(ProgramKind::All, &fits).0, XdpAction::Redirect);
 
     let arp = {
         let mut f = A.to_vec();
