@@ -602,7 +602,13 @@ fn geneve_push_matches_the_template() {
         dst: mapped(REMOTE),
     };
     for p in [tcp4(), udp6(), icmp4()] {
-        let out = forwards(&lab, ProgramKind::All, &p, None, &[push.clone()]);
+        let out = forwards(
+            &lab,
+            ProgramKind::All,
+            &p,
+            None,
+            std::slice::from_ref(&push),
+        );
         assert_eq!(out.len(), p.len() + GENEVE4_LEN);
         assert_eq!(&out[GENEVE4_LEN..], &p[..], "the inner frame is not moved");
     }
@@ -620,7 +626,7 @@ fn geneve_push_matches_the_template() {
     let mut other = tcp4();
     other[14 + 20] ^= 1;
     let k2 = flow_key(&other, IN, None);
-    let (_, e1) = offload(&k1, &[push.clone()], &lab).unwrap();
+    let (_, e1) = offload(&k1, std::slice::from_ref(&push), &lab).unwrap();
     let (_, e2) = offload(&k2, &[push], &lab).unwrap();
     assert_eq!(e1.tun_sport, lab.tpl.src_port(k1.hash()).to_be_bytes());
     assert_eq!(e2.tun_sport, lab.tpl.src_port(k2.hash()).to_be_bytes());
@@ -994,7 +1000,10 @@ fn random_frame(r: &mut Rng) -> Vec<u8> {
     if r.below(2) == 0 {
         let ip = eth.ipv4(r.bytes(), r.bytes(), ttl);
         match r.below(3) {
-            0 => ip.tcp(sp, dp, r.next() as u32, 500).ack(3).write(&mut f, &payload),
+            0 => ip
+                .tcp(sp, dp, r.next() as u32, 500)
+                .ack(3)
+                .write(&mut f, &payload),
             1 => ip.udp(sp, dp).write(&mut f, &payload),
             _ => ip.icmpv4_echo_request(sp, dp).write(&mut f, &payload),
         }
@@ -1007,7 +1016,10 @@ fn random_frame(r: &mut Rng) -> Vec<u8> {
     } else {
         let ip = eth.ipv6(r.bytes(), r.bytes(), ttl);
         match r.below(3) {
-            0 => ip.tcp(sp, dp, r.next() as u32, 500).ack(3).write(&mut f, &payload),
+            0 => ip
+                .tcp(sp, dp, r.next() as u32, 500)
+                .ack(3)
+                .write(&mut f, &payload),
             1 => ip.udp(sp, dp).write(&mut f, &payload),
             _ => ip.icmpv6_echo_request(sp, dp).write(&mut f, &payload),
         }
@@ -1022,7 +1034,7 @@ fn random_frame(r: &mut Rng) -> Vec<u8> {
 fn random_actions(r: &mut Rng, v4: bool) -> Vec<DpAction> {
     let mut a = Vec::new();
     for _ in 0..r.below(6) {
-        a.push(match r.below(10) {
+        a.push(match r.below(11) {
             0 => DpAction::SetEthSrc(r.bytes()),
             1 => DpAction::SetEthDst(r.bytes()),
             2 if v4 => DpAction::SetIpv4Src(r.bytes()),
@@ -1034,6 +1046,7 @@ fn random_actions(r: &mut Rng, v4: bool) -> Vec<DpAction> {
             6 => DpAction::SetTtl(r.next() as u8),
             7 => DpAction::SetTos(r.next() as u8),
             8 => DpAction::PopVlan,
+            9 => DpAction::SetVlanTci(r.next() as u16 & 0xefff),
             _ => DpAction::PushVlan {
                 tpid: 0x8100,
                 tci: r.next() as u16 & 0xefff,
