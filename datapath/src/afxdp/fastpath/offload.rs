@@ -161,3 +161,182 @@ pub fn offload(
     }
     Some((fk, e))
 }
+
+#[cfg(test)]
+mod tests {
+    //! What `offload` accepts and refuses, without the kernel (the golden
+    //! tests in `fastpath::tests` run the accepted entries in it).
+    use super::*;
+    use flowtable::extract;
+    use std::net::Ipv4Addr;
+
+    struct NoTunnels;
+    impl OffloadEnv for NoTunnels {
+        fn tunnel(&self, _: PortNo, _: [u8; 16]) -> Option<OffloadTunnel<'_>> {
+            None
+        }
+    }
+
+    struct OneTunnel(Template);
+    impl OffloadEnv for OneTunnel {
+        fn tunnel(&self, port: PortNo, _: [u8; 16]) -> Option<OffloadTunnel<'_>> {
+            (port == 100).then_some(OffloadTunnel {
+                slot: 1,
+                tpl: &self.0,
+                uplink: 10,
+                mtu: 1500,
+            })
+        }
+    }
+
+    /// Ethernet + IPv4 + TCP (ACK) or UDP, or IPv6 + UDP.
+    fn frame(v6: bool, tcp_flags: Option<u8>) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        let l4: Vec<u8> = match tcp_flags {
+            Some(fl) => {
+                let mut t = vec![0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 1, 0x50, fl, 1, 0];
+                t.extend_from_slice(&[0, 0, 0, 0]);
+                t
+            }
+            None => vec![0x13, 0x88, 0, 53, 0, 8, 0, 0],
+        };
+        let proto = if tcp_flags.is_some() { 6 } else { 17 };
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, l4.len() as u8, proto, 64]);
+            f.extend_from_slice(&[0xfd; 32]);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 20 + l4.len() as u8, 0, 1, 0x40, 0]);
+            f.extend_from_slice(&[64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        }
+        f.extend_from_slice(&l4);
+        f
+    }
+
+    fn key(f: &[u8]) -> FlowKey {
+        let mut k = FlowKey::default();
+        extract(f, 1, &mut k).unwrap();
+        k
+    }
+
+    #[test]
+    fn forwarding_shapes_are_accepted() {
+        let k = key(&frame(false, Some(0x10)));
+        let (fk, e) = offload(
+            &k,
+            &[
+                DpAction::SetEthDst([2, 0, 0, 0, 0, 9]),
+                DpAction::SetIpv4Dst([10, 0, 0, 9]),
+                DpAction::SetTpDst(8080),
+                DpAction::SetTtl(63),
+                DpAction::Output(2),
+            ],
+            &NoTunnels,
+        )
+        .unwrap();
+        assert_eq!(fk.in_port, 1);
+        assert_eq!(
+            e.actions,
+            act::ETH_DST | act::IP4_DST | act::TP_DST | act::TTL
+        );
+        assert_eq!((e.out_port, e.max_len), (2, u16::MAX));
+        assert_eq!(&e.nw_dst[..4], &[10, 0, 0, 9]);
+        assert_eq!(e.tp_dst, 8080u16.to_be_bytes());
+    }
+
+    #[test]
+    fn what_the_program_cannot_do_is_refused() {
+        let k4 = key(&frame(false, None));
+        let k6 = key(&frame(true, None));
+        let refused = |k: &FlowKey, a: &[DpAction]| offload(k, a, &NoTunnels).is_none();
+        assert!(refused(&k4, &[]));
+        assert!(refused(&k4, &[DpAction::Output(2), DpAction::Output(3)]));
+        assert!(refused(&k4, &[DpAction::SetEthDst([0; 6])]), "no output");
+        assert!(refused(&k4, &[DpAction::Output(0xfff8)]), "reserved port");
+        assert!(refused(
+            &k4,
+            &[DpAction::Drop(flowtable::DropReason::BadRewrite)]
+        ));
+        assert!(refused(
+            &k6,
+            &[DpAction::SetIpv4Src([1; 4]), DpAction::Output(2)]
+        ));
+        assert!(refused(
+            &k4,
+            &[DpAction::SetIpv6Src([1; 16]), DpAction::Output(2)]
+        ));
+        assert!(
+            refused(&k4, &[DpAction::SetVlanTci(5), DpAction::Output(2)]),
+            "no tag"
+        );
+        let push = DpAction::PushVlan {
+            tpid: 0x8100,
+            tci: 1,
+        };
+        assert!(
+            refused(&k4, &[push.clone(), push, DpAction::Output(2)]),
+            "double tag"
+        );
+        assert!(refused(
+            &k4,
+            &[
+                DpAction::TunnelMetadata { slot: 0, value: 1 },
+                DpAction::TunnelPush {
+                    port: 100,
+                    vni: 1,
+                    dst: [0; 16]
+                }
+            ]
+        ));
+        assert!(refused(
+            &k4,
+            &[DpAction::TunnelPush {
+                port: 100,
+                vni: 1,
+                dst: [0; 16]
+            }]
+        ));
+        // Keys the program never builds.
+        let syn = key(&frame(false, Some(0x02)));
+        assert!(refused(&syn, &[DpAction::Output(2)]));
+        let mut recirc = k4;
+        recirc.set(Field::RecircId, 2);
+        assert!(refused(&recirc, &[DpAction::Output(2)]));
+        let mut reg = k4;
+        reg.set(Field::Reg3, 1);
+        assert!(refused(&reg, &[DpAction::Output(2)]));
+    }
+
+    #[test]
+    fn geneve_push_takes_the_template_and_the_mtu() {
+        let cfg = encap::TunnelConfig::new(
+            [2; 6],
+            [4; 6],
+            Ipv4Addr::new(192, 0, 2, 1).into(),
+            Ipv4Addr::new(192, 0, 2, 2).into(),
+        );
+        let env = OneTunnel(Template::new(&cfg).unwrap());
+        let k = key(&frame(false, Some(0x18)));
+        let push = DpAction::TunnelPush {
+            port: 100,
+            vni: 0x12_3456,
+            dst: [0; 16],
+        };
+        let (_, e) = offload(&k, std::slice::from_ref(&push), &env).unwrap();
+        assert_eq!(e.actions, act::GENEVE_PUSH);
+        assert_eq!((e.out_port, e.tun_slot), (10, 1));
+        assert_eq!(e.tun_id, [0x12, 0x34, 0x56, 0]);
+        assert_eq!(e.tun_sport, env.0.src_port(k.hash()).to_be_bytes());
+        // encap::mtu::fits: 1500 - 36 for the frame that is pushed.
+        assert_eq!(e.max_len, 1464);
+        let pop_push = [DpAction::PopVlan, push.clone()];
+        let mut tagged = frame(false, Some(0x10));
+        tagged.splice(12..12, [0x81, 0, 0, 5]);
+        let (_, e) = offload(&key(&tagged), &pop_push, &env).unwrap();
+        assert_eq!(e.max_len, 1468, "the tag popped first does not count");
+        // An IPv4 UDP checksum or an IPv6 underlay needs a sum over the payload.
+        let mut c = cfg;
+        c.ipv4_udp_checksum = true;
+        let env = OneTunnel(Template::new(&c).unwrap());
+        assert!(offload(&k, &[push], &env).is_none());
+    }
+}

@@ -491,10 +491,10 @@ fn parse_frame(g: &mut Gen) {
     // Neighbour discovery (133-137) carries link-layer addresses the key
     // has no room for.
     a.ldx(op::B, R2, R4, 0);
-    let nd = a.label();
-    a.jmp_imm(op::JLT, R2, 133, nd);
+    let not_nd = a.label();
+    a.jmp_imm(op::JLT, R2, 133, not_nd);
     a.jmp_imm(op::JLE, R2, 137, unparsed);
-    a.bind(nd);
+    a.bind(not_nd);
     type_code(a);
     csum_at(a, 2, 1);
 
