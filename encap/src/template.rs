@@ -285,6 +285,19 @@ impl Template {
         self.ipv6
     }
 
+    /// True when a UDP checksum is sent (always over IPv6).
+    #[inline]
+    pub fn udp_checksum(&self) -> bool {
+        self.udp_checksum
+    }
+
+    /// The outer UDP source port [`Template::push`] writes for an inner
+    /// flow of hash `flow_hash`.
+    #[inline]
+    pub fn src_port(&self, flow_hash: u32) -> u16 {
+        self.src_ports.port(flow_hash)
+    }
+
     /// Bytes the tunnel headers take in front of the inner frame with
     /// `opt_len` bytes of options: the headroom `push` needs.
     #[inline]
@@ -359,7 +372,7 @@ impl Template {
         let vni = (pkt.vni << 8).to_be_bytes();
         h[g + 4..g + 7].copy_from_slice(&vni[..3]);
 
-        let sport = self.src_ports.port(pkt.flow_hash);
+        let sport = self.src_port(pkt.flow_hash);
         h[u..u + 2].copy_from_slice(&sport.to_be_bytes());
         h[u + 4..u + 6].copy_from_slice(&udp_len.to_be_bytes());
 

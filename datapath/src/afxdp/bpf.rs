@@ -20,6 +20,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 const BPF_MAP_CREATE: i64 = 0;
+const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_MAP_DELETE_ELEM: i64 = 3;
 const BPF_PROG_LOAD: i64 = 5;
@@ -27,6 +28,15 @@ const BPF_PROG_TEST_RUN: i64 = 10;
 const BPF_LINK_CREATE: i64 = 28;
 
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+/// `BPF_MAP_TYPE_HASH`.
+pub(crate) const MAP_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_ARRAY`.
+pub(crate) const MAP_ARRAY: u32 = 2;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+pub(crate) const MAP_PERCPU_ARRAY: u32 = 6;
+/// `BPF_MAP_TYPE_DEVMAP_HASH`.
+pub(crate) const MAP_DEVMAP_HASH: u32 = 25;
+
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// Attach type `BPF_XDP`.
 const BPF_XDP: u32 = 37;
@@ -174,6 +184,73 @@ pub fn xskmap_clear(map: BorrowedFd<'_>, queue: u32) -> io::Result<()> {
     bpf(BPF_MAP_DELETE_ELEM, &mut a).map(|_| ())
 }
 
+/// A map of `map_type` with the given key and value sizes.
+pub(crate) fn create_map(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    let mut a = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_name: name16(name),
+        ..Default::default()
+    };
+    own_fd(bpf(BPF_MAP_CREATE, &mut a)?)
+}
+
+/// Creates or replaces (`flags` 0, `BPF_ANY`) the element `key` of `map`.
+/// The lengths must be the map's key and value sizes.
+pub(crate) fn map_update(
+    map: BorrowedFd<'_>,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+) -> io::Result<()> {
+    let mut a = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        flags,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(|_| ())
+}
+
+/// Reads element `key` of `map` into `value` (the map's value size, or
+/// that times the possible CPUs for a per-CPU map); false if absent.
+pub(crate) fn map_lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<bool> {
+    let mut a = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut a) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes element `key` of `map`; false if it was absent.
+pub(crate) fn map_delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<bool> {
+    let mut a = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_DELETE_ELEM, &mut a) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Why a program did not load: the errno and the verifier's log.
 #[derive(Debug)]
 pub struct LoadError {
@@ -193,7 +270,7 @@ pub fn load_program(
     load_insns(&insns, kind.name())
 }
 
-fn load_insns(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
+pub(crate) fn load_insns(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
     let license = c"Apache-2.0";
     let attr = |log: &mut Vec<u8>| ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_XDP,
@@ -270,6 +347,51 @@ pub fn test_run(prog: BorrowedFd<'_>, packet: &[u8]) -> io::Result<XdpAction> {
     };
     bpf(BPF_PROG_TEST_RUN, &mut a)?;
     Ok(XdpAction::from_code(a.retval))
+}
+
+/// `struct xdp_md` as a test run's context.
+#[cfg(test)]
+#[repr(C)]
+#[derive(Default)]
+struct XdpMd {
+    data: u32,
+    data_end: u32,
+    data_meta: u32,
+    ingress_ifindex: u32,
+    rx_queue_index: u32,
+    egress_ifindex: u32,
+}
+
+/// Runs `prog` once on `packet` as received on queue 0 of interface
+/// `ifindex` (of the calling thread's namespace) and returns its verdict
+/// and the frame as the program left it (grown or shrunk by headroom
+/// adjustments).
+#[cfg(test)]
+pub(crate) fn test_run_on(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    ifindex: u32,
+) -> io::Result<(XdpAction, Vec<u8>)> {
+    let mut ctx = XdpMd {
+        data_end: packet.len() as u32,
+        ingress_ifindex: ifindex,
+        ..Default::default()
+    };
+    let mut out = vec![0u8; packet.len() + 256];
+    let mut a = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        data_size_out: out.len() as u32,
+        data_out: out.as_mut_ptr() as u64,
+        ctx_size_in: size_of::<XdpMd>() as u32,
+        ctx_in: &mut ctx as *mut XdpMd as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut a)?;
+    out.truncate(a.data_size_out as usize);
+    Ok((XdpAction::from_code(a.retval), out))
 }
 
 #[cfg(test)]

@@ -29,9 +29,11 @@
 
 #![allow(unsafe_code)]
 
+pub(crate) mod asm;
 pub mod attach;
 pub mod bpf;
 mod error;
+pub mod fastpath;
 pub mod program;
 pub mod ring;
 pub mod socket;

@@ -24,66 +24,8 @@
 //! the verifier accepts the variable offset because `ihl * 4` is bounded by
 //! the mask and shift.
 
-/// eBPF instruction classes, sizes, modes, operations.
-mod op {
-    pub const LDX: u8 = 0x01;
-    pub const ALU64: u8 = 0x07;
-    pub const JMP: u8 = 0x05;
-    pub const LD: u8 = 0x00;
-    pub const W: u8 = 0x00;
-    pub const H: u8 = 0x08;
-    pub const B: u8 = 0x10;
-    pub const DW: u8 = 0x18;
-    pub const MEM: u8 = 0x60;
-    pub const IMM: u8 = 0x00;
-    pub const K: u8 = 0x00;
-    pub const X: u8 = 0x08;
-    pub const ADD: u8 = 0x00;
-    pub const AND: u8 = 0x50;
-    pub const LSH: u8 = 0x60;
-    pub const MOV: u8 = 0xb0;
-    pub const JA: u8 = 0x00;
-    pub const JEQ: u8 = 0x10;
-    pub const JGT: u8 = 0x20;
-    pub const JNE: u8 = 0x50;
-    pub const JLT: u8 = 0xa0;
-    pub const CALL: u8 = 0x80;
-    pub const EXIT: u8 = 0x90;
-}
-
-/// `BPF_PSEUDO_MAP_FD`: the ld_imm64 source register that marks the
-/// immediate as a map fd for the verifier to resolve.
-const PSEUDO_MAP_FD: u8 = 1;
-/// `bpf_redirect_map` helper number.
-const HELPER_REDIRECT_MAP: i32 = 51;
-/// `struct xdp_md` offsets.
-const MD_DATA: i16 = 0;
-const MD_DATA_END: i16 = 4;
-const MD_RX_QUEUE_INDEX: i16 = 16;
-
-/// One eBPF instruction, `struct bpf_insn`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Insn {
-    code: u8,
-    /// dst in the low nibble, src in the high one (little-endian bitfields).
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
-impl Insn {
-    /// An instruction from its raw fields (tests of the verifier's refusal).
-    #[cfg(test)]
-    pub(crate) fn raw(code: u8, regs: u8, off: i16, imm: i32) -> Insn {
-        Insn {
-            code,
-            regs,
-            off,
-            imm,
-        }
-    }
-}
+pub use super::asm::Insn;
+use super::asm::{md, op, wire16, Asm};
 
 /// What an XDP program decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,96 +89,12 @@ impl ProgramKind {
     }
 }
 
-/// A jump target.
-#[derive(Clone, Copy)]
-struct Label(usize);
-
-/// A tiny assembler: instructions plus forward jumps resolved at the end.
-#[derive(Default)]
-struct Asm {
-    insns: Vec<Insn>,
-    labels: Vec<Option<usize>>,
-    fixups: Vec<(usize, Label)>,
-}
-
-impl Asm {
-    fn emit(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) {
-        self.insns.push(Insn {
-            code,
-            regs: dst | (src << 4),
-            off,
-            imm,
-        });
-    }
-    fn label(&mut self) -> Label {
-        self.labels.push(None);
-        Label(self.labels.len() - 1)
-    }
-    fn bind(&mut self, l: Label) {
-        self.labels[l.0] = Some(self.insns.len());
-    }
-    /// `dst = *(size *)(src + off)`.
-    fn ldx(&mut self, size: u8, dst: u8, src: u8, off: i16) {
-        self.emit(op::LDX | op::MEM | size, dst, src, off, 0);
-    }
-    fn alu_imm(&mut self, o: u8, dst: u8, imm: i32) {
-        self.emit(op::ALU64 | o | op::K, dst, 0, 0, imm);
-    }
-    fn alu_reg(&mut self, o: u8, dst: u8, src: u8) {
-        self.emit(op::ALU64 | o | op::X, dst, src, 0, 0);
-    }
-    fn jmp_imm(&mut self, o: u8, dst: u8, imm: i32, to: Label) {
-        self.fixups.push((self.insns.len(), to));
-        self.emit(op::JMP | o | op::K, dst, 0, 0, imm);
-    }
-    fn jmp_reg(&mut self, o: u8, dst: u8, src: u8, to: Label) {
-        self.fixups.push((self.insns.len(), to));
-        self.emit(op::JMP | o | op::X, dst, src, 0, 0);
-    }
-    fn ja(&mut self, to: Label) {
-        self.jmp_imm(op::JA, 0, 0, to);
-    }
-    /// `dst = map fd` as a 64-bit immediate the verifier turns into the map.
-    fn ld_map_fd(&mut self, dst: u8, fd: i32) {
-        self.emit(op::LD | op::IMM | op::DW, dst, PSEUDO_MAP_FD, 0, fd);
-        self.emit(0, 0, 0, 0, 0);
-    }
-    fn call(&mut self, helper: i32) {
-        self.emit(op::JMP | op::CALL, 0, 0, 0, helper);
-    }
-    fn exit(&mut self) {
-        self.emit(op::JMP | op::EXIT, 0, 0, 0, 0);
-    }
-    fn finish(mut self) -> Vec<Insn> {
-        for (at, l) in std::mem::take(&mut self.fixups) {
-            let target = self.labels[l.0].expect("every label is bound");
-            self.insns[at].off = (target as isize - at as isize - 1) as i16;
-        }
-        self.insns
-    }
-    /// `return bpf_redirect_map(map, ctx->rx_queue_index, miss)` with the
-    /// context in `ctx`.
-    fn redirect(&mut self, ctx: u8, map_fd: i32, miss: XdpAction) {
-        self.ldx(op::W, 2, ctx, MD_RX_QUEUE_INDEX);
-        self.ld_map_fd(1, map_fd);
-        self.alu_imm(op::MOV, 3, miss.code() as i32);
-        self.call(HELPER_REDIRECT_MAP);
-        self.exit();
-    }
-}
-
-/// A big-endian (wire order) u16 as a native load of those two bytes reads
-/// it, so the program compares without byte swaps.
-fn wire16(v: u16) -> i32 {
-    u16::from_ne_bytes(v.to_be_bytes()) as i32
-}
-
 /// Assembles `kind` against the XSKMAP `map_fd`, returning `miss` when the
 /// queue's slot is empty.
 pub fn assemble(kind: ProgramKind, map_fd: i32, miss: XdpAction) -> Vec<Insn> {
     let mut a = Asm::default();
     match kind {
-        ProgramKind::All => a.redirect(1, map_fd, miss),
+        ProgramKind::All => a.redirect_queue(1, map_fd, miss.code()),
         ProgramKind::Uplink => uplink(&mut a, map_fd, miss),
     }
     a.finish()
@@ -247,8 +105,8 @@ fn uplink(a: &mut Asm, map_fd: i32, miss: XdpAction) {
     const ETH: i32 = 14;
     let (pass, redirect, ipv4, ipv6) = (a.label(), a.label(), a.label(), a.label());
     a.alu_reg(op::MOV, 6, 1);
-    a.ldx(op::W, 2, 6, MD_DATA);
-    a.ldx(op::W, 3, 6, MD_DATA_END);
+    a.ldx(op::W, 2, 6, md::DATA);
+    a.ldx(op::W, 3, 6, md::DATA_END);
     // Ethernet header present?
     a.alu_reg(op::MOV, 4, 2);
     a.alu_imm(op::ADD, 4, ETH);
@@ -298,7 +156,7 @@ fn uplink(a: &mut Asm, map_fd: i32, miss: XdpAction) {
     a.exit();
 
     a.bind(redirect);
-    a.redirect(6, map_fd, miss);
+    a.redirect_queue(6, map_fd, miss.code());
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! state = "/var/lib/oxvs/rules"     # accepted rule changes persisted here; optional
 //! metrics = "127.0.0.1:9477"        # Prometheus text endpoint; optional
 //! tlv_map = "{class=0x0102,type=0x80,len=4}->tun_metadata0"  # Geneve options; optional
+//! fast_path = "off"        # the XDP fast path (issue 16): "on" or "off" (default off;
+//!                          # not attached by this version yet, see afxdp::fastpath)
 //!
 //! [[port]]
 //! name = "v1p1"            # interface name
@@ -77,6 +79,23 @@ pub struct SwitchConfig {
     pub policy_log_rate: Option<u32>,
     /// Seconds within which one connection is logged once (default 10).
     pub policy_log_window: Option<u64>,
+    /// Whether established flows are offloaded to the XDP fast path.
+    #[serde(default)]
+    pub fast_path: FastPathMode,
+}
+
+/// `fast_path` in `[switch]`.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FastPathMode {
+    /// Every packet goes through the poll threads (today's datapath).
+    #[default]
+    Off,
+    /// Offload established flows to the XDP program
+    /// (`afxdp::fastpath`). The program, its maps and the offload rules
+    /// exist and are tested; the poll threads do not attach or fill it
+    /// yet, so the daemon says so and runs as with `off`.
+    On,
 }
 
 /// How a port attaches to its interface.
@@ -362,6 +381,16 @@ mod tests {
         );
         let c = Config::parse("[switch]\npolicy_log_rate = 0\n").unwrap();
         assert!(c.check().unwrap_err().contains("policy_log_rate"));
+    }
+
+    #[test]
+    fn fast_path_is_off_unless_asked() {
+        let c = Config::parse("[switch]\n").unwrap();
+        assert_eq!(c.switch.fast_path, FastPathMode::Off);
+        let c = Config::parse("[switch]\nfast_path = \"on\"\n").unwrap();
+        assert_eq!(c.switch.fast_path, FastPathMode::On);
+        let e = Config::parse("[switch]\nfast_path = \"yes\"\n").unwrap_err();
+        assert!(e.contains("unknown variant"), "{e}");
     }
 
     #[test]

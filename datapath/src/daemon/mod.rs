@@ -107,6 +107,12 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         .collect();
     let mut resolver = resolve::Resolver::new(uplinks);
     resolver.want(&fixed_remotes, &mut bridge);
+    if cfg.switch.fast_path == config::FastPathMode::On {
+        tracing::warn!(
+            "fast_path = \"on\": this version builds and tests the XDP fast path but does not \
+             attach it yet; every packet goes through the poll threads"
+        );
+    }
     let restored = load_rules(&cfg, &mut bridge)?;
     let mut st = ControlState::new(bridge);
     // One clock for rule times, in this thread and in the poll threads.
