@@ -292,3 +292,40 @@ async fn a_standby_controller_writes_nothing() {
     assert!(!reqs.iter().any(|r| r.method == "PATCH"), "a follower does not allocate");
     assert!(lease_puts(&reqs).is_empty());
 }
+
+/// The binary itself: `oxvs-agent run --kubeconfig FILE --config FILE
+/// --controller` against the server allocates the namespaces.
+#[tokio::test]
+async fn the_binary_in_api_mode_allocates_through_a_kubeconfig() {
+    let c = common::small();
+    let api = ApiServer::start().await;
+    seed(&api, &c);
+    let dir = std::env::temp_dir().join(format!("oxvs-api-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = api.kubeconfig(&dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oxvs-agent"))
+        .args(["run", "--kubeconfig"])
+        .arg(&kc)
+        .arg("--config")
+        .arg(common::fixture().join("cluster.toml"))
+        .args(["--controller", "--identity", "bin-test", "--lease-namespace", "oxvs"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("oxvs-agent starts");
+    let mut done = false;
+    for _ in 0..1000 {
+        let ns = api.get("Namespace", "", "production");
+        if ns.is_some_and(|n| n["metadata"]["annotations"][SUBNET].is_string()) {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(done, "the namespace got its subnet");
+    let l = api.get("Lease", "oxvs", "oxvs-controller").expect("the lease");
+    assert_eq!(l["spec"]["holderIdentity"], "bin-test");
+    assert!(api.requests().iter().all(|r| r.headers.get("authorization").map(String::as_str) == Some("Bearer test-token")));
+}

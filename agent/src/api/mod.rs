@@ -28,6 +28,7 @@
 //! tests, which run it against a wire-format test server (no API server
 //! can run on the development machines).
 
+pub mod cli;
 pub mod lease;
 pub mod policy;
 pub mod run;
