@@ -21,7 +21,7 @@ usage: oxvs-agent COMMAND --config FILE --manifests DIR [OPTIONS]
   flows KIND/NS/NAME [--node N] [--socket S]
                                    the rules of one object: compiled (every node, or N),
                                    or as installed on the switch at S (dump-flows by cookie)
-  run --node N [--socket S] [--interval MS] [--min-sync MS]
+  run --node N [--socket S] [--interval MS] [--min-sync MS] [--once]
                                    node role: keep oxvsd's rules in step with the manifests
                                    (re-read on change), sending only differences, one bundle each
 
@@ -324,8 +324,12 @@ fn run_node(o: &Opts) -> Result<String, String> {
             }
             last_sync = Some(Instant::now());
         }
-        if o.once && !dirty {
-            return Ok(String::new());
+        if o.once && last_sync.is_some() {
+            return if dirty {
+                Err("sync failed".into())
+            } else {
+                Ok(String::new())
+            };
         }
         std::thread::sleep(Duration::from_millis(o.interval));
     }
