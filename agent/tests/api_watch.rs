@@ -61,16 +61,27 @@ async fn lists_then_watches_from_the_list_version_and_resumes_from_a_bookmark() 
     let mut r = Reflector::<Pod>::new(api.client());
     let mut store = Store::default();
 
-    let Step::Listed(items) = step(&mut r).await else { panic!("lists first") };
+    let Step::Listed(items) = step(&mut r).await else {
+        panic!("lists first")
+    };
     assert_eq!(items.len(), 2);
     feed(&mut store, update(Kind::Pod, Step::Listed(items)).unwrap());
     let list = &api.requests()[0];
-    assert_eq!((list.method.as_str(), list.path.as_str()), ("GET", "/api/v1/pods"));
+    assert_eq!(
+        (list.method.as_str(), list.path.as_str()),
+        ("GET", "/api/v1/pods")
+    );
     assert!(!list.is_watch());
     assert_eq!(list.q("limit"), Some("500"), "paged");
-    assert_eq!(list.q("resourceVersion"), None, "a consistent read, not from a cache");
+    assert_eq!(
+        list.q("resourceVersion"),
+        None,
+        "a consistent read, not from a cache"
+    );
 
-    let Step::Watching(v) = step(&mut r).await else { panic!("then watches") };
+    let Step::Watching(v) = step(&mut r).await else {
+        panic!("then watches")
+    };
     assert_eq!(v, list_rv.to_string());
     let w = &api.requests()[1];
     assert!(w.is_watch());
@@ -93,7 +104,9 @@ async fn lists_then_watches_from_the_list_version_and_resumes_from_a_bookmark() 
     let now = api.rv();
     assert!(now > rv_c);
     api.bookmark("Pod");
-    let Step::Bookmark(b) = step(&mut r).await else { panic!("bookmark") };
+    let Step::Bookmark(b) = step(&mut r).await else {
+        panic!("bookmark")
+    };
     assert_eq!(b, now.to_string());
     assert_eq!(r.counters.bookmarks, 1);
 
@@ -101,13 +114,19 @@ async fn lists_then_watches_from_the_list_version_and_resumes_from_a_bookmark() 
     // the bookmark's version, not the last pod's, and lists nothing again.
     api.close_watches("Pod");
     assert!(matches!(step(&mut r).await, Step::Ended));
-    let Step::Watching(v) = step(&mut r).await else { panic!("watches again") };
+    let Step::Watching(v) = step(&mut r).await else {
+        panic!("watches again")
+    };
     assert_eq!(v, now.to_string());
     let reqs = api.requests();
     let last = reqs.last().unwrap();
     assert!(last.is_watch());
     assert_eq!(last.q("resourceVersion"), Some(now.to_string().as_str()));
-    assert_eq!(reqs.iter().filter(|q| !q.is_watch()).count(), 1, "one list only");
+    assert_eq!(
+        reqs.iter().filter(|q| !q.is_watch()).count(),
+        1,
+        "one list only"
+    );
 
     // MODIFIED and DELETED.
     let mut changed = pod("dev", "a", "10.244.0.2");
@@ -119,8 +138,14 @@ async fn lists_then_watches_from_the_list_version_and_resumes_from_a_bookmark() 
     let s = step(&mut r).await;
     assert!(matches!(s, Step::Deleted(_)));
     let ev = feed(&mut store, update(Kind::Pod, s).unwrap());
-    assert_eq!(ev, vec![Event::Delete(ObjectKey::new(Kind::Pod, "dev", "b"))]);
-    let names: Vec<_> = store.pods().map(|p| p.metadata.name.clone().unwrap()).collect();
+    assert_eq!(
+        ev,
+        vec![Event::Delete(ObjectKey::new(Kind::Pod, "dev", "b"))]
+    );
+    let names: Vec<_> = store
+        .pods()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
     assert_eq!(names, ["a", "c"]);
     let a = store.pod("dev", "a").unwrap();
     assert_eq!(a.metadata.labels.as_ref().unwrap()["app"], "db");
@@ -174,7 +199,9 @@ async fn missed_deletion_is_seen_after_410(gone: Gone) {
     assert!(!relist.is_watch());
     assert_eq!(relist.path, "/api/v1/pods");
     // And the watch resumes from the new list's version.
-    let Step::Watching(v) = step(&mut r).await else { panic!("watches") };
+    let Step::Watching(v) = step(&mut r).await else {
+        panic!("watches")
+    };
     assert_eq!(v, api.rv().to_string());
 }
 
@@ -214,7 +241,9 @@ async fn a_relist_replaces_only_its_own_kind() {
             change: Change::Listed(Vec::new()),
         },
     );
-    assert!(ev.iter().all(|e| matches!(e, Event::Delete(k) if k.kind == Kind::Pod)));
+    assert!(ev
+        .iter()
+        .all(|e| matches!(e, Event::Delete(k) if k.kind == Kind::Pod)));
     assert_eq!(store.pods().count(), 0);
     assert_eq!(store.services().count(), services);
 }
@@ -238,22 +267,38 @@ async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
     let mut store = Store::default();
     let mut listed = std::collections::BTreeSet::new();
     while listed.len() < 5 {
-        let u = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        let u = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         if matches!(u.change, Change::Listed(_)) {
             listed.insert(u.kind);
         }
         feed(&mut store, u);
     }
     let auth = api.requests()[0].headers.get("authorization").cloned();
-    assert_eq!(auth.as_deref(), Some("Bearer test-token"), "the kubeconfig's token");
+    assert_eq!(
+        auth.as_deref(),
+        Some("Bearer test-token"),
+        "the kubeconfig's token"
+    );
     let rules = |store: &Store| {
         let ports = agent::app::offline_ports(store, "node1");
-        compile(NodeView { store, config: &c.config, node: "node1", ports: &ports })
-            .unwrap()
-            .text()
+        compile(NodeView {
+            store,
+            config: &c.config,
+            node: "node1",
+            ports: &ports,
+        })
+        .unwrap()
+        .text()
     };
     let before = rules(&store);
-    assert_eq!(before, common::node(&c, "node1").rules.text(), "same rules as manifest mode");
+    assert_eq!(
+        before,
+        common::node(&c, "node1").rules.text(),
+        "same rules as manifest mode"
+    );
     assert!(!before.contains("10.244.1.250"));
 
     // Wait for every watch to be open, then add a ready endpoint to the
@@ -270,11 +315,17 @@ async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
         "endpoints": [{"addresses": ["10.244.1.250"], "nodeName": "node2",
                        "conditions": {"ready": true}}]
     }));
-    let u = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+    let u = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.kind, Kind::EndpointSlice);
     assert_eq!(feed(&mut store, u).len(), 1);
     let after = rules(&store);
-    assert!(after.contains("10.244.1.250"), "the new endpoint is in node1's rules");
+    assert!(
+        after.contains("10.244.1.250"),
+        "the new endpoint is in node1's rules"
+    );
     assert!(
         !after.contains("10.244.1.200"),
         "a ready endpoint displaces the serving-terminating one"
@@ -285,7 +336,11 @@ async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("oxvs-api-test-{}-{:?}", std::process::id(), std::thread::current().id()));
+    let d = std::env::temp_dir().join(format!(
+        "oxvs-api-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

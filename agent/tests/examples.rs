@@ -119,7 +119,10 @@ fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
 fn run_args(c: &Container) -> Vec<String> {
     let cmd = c.command.clone().unwrap();
     assert_eq!(cmd[..2], ["oxvs-agent", "run"]);
-    cmd[2..].iter().map(|a| a.replace("$(NODE_NAME)", "node1")).collect()
+    cmd[2..]
+        .iter()
+        .map(|a| a.replace("$(NODE_NAME)", "node1"))
+        .collect()
 }
 
 #[test]
@@ -130,8 +133,13 @@ fn the_manifests_parse_into_their_kubernetes_types() {
     let _: ClusterRoleBinding = one(&docs, "ClusterRoleBinding", "oxvs-controller");
     let _: RoleBinding = one(&docs, "RoleBinding", "oxvs-controller-lease");
     for (file, d) in &docs {
-        let kind = d["kind"].as_str().unwrap_or_else(|| panic!("{file}: no kind"));
-        assert!(d["apiVersion"].is_string(), "{file}: {kind} without apiVersion");
+        let kind = d["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no kind"));
+        assert!(
+            d["apiVersion"].is_string(),
+            "{file}: {kind} without apiVersion"
+        );
         if !matches!(kind, "Namespace" | "ClusterRole" | "ClusterRoleBinding") {
             assert_eq!(d["metadata"]["namespace"], "oxvs-system", "{file}: {kind}");
         }
@@ -149,12 +157,23 @@ fn the_manifests_parse_into_their_kubernetes_types() {
     )
     .expect("the switch config is TOML");
     let ports = oxvsd["port"].as_array().unwrap();
-    let nos: Vec<i64> = ports.iter().map(|p| p["no"].as_integer().unwrap()).collect();
-    assert!(nos.contains(&i64::from(cfg.gateway_port)) && nos.contains(&i64::from(cfg.tunnel_port)));
-    assert_eq!(oxvsd["switch"]["socket"].as_str(), Some(ctl::client::DEFAULT_SOCKET));
+    let nos: Vec<i64> = ports
+        .iter()
+        .map(|p| p["no"].as_integer().unwrap())
+        .collect();
+    assert!(
+        nos.contains(&i64::from(cfg.gateway_port)) && nos.contains(&i64::from(cfg.tunnel_port))
+    );
+    assert_eq!(
+        oxvsd["switch"]["socket"].as_str(),
+        Some(ctl::client::DEFAULT_SOCKET)
+    );
     let conflist: Value = serde_json::from_str(&data["10-oxvs.conflist"]).unwrap();
     assert_eq!(conflist["plugins"][0]["type"], "oxvs-cni");
-    assert_eq!(conflist["plugins"][0]["socket"], ctl::client::DEFAULT_SOCKET);
+    assert_eq!(
+        conflist["plugins"][0]["socket"],
+        ctl::client::DEFAULT_SOCKET
+    );
     assert_eq!(conflist["plugins"][0]["mtu"], cfg.mtu);
 
     // The DaemonSet: privileged on the host network, the three host mounts.
@@ -171,7 +190,11 @@ fn the_manifests_parse_into_their_kubernetes_types() {
     for p in ["/run/oxvs", "/opt/cni/bin", "/etc/cni/net.d"] {
         assert!(host_paths.contains(p), "{p} mounted: {host_paths:?}");
     }
-    for c in spec.containers.iter().chain(spec.init_containers.iter().flatten()) {
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
         let privileged = c.security_context.as_ref().and_then(|s| s.privileged);
         assert_eq!(privileged, Some(true), "{} privileged", c.name);
     }
@@ -183,14 +206,24 @@ fn the_manifests_parse_into_their_kubernetes_types() {
     assert_eq!(a.socket, Path::new(ctl::client::DEFAULT_SOCKET));
     let env = agent.env.as_ref().unwrap();
     assert!(env.iter().any(|e| e.name == "NODE_NAME"
-        && e.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path == "spec.nodeName"));
+        && e.value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path
+            == "spec.nodeName"));
 
     // The Deployment: the controller role, told its pod name and namespace.
     let d: Deployment = one(&docs, "Deployment", "oxvs-controller");
     let dspec = d.spec;
     assert!(dspec.replicas.unwrap() >= 2, "a standby");
     let pspec = dspec.template.spec.unwrap();
-    assert_eq!(pspec.service_account_name.as_deref(), Some("oxvs-controller"));
+    assert_eq!(
+        pspec.service_account_name.as_deref(),
+        Some("oxvs-controller")
+    );
     let c = container(&pspec, "controller");
     let a = agent::api::cli::parse(&run_args(c)).expect("the controller's command parses");
     assert!(a.controller && a.node.is_none());
@@ -307,7 +340,11 @@ async fn rbac_grants_exactly_what_each_roles_requests_need() {
     ctl_granted.extend(grants(lease.rules.as_deref().unwrap()));
     let reqs = requests_of(true).await;
     for r in reqs.iter().filter(|r| r.path.contains("/leases")) {
-        assert!(r.path.contains("/namespaces/oxvs-system/"), "the Role covers {}", r.path);
+        assert!(
+            r.path.contains("/namespaces/oxvs-system/"),
+            "the Role covers {}",
+            r.path
+        );
     }
     let ctl_used: BTreeSet<Grant> = reqs.iter().map(attributes).collect();
     assert_eq!(ctl_used, ctl_granted, "controller role: used vs granted");

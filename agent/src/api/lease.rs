@@ -239,7 +239,8 @@ mod tests {
         assert!(matches!(d, Decision::Follow { ref holder, .. } if holder == "a"));
         let d = b.decide(Some(&held_by("a", "1")), t0 + Duration::from_secs(14), wall);
         assert!(matches!(d, Decision::Follow { .. }));
-        let Decision::Update(l) = b.decide(Some(&held_by("a", "1")), t0 + Duration::from_secs(15), wall)
+        let Decision::Update(l) =
+            b.decide(Some(&held_by("a", "1")), t0 + Duration::from_secs(15), wall)
         else {
             panic!("takes over after 15 s")
         };
@@ -247,7 +248,11 @@ mod tests {
         assert_eq!(s.holder_identity.as_deref(), Some("b"));
         assert_eq!(s.lease_transitions, Some(4));
         assert_eq!(s.acquire_time, Some(MicroTime(wall)));
-        assert_eq!(l.metadata.resource_version.as_deref(), Some("1"), "optimistic concurrency");
+        assert_eq!(
+            l.metadata.resource_version.as_deref(),
+            Some("1"),
+            "optimistic concurrency"
+        );
     }
 
     #[test]
@@ -260,6 +265,8 @@ mod tests {
         renewed.spec.as_mut().unwrap().renew_time =
             Some(MicroTime(Timestamp::from_second(1010).unwrap()));
         let d = b.decide(Some(&renewed), t0 + Duration::from_secs(10), wall);
-        assert!(matches!(d, Decision::Follow { until, .. } if until == t0 + Duration::from_secs(25)));
+        assert!(
+            matches!(d, Decision::Follow { until, .. } if until == t0 + Duration::from_secs(25))
+        );
     }
 }

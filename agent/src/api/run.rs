@@ -94,7 +94,10 @@ pub fn sync_node(
     let have = Installed::parse(&flows, &groups, &show)?;
     let p = plan(&rules, &have)?;
     if p.is_empty() {
-        return Ok(format!("in step: {} flows, nothing sent", rules.flow_count()));
+        return Ok(format!(
+            "in step: {} flows, nothing sent",
+            rules.flow_count()
+        ));
     }
     if !p.bundle.is_empty() {
         call(
@@ -132,9 +135,9 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
     drop(tx);
     let mut store = Store::default();
     let mut listed: BTreeSet<Kind> = BTreeSet::new();
-    let mut elector = o.controller.then(|| {
-        Elector::new(&o.identity, &o.lease.0, &o.lease.1, o.timing)
-    });
+    let mut elector = o
+        .controller
+        .then(|| Elector::new(&o.identity, &o.lease.0, &o.lease.1, o.timing));
     let mut controller = Controller::default();
     let mut role: Option<Role> = None;
     let mut ports: Option<PortMap> = None;
@@ -205,7 +208,12 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
             controller_dirty = false;
             let pass = controller.pass(&client, &store, &o.config).await;
             for w in &pass.writes {
-                log(&format!("wrote {}{}: {}", w.object, if w.status { " status" } else { "" }, w.body));
+                log(&format!(
+                    "wrote {}{}: {}",
+                    w.object,
+                    if w.status { " status" } else { "" },
+                    w.body
+                ));
             }
             for (w, e) in &pass.failed {
                 log(&format!("write of {} failed, will retry: {e}", w.object));
@@ -215,8 +223,12 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
         let due = last_sync.is_none_or(|t| t.elapsed() >= o.min_sync);
         if let (Some(node), true, true) = (&o.node, node_dirty, due) {
             last_sync = Some(Instant::now());
-            let (store, config, node, socket) =
-                (store.clone(), o.config.clone(), node.clone(), o.socket.clone());
+            let (store, config, node, socket) = (
+                store.clone(),
+                o.config.clone(),
+                node.clone(),
+                o.socket.clone(),
+            );
             let ports = ports.clone().unwrap_or_default();
             let r = tokio::task::spawn_blocking(move || {
                 sync_node(&store, &config, &node, &socket, &ports)

@@ -93,8 +93,14 @@ pub struct Counters {
 
 /// What a reflector can watch: any resource with typed metadata (the
 /// store's kinds, and the policy custom resources of [`super::policy`]).
-pub trait Listable: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + 'static {}
-impl<K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + 'static> Listable for K {}
+pub trait Listable:
+    Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + 'static
+{
+}
+impl<K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug + Send + 'static> Listable
+    for K
+{
+}
 
 /// The list-then-watch state machine of one kind.
 pub struct Reflector<K: Listable> {
@@ -225,7 +231,6 @@ impl<K: Listable> Reflector<K> {
             }
         })
     }
-
 }
 
 impl<K: Watched> Reflector<K> {
@@ -304,7 +309,11 @@ pub enum Change {
 pub fn feed(store: &mut Store, u: Update) -> Vec<Event> {
     match u.change {
         Change::Listed(objects) => {
-            let mut all: Vec<Object> = store.iter().filter(|o| o.kind() != u.kind).cloned().collect();
+            let mut all: Vec<Object> = store
+                .iter()
+                .filter(|o| o.kind() != u.kind)
+                .cloned()
+                .collect();
             all.extend(objects.into_iter().filter(|o| o.kind() == u.kind));
             store.replace(all)
         }
@@ -330,7 +339,10 @@ pub fn feed(store: &mut Store, u: Update) -> Vec<Event> {
 
 /// Starts a reflector for each kind the compiler reads, all sending to
 /// one channel.
-pub fn spawn_all(client: &kube::Client, tx: &mpsc::Sender<Update>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_all(
+    client: &kube::Client,
+    tx: &mpsc::Sender<Update>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(Reflector::<Node>::new(client.clone()).run(tx.clone())),
         tokio::spawn(Reflector::<Namespace>::new(client.clone()).run(tx.clone())),

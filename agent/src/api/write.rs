@@ -87,7 +87,10 @@ pub fn writes(patches: &[Patch]) -> (Vec<Write>, Vec<Skipped>) {
                     Some(ip) => json!([{"ip": ip.to_string()}]),
                     None => Value::Null,
                 };
-                (true, json!({"status": {"loadBalancer": {"ingress": ingress}}}))
+                (
+                    true,
+                    json!({"status": {"loadBalancer": {"ingress": ingress}}}),
+                )
             }
             Patch::ClusterIp { .. } => {
                 skipped.push(Skipped {

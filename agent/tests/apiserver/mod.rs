@@ -34,7 +34,12 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
     ("namespaces", "v1", "Namespace", false),
     ("pods", "v1", "Pod", true),
     ("services", "v1", "Service", true),
-    ("endpointslices", "discovery.k8s.io/v1", "EndpointSlice", true),
+    (
+        "endpointslices",
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        true,
+    ),
     ("leases", "coordination.k8s.io/v1", "Lease", true),
     (
         "adminnetworkpolicies",
@@ -162,8 +167,14 @@ fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 enum Target {
-    Collection { plural: String, namespace: Option<String> },
-    Object { key: Key, status: bool },
+    Collection {
+        plural: String,
+        namespace: Option<String>,
+    },
+    Object {
+        key: Key,
+        status: bool,
+    },
 }
 
 fn route(path: &str) -> Option<Target> {
@@ -505,7 +516,10 @@ impl ApiServer {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("timed out waiting for {what}; requests: {:#?}", self.requests());
+        panic!(
+            "timed out waiting for {what}; requests: {:#?}",
+            self.requests()
+        );
     }
 
     async fn handle(&self, mut sock: TcpStream) {
@@ -516,7 +530,9 @@ impl ApiServer {
         let Some(target) = route(&req.path) else {
             return respond(&mut sock, 404, &status(404, "NotFound", "no such path")).await;
         };
-        if let (true, Target::Collection { plural, namespace }) = (req.method == "GET" && req.is_watch(), &target) {
+        if let (true, Target::Collection { plural, namespace }) =
+            (req.method == "GET" && req.is_watch(), &target)
+        {
             let (plural, namespace) = (plural.clone(), namespace.clone());
             return self.watch(sock, &req, plural, namespace).await;
         }
@@ -611,8 +627,12 @@ impl ApiServer {
 
     async fn watch(&self, mut sock: TcpStream, req: &Request, plural: String, ns: Option<String>) {
         let bookmarks = req.q("allowWatchBookmarks") == Some("true");
-        let from: u64 = req.q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-        let matches = |l: &Logged| l.plural == plural && ns.as_ref().is_none_or(|n| *n == l.namespace);
+        let from: u64 = req
+            .q("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let matches =
+            |l: &Logged| l.plural == plural && ns.as_ref().is_none_or(|n| *n == l.namespace);
         let (backlog, mut rx, gone) = {
             let st = self.state.lock().unwrap();
             let gone = from < st.compacted;
