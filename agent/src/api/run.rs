@@ -128,10 +128,21 @@ pub fn sync_node(
     ))
 }
 
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// Runs API mode until the process ends (or the task is aborted).
 pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
     let (tx, mut rx) = mpsc::channel::<Update>(1024);
-    let _reflectors = watch::spawn_all(&client, &tx);
+    // The reflectors end with this function (an aborted task included).
+    let _reflectors = AbortOnDrop(watch::spawn_all(&client, &tx));
     drop(tx);
     let mut store = Store::default();
     let mut listed: BTreeSet<Kind> = BTreeSet::new();

@@ -27,7 +27,7 @@
 use crate::alloc::{self, Patch};
 use crate::config::Config;
 use crate::object::{Kind, ObjectKey};
-use crate::store::Store;
+use crate::store::{Event, Store};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, PatchParams};
 use serde_json::{json, Map, Value};
@@ -193,19 +193,21 @@ pub struct Pass {
 }
 
 impl Controller {
-    /// Drops overlay entries the store shows, or whose object is gone.
+    /// Drops overlay entries whose object is gone or now carries the
+    /// values (ours, or another writer's: [`alloc::restore`] only fills
+    /// what is missing, and so does the overlay).
     fn prune(&mut self, store: &Store) {
         self.overlay.retain(|p| {
             let Ok(k) = ObjectKey::parse(p.object()) else {
                 return false;
             };
-            match store.get(&k) {
-                Some(o) => {
-                    let mut o = o.clone();
-                    p.apply_to(&mut o)
-                }
-                None => false,
-            }
+            let Some(o) = store.get(&k) else {
+                return false;
+            };
+            let mut one = Store::default();
+            one.apply(Event::Apply(o.clone()));
+            alloc::restore(&mut one, std::slice::from_ref(p));
+            one.get(&k) != Some(o)
         });
     }
 
@@ -285,5 +287,41 @@ mod tests {
             json!({"status": {"loadBalancer": {"ingress": [{"ip": "172.30.0.2"}]}}})
         );
         assert_eq!(skipped.len(), 1);
+    }
+
+    fn ns(name: &str) -> crate::object::Object {
+        crate::object::Object::Namespace(k8s_openapi::api::core::v1::Namespace {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    /// A namespace created between our write and its watch event, earlier
+    /// in key order, must not get the subnet just written.
+    #[test]
+    fn the_overlay_keeps_a_sent_allocation_until_the_store_shows_it() {
+        let cfg = Config::parse("[cluster]\npod_cidr = \"10.244.0.0/16\"\n").unwrap();
+        let mut store = Store::default();
+        store.apply(Event::Apply(ns("zeta")));
+        let mut c = Controller::default();
+        let (w, patches, _) = c.plan(&store, &cfg);
+        let subnet = |w: &[Write], name: &str| {
+            w.iter()
+                .find(|w| w.object.name == name)
+                .map(|w| w.body["metadata"]["annotations"][alloc::SUBNET].clone())
+        };
+        let zeta = subnet(&w, "zeta").unwrap();
+        c.overlay.extend(patches.clone()); // sent; the watch has not caught up
+        store.apply(Event::Apply(ns("alpha")));
+        let (w, _, _) = c.plan(&store, &cfg);
+        assert_eq!(subnet(&w, "zeta"), None, "not written again");
+        assert_ne!(subnet(&w, "alpha").unwrap(), zeta);
+        // The watch event arrives: the overlay entry goes.
+        alloc::apply(&mut store, &patches);
+        c.plan(&store, &cfg);
+        assert!(c.overlay.is_empty());
     }
 }
