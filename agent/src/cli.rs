@@ -26,6 +26,9 @@ usage: oxvs-agent COMMAND --config FILE --manifests DIR [OPTIONS]
                                    (re-read on change), sending only differences, one bundle each
 
   --state FILE   allocations saved by `run` (default DIR/.oxvs-state.json)
+
+  run --kubeconfig FILE|--in-cluster --config FILE [--node N] [--socket S] [--controller]
+                                   API mode instead of manifests (oxvs-agent run --help)
 ";
 
 struct Opts {
@@ -111,6 +114,10 @@ pub fn run(args: &[String]) -> Result<String, String> {
     let Some(cmd) = args.first() else {
         return Err(USAGE.into());
     };
+    // API mode (src/api): `run --kubeconfig FILE|--in-cluster ...`.
+    if cmd == "run" && agent::api::cli::wanted(&args[1..]) {
+        return agent::api::cli::run(&args[1..]);
+    }
     let o = parse(&args[1..])?;
     match cmd.as_str() {
         "compile" => {

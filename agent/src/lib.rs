@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alloc;
+pub mod api;
 pub mod app;
 pub mod compile;
 pub mod config;
