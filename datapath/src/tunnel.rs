@@ -15,8 +15,11 @@
 //! built once per remote from the bridge's tunnel routes (which the control
 //! thread learns from the kernel's routes and neighbours) and cached in the
 //! poll thread until the routes change; per packet only lengths, the UDP
-//! source port (from the inner flow's hash), the IPv4 id and checksums are
-//! patched, in the frame's headroom. A remote without a route is dropped,
+//! source port, the IPv4 id and checksums are patched, in the frame's
+//! headroom. The template derives the source port from the inner frame's
+//! 5-tuple itself ([`encap::inner_flow_hash`]), never from the flow cache's
+//! hash, which covers TCP flags and conntrack state and so would scatter
+//! one connection over several underlay paths. A remote without a route is dropped,
 //! counted and reported so the control thread resolves it. A packet that
 //! would not fit the underlay MTU is answered with ICMP "fragmentation
 //! needed" (IPv4 with DF) or "Packet Too Big" (IPv6) to the sender.
@@ -79,8 +82,6 @@ pub struct PushCtx {
     pub vni: u32,
     /// Remote VTEP, IPv4 as mapped IPv6.
     pub dst: [u8; 16],
-    /// Inner flow hash (outer UDP source port).
-    pub hash: u32,
     /// The current time, for rate-limiting resolution requests.
     pub now_ms: u64,
 }
@@ -162,7 +163,6 @@ impl TunnelState {
         let per = PerPacket {
             vni: cx.vni,
             options: &self.opts,
-            flow_hash: cx.hash,
             ip_id: self.ip_id,
             oam: false,
         };

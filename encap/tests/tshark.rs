@@ -109,7 +109,6 @@ fn tshark_dissects_our_frames_as_geneve() {
             &inner_icmp4(32 + i),
             c.vni,
             &o,
-            0x9e37_79b9u32.wrapping_mul(i as u32),
         ));
     }
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("encap-geneve.pcap");
