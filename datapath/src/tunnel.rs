@@ -7,8 +7,10 @@
 //! headers (no copy) and re-enters the pipeline on that tunnel port, with
 //! the VNI, outer addresses and mapped options in its flow key
 //! ([`TunnelKey`]). Anything else is dropped and counted under a named
-//! reason: malformed Geneve, an unknown critical option (RFC 8926 §3.5), or
-//! an outer destination that no tunnel port has.
+//! reason: malformed Geneve, a control packet (the O bit, RFC 8926 §3.4),
+//! an outer destination that no tunnel port has, a VNI that no tunnel port
+//! of that address takes (a port with a fixed `key` takes only that one),
+//! or an unknown critical option (RFC 8926 §3.5).
 //!
 //! Transmit: `TunnelPush` names the tunnel port, the VNI and the remote
 //! VTEP. The outer Ethernet/IP/UDP/Geneve header is an [`encap::Template`]
@@ -206,10 +208,14 @@ impl TunnelState {
                 DecapError::CriticalUnknown => DropReason::GeneveCriticalOption,
                 _ => DropReason::GeneveMalformed,
             })?;
-        let port = br
-            .ports
-            .tunnel_for_local(meta.dst)
-            .ok_or(DropReason::GeneveNotOurs)?;
+        // RFC 8926 §3.4: "Tunnel endpoints MUST NOT forward the payload"
+        // of a control packet. With no control message handler, the only
+        // thing to do with one is to drop it, and count it.
+        if meta.oam {
+            return Err(DropReason::GeneveOam);
+        }
+        // A port with a fixed key receives that VNI only (as in OVS).
+        let port = br.ports.tunnel_for_rx(meta.dst, meta.vni)?;
         let mut key = TunnelKey {
             id: meta.vni as u64,
             src: meta.src,

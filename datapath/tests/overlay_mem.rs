@@ -4,6 +4,10 @@
 //!   per direction (RFC 8926 §3.3), whatever its flags, whether it hit the
 //!   EMC, a megaflow or an upcall, whatever batch it came in, with or
 //!   without conntrack recirculation, and on any poll thread;
+//! - a tunnel port with a fixed `key` receives that VNI only (others are
+//!   `drop_geneve_vni`), a `flow` port receives any into `tun_id`;
+//! - control packets (the O bit) are dropped as `drop_geneve_oam`
+//!   (RFC 8926 §3.4);
 //! - both fragments of a UDP datagram cross the tunnel, on one outer port.
 //!
 //! Inner frames are built with etherparse; outer frames with
@@ -14,6 +18,7 @@ use datapath::{MemDatapath, PmdConfig};
 use encap::{Options, PerPacket, Template, TunnelConfig};
 use etherparse::PacketBuilder;
 use flowtable::tunnel::{Tunnel, TunnelRoute};
+use flowtable::DropReason;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
@@ -200,6 +205,63 @@ fn receive(dp: &mut MemDatapath, frames: &[Vec<u8>]) {
     }
     dp.pmd
         .process_uplink(&dp.bridge, &mut dp.pool, &mut dp.ports, &batch, 0);
+}
+
+fn inner() -> Vec<u8> {
+    segment(POD2, POD1, (5201, 40000), "PA", 1, 64, 20)
+}
+
+#[test]
+fn a_fixed_key_port_receives_its_vni_only() {
+    let mut dp = node(&[(GNV, Some(42))], "in_port=gnv100,actions=output:2\n", 1);
+    let vnis = [42, 0, 43, 0xff_ffff, 42];
+    let frames: Vec<_> = vnis.iter().map(|&v| from_remote(&inner(), v, false)).collect();
+    receive(&mut dp, &frames);
+    let out = dp.take_tx(2);
+    assert_eq!(out.len(), 2, "only VNI 42 is delivered");
+    assert!(out.iter().all(|f| *f == inner()));
+    assert_eq!(dp.pmd.stats.drops_for(DropReason::GeneveVni), 3);
+    assert_eq!(DropReason::GeneveVni.name(), "drop_geneve_vni");
+    assert_eq!(dp.pmd.stats.total_drops(), 3);
+}
+
+#[test]
+fn a_flow_key_port_receives_any_vni_into_tun_id() {
+    let flows = "in_port=gnv100,tun_id=43,actions=output:2\nin_port=gnv100,tun_id=0xffffff,actions=output:1\n";
+    let mut dp = node(&[(GNV, None)], flows, 1);
+    receive(
+        &mut dp,
+        &[from_remote(&inner(), 43, false), from_remote(&inner(), 0xff_ffff, false)],
+    );
+    assert_eq!(dp.take_tx(2).len(), 1);
+    assert_eq!(dp.take_tx(1).len(), 1);
+    assert_eq!(dp.pmd.stats.total_drops(), 0);
+}
+
+#[test]
+fn a_fixed_key_port_wins_over_a_flow_port_with_the_same_address() {
+    let flows = "in_port=gnv100,actions=output:1\nin_port=gnv101,actions=output:2\n";
+    let mut dp = node(&[(GNV, Some(42)), (101, None)], flows, 1);
+    receive(
+        &mut dp,
+        &[from_remote(&inner(), 42, false), from_remote(&inner(), 7, false)],
+    );
+    assert_eq!(dp.take_tx(1).len(), 1, "VNI 42 enters on the key=42 port");
+    assert_eq!(dp.take_tx(2).len(), 1, "VNI 7 enters on the flow port");
+    assert_eq!(dp.pmd.stats.total_drops(), 0);
+}
+
+#[test]
+fn control_packets_are_dropped_and_counted() {
+    let mut dp = node(&[(GNV, None)], "in_port=gnv100,actions=output:2\n", 1);
+    receive(
+        &mut dp,
+        &[from_remote(&inner(), 42, true), from_remote(&inner(), 42, false)],
+    );
+    assert_eq!(dp.take_tx(2).len(), 1, "only the data packet is delivered");
+    assert_eq!(dp.pmd.stats.drops_for(DropReason::GeneveOam), 1);
+    assert_eq!(DropReason::GeneveOam.name(), "drop_geneve_oam");
+    assert_eq!(dp.pmd.stats.total_drops(), 1);
 }
 
 /// A UDP datagram of 1000 bytes in two IPv4 fragments (the first with the
