@@ -71,7 +71,15 @@ fn node(tunnels: &[(u32, Option<u32>)], flows: &str, emc_inv_prob: u32) -> MemDa
 
 /// A TCP segment with `flags` (etherparse setters by name), sequence
 /// number `seq`, TTL `ttl` and `len` bytes of payload.
-fn segment(src: [u8; 4], dst: [u8; 4], ports: (u16, u16), flags: &str, seq: u32, ttl: u8, len: usize) -> Vec<u8> {
+fn segment(
+    src: [u8; 4],
+    dst: [u8; 4],
+    ports: (u16, u16),
+    flags: &str,
+    seq: u32,
+    ttl: u8,
+    len: usize,
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(MAC1, MAC2)
         .ipv4(src, dst, ttl)
         .tcp(ports.0, ports.1, seq, 64000);
@@ -111,7 +119,9 @@ fn connection(fwd: bool) -> Vec<Vec<u8>> {
     shapes
         .iter()
         .enumerate()
-        .map(|(i, (flags, len))| segment(src, dst, ports, flags, 1000 * i as u32, 64 - i as u8, *len))
+        .map(|(i, (flags, len))| {
+            segment(src, dst, ports, flags, 1000 * i as u32, 64 - i as u8, *len)
+        })
         .collect()
 }
 
@@ -136,7 +146,8 @@ fn ports_of(dp: &mut MemDatapath, pkts: &[Vec<u8>], per_batch: usize) -> Vec<u16
     out.iter().map(|f| outer_sport(f)).collect()
 }
 
-const TO_TUNNEL: &str = "in_port=1,actions=set_field:192.168.77.2->tun_dst,set_field:0x2a->tun_id,output:gnv100\n";
+const TO_TUNNEL: &str =
+    "in_port=1,actions=set_field:192.168.77.2->tun_dst,set_field:0x2a->tun_id,output:gnv100\n";
 
 /// Through conntrack: the SYN is +new, the rest +est, each pass a
 /// recirculation with its own cache entries.
@@ -167,8 +178,16 @@ fn one_outer_port_per_direction_of_a_tcp_connection() {
             }
         }
     }
-    assert_eq!(by_dir[0].len(), 1, "one port for the forward direction: {by_dir:?}");
-    assert_eq!(by_dir[1].len(), 1, "one port for the reverse direction: {by_dir:?}");
+    assert_eq!(
+        by_dir[0].len(),
+        1,
+        "one port for the forward direction: {by_dir:?}"
+    );
+    assert_eq!(
+        by_dir[1].len(),
+        1,
+        "one port for the reverse direction: {by_dir:?}"
+    );
     // The two directions are two flows (they may share a port by chance,
     // not by construction; these two do not).
     assert_ne!(by_dir[0], by_dir[1]);
@@ -215,7 +234,10 @@ fn inner() -> Vec<u8> {
 fn a_fixed_key_port_receives_its_vni_only() {
     let mut dp = node(&[(GNV, Some(42))], "in_port=gnv100,actions=output:2\n", 1);
     let vnis = [42, 0, 43, 0xff_ffff, 42];
-    let frames: Vec<_> = vnis.iter().map(|&v| from_remote(&inner(), v, false)).collect();
+    let frames: Vec<_> = vnis
+        .iter()
+        .map(|&v| from_remote(&inner(), v, false))
+        .collect();
     receive(&mut dp, &frames);
     let out = dp.take_tx(2);
     assert_eq!(out.len(), 2, "only VNI 42 is delivered");
@@ -231,7 +253,10 @@ fn a_flow_key_port_receives_any_vni_into_tun_id() {
     let mut dp = node(&[(GNV, None)], flows, 1);
     receive(
         &mut dp,
-        &[from_remote(&inner(), 43, false), from_remote(&inner(), 0xff_ffff, false)],
+        &[
+            from_remote(&inner(), 43, false),
+            from_remote(&inner(), 0xff_ffff, false),
+        ],
     );
     assert_eq!(dp.take_tx(2).len(), 1);
     assert_eq!(dp.take_tx(1).len(), 1);
@@ -244,7 +269,10 @@ fn a_fixed_key_port_wins_over_a_flow_port_with_the_same_address() {
     let mut dp = node(&[(GNV, Some(42)), (101, None)], flows, 1);
     receive(
         &mut dp,
-        &[from_remote(&inner(), 42, false), from_remote(&inner(), 7, false)],
+        &[
+            from_remote(&inner(), 42, false),
+            from_remote(&inner(), 7, false),
+        ],
     );
     assert_eq!(dp.take_tx(1).len(), 1, "VNI 42 enters on the key=42 port");
     assert_eq!(dp.take_tx(2).len(), 1, "VNI 7 enters on the flow port");
@@ -256,7 +284,10 @@ fn control_packets_are_dropped_and_counted() {
     let mut dp = node(&[(GNV, None)], "in_port=gnv100,actions=output:2\n", 1);
     receive(
         &mut dp,
-        &[from_remote(&inner(), 42, true), from_remote(&inner(), 42, false)],
+        &[
+            from_remote(&inner(), 42, true),
+            from_remote(&inner(), 42, false),
+        ],
     );
     assert_eq!(dp.take_tx(2).len(), 1, "only the data packet is delivered");
     assert_eq!(dp.pmd.stats.drops_for(DropReason::GeneveOam), 1);

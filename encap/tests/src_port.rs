@@ -14,8 +14,8 @@ mod common;
 use common::*;
 use encap::{decap, inner_flow_hash, DecapConfig, Options, PerPacket, Template};
 use etherparse::{
-    IpDscp, IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header,
-    PacketBuilder, TcpHeader, VlanId,
+    IpDscp, IpHeaders, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, PacketBuilder, TcpHeader,
+    VlanId,
 };
 use proptest::prelude::*;
 
@@ -89,7 +89,10 @@ fn build(t: &Tuple, r: &Rest) -> Vec<u8> {
         }
     };
     match r.vlan {
-        Some(v) => write_l4(&mut out, eth.single_vlan(VlanId::try_new(v).unwrap()).ip(ip)),
+        Some(v) => write_l4(
+            &mut out,
+            eth.single_vlan(VlanId::try_new(v).unwrap()).ip(ip),
+        ),
         None => write_l4(&mut out, eth.ip(ip)),
     }
     out

@@ -104,12 +104,7 @@ fn tshark_dissects_our_frames_as_geneve() {
         for (class, typ, data) in &c.options {
             o.push(*class, *typ, data).unwrap();
         }
-        frames.push(encapsulate(
-            &t,
-            &inner_icmp4(32 + i),
-            c.vni,
-            &o,
-        ));
+        frames.push(encapsulate(&t, &inner_icmp4(32 + i), c.vni, &o));
     }
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("encap-geneve.pcap");
     write_pcap(&path, &frames);

@@ -18,7 +18,11 @@ const B6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
 /// A UDP datagram 5353 -> 53 with `n` bytes of payload.
 fn udp(v6: bool, n: usize) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(MAC1, MAC2);
-    let b = if v6 { b.ipv6(A6, B6, 64) } else { b.ipv4(A4, B4, 64) };
+    let b = if v6 {
+        b.ipv6(A6, B6, 64)
+    } else {
+        b.ipv4(A4, B4, 64)
+    };
     let mut f = Vec::new();
     b.udp(5353, 53).write(&mut f, &vec![0x5a; n]).unwrap();
     f
@@ -28,7 +32,11 @@ fn udp(v6: bool, n: usize) -> Vec<u8> {
 /// `n` bytes of payload.
 fn tcp(v6: bool, n: usize) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(MAC1, MAC2);
-    let b = if v6 { b.ipv6(A6, B6, 64) } else { b.ipv4(A4, B4, 64) };
+    let b = if v6 {
+        b.ipv6(A6, B6, 64)
+    } else {
+        b.ipv4(A4, B4, 64)
+    };
     let opts = [
         TcpOptionElement::MaximumSegmentSize(1400),
         TcpOptionElement::Noop,
@@ -89,7 +97,11 @@ fn a_first_udp_fragment_carries_its_ports() {
         let whole = udp(v6, 1000);
         // The UDP length says 1008; the first fragment holds 512 bytes.
         let (k, l) = key_of(&fragment(&whole, 0, 512, true)).expect("first fragment");
-        assert_eq!((k.get(Field::TpSrc), k.get(Field::TpDst)), (5353, 53), "v6={v6}");
+        assert_eq!(
+            (k.get(Field::TpSrc), k.get(Field::TpDst)),
+            (5353, 53),
+            "v6={v6}"
+        );
         assert_eq!(k.get(Field::NwFrag), frag::ANY.into());
         assert_eq!(k.get(Field::NwProto), ipproto::UDP.into());
         assert_eq!(l.proto, ipproto::UDP);

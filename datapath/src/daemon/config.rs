@@ -449,7 +449,10 @@ mod tests {
         );
         assert_eq!((c.ports[0].no, c.ports[1].no), (7, 100));
         let t = c.ports[1].tunnel().unwrap().unwrap();
-        assert_eq!((t.remote, t.key), (Some("192.168.77.2".parse().unwrap()), Some(42)));
+        assert_eq!(
+            (t.remote, t.key),
+            (Some("192.168.77.2".parse().unwrap()), Some(42))
+        );
         // A number where an address is meant, or a negative port number,
         // is refused with its line.
         let e = Config::parse("[[port]]\nname = \"v1\"\nno = -1\n").unwrap_err();
@@ -458,7 +461,10 @@ mod tests {
             "[[port]]\nname = \"g\"\nno = 1\nkind = \"geneve\"\nlocal_ip = \"192.168.77.1\"\nremote_ip = 42\n",
         )
         .unwrap_err();
-        assert!(e.contains("line 6") && e.contains("expected a string"), "{e}");
+        assert!(
+            e.contains("line 6") && e.contains("expected a string"),
+            "{e}"
+        );
     }
 
     #[test]
