@@ -486,7 +486,6 @@ impl Stages<'_> {
                         key: &sc.keys[i],
                         in_port,
                         now_ms,
-                        hash: sc.hashes[i],
                         log: policy_log,
                     };
                     execute(
@@ -547,7 +546,6 @@ impl Stages<'_> {
                     key: &sc.keys[m],
                     in_port,
                     now_ms,
-                    hash: sc.hashes[m],
                     log: policy_log,
                 };
                 execute(

@@ -7,16 +7,21 @@
 //! headers (no copy) and re-enters the pipeline on that tunnel port, with
 //! the VNI, outer addresses and mapped options in its flow key
 //! ([`TunnelKey`]). Anything else is dropped and counted under a named
-//! reason: malformed Geneve, an unknown critical option (RFC 8926 §3.5), or
-//! an outer destination that no tunnel port has.
+//! reason: malformed Geneve, a control packet (the O bit, RFC 8926 §3.4),
+//! an outer destination that no tunnel port has, a VNI that no tunnel port
+//! of that address takes (a port with a fixed `key` takes only that one),
+//! or an unknown critical option (RFC 8926 §3.5).
 //!
 //! Transmit: `TunnelPush` names the tunnel port, the VNI and the remote
 //! VTEP. The outer Ethernet/IP/UDP/Geneve header is an [`encap::Template`]
 //! built once per remote from the bridge's tunnel routes (which the control
 //! thread learns from the kernel's routes and neighbours) and cached in the
 //! poll thread until the routes change; per packet only lengths, the UDP
-//! source port (from the inner flow's hash), the IPv4 id and checksums are
-//! patched, in the frame's headroom. A remote without a route is dropped,
+//! source port, the IPv4 id and checksums are patched, in the frame's
+//! headroom. The template derives the source port from the inner frame's
+//! 5-tuple itself ([`encap::inner_flow_hash`]), never from the flow cache's
+//! hash, which covers TCP flags and conntrack state and so would scatter
+//! one connection over several underlay paths. A remote without a route is dropped,
 //! counted and reported so the control thread resolves it. A packet that
 //! would not fit the underlay MTU is answered with ICMP "fragmentation
 //! needed" (IPv4 with DF) or "Packet Too Big" (IPv6) to the sender.
@@ -79,8 +84,6 @@ pub struct PushCtx {
     pub vni: u32,
     /// Remote VTEP, IPv4 as mapped IPv6.
     pub dst: [u8; 16],
-    /// Inner flow hash (outer UDP source port).
-    pub hash: u32,
     /// The current time, for rate-limiting resolution requests.
     pub now_ms: u64,
 }
@@ -162,7 +165,6 @@ impl TunnelState {
         let per = PerPacket {
             vni: cx.vni,
             options: &self.opts,
-            flow_hash: cx.hash,
             ip_id: self.ip_id,
             oam: false,
         };
@@ -206,10 +208,14 @@ impl TunnelState {
                 DecapError::CriticalUnknown => DropReason::GeneveCriticalOption,
                 _ => DropReason::GeneveMalformed,
             })?;
-        let port = br
-            .ports
-            .tunnel_for_local(meta.dst)
-            .ok_or(DropReason::GeneveNotOurs)?;
+        // RFC 8926 §3.4: "Tunnel endpoints MUST NOT forward the payload"
+        // of a control packet. With no control message handler, the only
+        // thing to do with one is to drop it, and count it.
+        if meta.oam {
+            return Err(DropReason::GeneveOam);
+        }
+        // A port with a fixed key receives that VNI only (as in OVS).
+        let port = br.ports.tunnel_for_rx(meta.dst, meta.vni)?;
         let mut key = TunnelKey {
             id: meta.vni as u64,
             src: meta.src,

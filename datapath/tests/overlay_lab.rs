@@ -10,12 +10,20 @@
 //! back through the tunnel: its connection is refused at once although the
 //! pod listens, and its ping reports "Packet filtered".
 //!
+//! The tunnel ports have a fixed `key = 42` (a TOML integer). The underlay
+//! is captured during a TCP transfer: every segment of the connection, SYN
+//! to FIN, leaves on one outer UDP source port per direction (RFC 8926
+//! §3.3). And Geneve sent by node 2's kernel with VNIs the port does not
+//! take, or with the O bit, never reaches a pod: node 1 counts them as
+//! `drop_geneve_vni` and `drop_geneve_oam`.
+//!
 //! Needs root (and tshark); without root it says why and passes. The lab
 //! guard removes every namespace and switch even when a check fails.
 
 mod common;
 
 use common::{ok, root_serial, run, Lab};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const VNI: u32 = 0x2a;
@@ -70,11 +78,11 @@ fn node_config(n: u32, v6: bool, md: bool) -> String {
         ""
     };
     format!(
-        "[switch]\nflows = \"node.flows\"\nlog = \"info\"\n{tlv}\
+        "[switch]\nflows = \"node.flows\"\nlog = \"info\"\nsocket = \"oxvsd.sock\"\n{tlv}\
          [[port]]\nname = \"v{n}p1\"\nno = 1\nkind = \"afxdp\"\n\
          [[port]]\nname = \"v{n}p2\"\nno = 2\nkind = \"afxdp\"\n\
          [[port]]\nname = \"ul0\"\nno = 10\nkind = \"afxdp\"\nuplink = true\n\
-         [[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\nlocal_ip = \"{local}\"\n"
+         [[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\nlocal_ip = \"{local}\"\nkey = {VNI}\n"
     )
 }
 
@@ -126,6 +134,84 @@ fn overlay(tag: &str, v6: bool) {
         let (n, got, sent) = lab.tcp_transfer(from, to, ip, 4 << 20);
         assert_eq!(n, 4 << 20, "TCP {from} -> {to}\n{}", lab.log_of("n1"));
         assert_eq!(got, sent, "payload digest {from} -> {to}");
+    }
+
+    // One outer source port per direction of a TCP connection, whatever
+    // each segment's flags (RFC 8926 §3.3).
+    let conn = lab.dir.join("tcp-underlay.pcap");
+    let cap = lab.capture_underlay(&conn, 256);
+    let (n, got, sent) = lab.tcp_transfer("n1-p1", "n2-p2", "10.244.2.3", 1 << 20);
+    assert_eq!(n, 1 << 20, "TCP under capture\n{}", lab.log_of("n1"));
+    assert_eq!(got, sent, "payload digest under capture");
+    // tcpdump writes each packet as it comes (-U); the last ACKs are
+    // given a moment before it is stopped.
+    std::thread::sleep(Duration::from_millis(300));
+    cap.stop(Duration::from_secs(3));
+    let dirs = outer_ports_by_direction(conn.to_str().unwrap(), 5201);
+    assert_eq!(dirs.len(), 2, "both directions of one connection: {dirs:?}");
+    for ((sport, dport), d) in &dirs {
+        eprintln!(
+            "{tag}: tcp {sport}->{dport}: {} segments, tcp flags {:?}, outer source ports {:?}",
+            d.segments, d.flags, d.outer_ports
+        );
+        assert_eq!(
+            d.outer_ports.len(),
+            1,
+            "tcp {sport}->{dport} left on several outer ports: {d:?}"
+        );
+        // At least the handshake's SYN (or SYN+ACK) and plain ACKs: the
+        // flags that once gave one connection several ports.
+        assert!(
+            d.flags.len() >= 2 && d.segments >= 10,
+            "the capture holds the connection's life: {d:?}"
+        );
+    }
+
+    // Geneve from node 2's kernel that gnv0 (key = 42) must not deliver:
+    // other VNIs, and a control packet with the right one. A raw socket
+    // with the UDP checksum computed here: the kernel's own UDP sockets
+    // leave it to an offload that AF_XDP does not complete.
+    let (family, src, dst) = if v6 {
+        ("AF_INET6", "fd00:77::2", "fd00:77::1")
+    } else {
+        ("AF_INET", "192.168.77.2", "192.168.77.1")
+    };
+    let script = format!(
+        "import socket, struct\n\
+         fam, src, dst = socket.{family}, '{src}', '{dst}'\n\
+         def csum(b):\n\
+         \x20   b += bytes(len(b) % 2); s = sum(struct.unpack('!%dH' % (len(b) // 2), b))\n\
+         \x20   while s >> 16: s = (s & 0xffff) + (s >> 16)\n\
+         \x20   return (~s & 0xffff) or 0xffff\n\
+         a, b = socket.inet_pton(fam, src), socket.inet_pton(fam, dst)\n\
+         inner = bytes.fromhex('0a00000001fe' '020000020001' '0800') + bytes(46)\n\
+         s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_UDP)\n\
+         for vni, flags in [(0, 0), (43, 0), (0xffffff, 0), ({VNI}, 0x80)]:\n\
+         \x20   body = bytes([0, flags, 0x65, 0x58]) + (vni << 8).to_bytes(4, 'big') + inner\n\
+         \x20   n = 8 + len(body)\n\
+         \x20   pseudo = a + b + (struct.pack('!BBH', 0, 17, n) if fam == socket.AF_INET else struct.pack('!I3xB', n, 17))\n\
+         \x20   c = csum(pseudo + struct.pack('!HHHH', 50000, 6081, n, 0) + body)\n\
+         \x20   s.sendto(struct.pack('!HHHH', 50000, 6081, n, c) + body, (dst, 0))\n"
+    );
+    let out = lab.exec("n2", &["python3", "-c", &script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = Instant::now();
+    loop {
+        let drops = dump_drops(&lab, "n1");
+        let vni = drop_count(&drops, "drop_geneve_vni");
+        let oam = drop_count(&drops, "drop_geneve_oam");
+        if vni == 3 && oam == 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(8) && vni <= 3 && oam <= 1,
+            "expected 3 drop_geneve_vni and 1 drop_geneve_oam:\n{drops}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
 
     // On the wire: Geneve with our VNI (and option), nothing malformed.
@@ -234,6 +320,73 @@ fn overlay(tag: &str, v6: bool) {
         );
         assert!(lab.stop_switch_on(node).success(), "{}", lab.log_of(node));
     }
+}
+
+/// What the underlay carried of one direction of a TCP connection.
+#[derive(Debug, Default)]
+struct Direction {
+    segments: usize,
+    flags: BTreeSet<String>,
+    outer_ports: BTreeSet<u16>,
+}
+
+/// The Geneve frames of `pcap` whose inner TCP segment has `port` at
+/// either end, by inner (source, destination) port.
+fn outer_ports_by_direction(pcap: &str, port: u16) -> BTreeMap<(u16, u16), Direction> {
+    let fields = ok(&[
+        "tshark",
+        "-r",
+        pcap,
+        "-T",
+        "fields",
+        "-E",
+        "separator=;",
+        "-e",
+        "udp.srcport",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.flags",
+    ]);
+    let mut dirs: BTreeMap<(u16, u16), Direction> = BTreeMap::new();
+    for l in fields.lines() {
+        let c: Vec<&str> = l.split(';').collect();
+        let num = |i: usize| c.get(i).and_then(|v| v.parse::<u16>().ok());
+        let (Some(outer), Some(sport), Some(dport)) = (num(0), num(1), num(2)) else {
+            continue;
+        };
+        if sport != port && dport != port {
+            continue;
+        }
+        let d = dirs.entry((sport, dport)).or_default();
+        d.segments += 1;
+        d.flags.insert(c.get(3).unwrap_or(&"").to_string());
+        d.outer_ports.insert(outer);
+    }
+    dirs
+}
+
+/// `oxvs-ctl dump-drops` against `node`'s switch.
+fn dump_drops(lab: &Lab, node: &str) -> String {
+    let sock = lab.dir.join(node).join("oxvsd.sock");
+    ctl::cmd::run(&[
+        "--socket".to_string(),
+        sock.to_str().unwrap().to_string(),
+        "dump-drops".to_string(),
+    ])
+    .unwrap_or_else(|e| panic!("oxvs-ctl dump-drops: {e}"))
+}
+
+/// The count of `reason` in a dump-drops listing.
+fn drop_count(drops: &str, reason: &str) -> u64 {
+    drops
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .find(|(r, _)| r.trim() == reason)
+        .and_then(|(_, n)| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! without touching a socket. [`Template`] holds a tunnel's outer headers,
 //! built once from a [`TunnelConfig`]; [`Template::push`] copies it into the
 //! headroom in front of an inner Ethernet frame and patches the few fields
-//! that vary per packet. [`decap_into`] validates an outer frame, fills a
+//! that vary per packet, the UDP source port among them, which it derives
+//! from the inner flow alone ([`inner_flow_hash`]). [`decap_into`] validates an outer frame, fills a
 //! reused [`TunnelMeta`] and returns where the inner frame lies, without
 //! copying it ([`decap`] is the by-value form for tests and the slow path).
 //! [`TlvMap`] turns option TLVs into numbered metadata slots and back, the
@@ -31,12 +32,14 @@
 #![forbid(unsafe_code)]
 
 pub mod decap;
+pub mod flow_hash;
 pub mod mtu;
 pub mod options;
 pub mod template;
 pub mod tlv;
 
 pub use decap::{decap, decap_into, DecapConfig, DecapError, Decapped, TunnelMeta};
+pub use flow_hash::{inner_flow_hash, ip_flow_hash};
 pub use options::{Options, OptionsError};
 pub use template::{EncapError, PerPacket, SrcPortRange, Template, TemplateError, TunnelConfig};
 pub use tlv::{TlvEntry, TlvMap, TlvParseError, TlvParseErrorKind, TunMetadata, MAX_SLOTS};

@@ -25,11 +25,16 @@
 //! Linux receivers drop zero-checksum IPv6 UDP unless told otherwise.
 //!
 //! UDP source port. RFC 8926 §3.3 asks for a source port derived from a hash
-//! of the inner headers, so that ECMP and RSS in the underlay spread the
-//! tunnel's flows, and recommends the ephemeral range. The caller passes the
-//! flow hash it already computed for the flow lookup; we scale it into a
-//! half-open [`SrcPortRange`] with a multiply and a shift, which spreads
-//! the hash's high bits evenly without a division.
+//! of the inner headers, the same for every packet of one inner flow, so
+//! that ECMP and RSS in the underlay spread the tunnel's flows without
+//! reordering any of them. `push` computes that hash itself from the inner
+//! frame it encapsulates ([`crate::flow_hash::inner_flow_hash`]: the inner
+//! 5-tuple, or the L2 fields for non-IP), so no caller can feed it a hash
+//! that varies within a flow. (The datapath once passed its exact-match
+//! cache hash, which covers the TCP flags: one connection went out on three
+//! or four ports per direction.) The hash is scaled into a half-open
+//! [`SrcPortRange`] with a multiply and a shift, which spreads its high bits
+//! evenly without a division.
 
 use core::fmt;
 use std::net::IpAddr;
@@ -37,6 +42,7 @@ use wire::checksum;
 use wire::geneve::{self, HEADER_LEN as GENEVE_LEN};
 use wire::{ethertype, ipproto, MacAddr};
 
+use crate::flow_hash::inner_flow_hash;
 use crate::options::Options;
 
 const ETH_LEN: usize = 14;
@@ -197,8 +203,6 @@ pub struct PerPacket<'a> {
     pub vni: u32,
     /// Options to send (often empty).
     pub options: &'a Options,
-    /// Hash of the inner flow, for the UDP source port and IPv6 flow label.
-    pub flow_hash: u32,
     /// IPv4 identification; the caller keeps the counter (RFC 6864 allows
     /// any value when DF is set). Ignored for IPv6.
     pub ip_id: u16,
@@ -340,21 +344,23 @@ impl Template {
             return Err(EncapError::TooLong);
         }
         let new_off = off - hdr_len;
+        let hash = inner_flow_hash(&frame[off..off + len]);
         let out = &mut frame[new_off..off + len];
         // One copy of the patching code per address family, so that every
         // header offset below is a constant and the bounds checks fold away.
         if self.ipv6 {
-            self.write::<true>(out, pkt, udp_len as u16);
+            self.write::<true>(out, pkt, hash, udp_len as u16);
         } else {
-            self.write::<false>(out, pkt, udp_len as u16);
+            self.write::<false>(out, pkt, hash, udp_len as u16);
         }
         Ok((new_off, hdr_len + len))
     }
 
     /// Writes the headers into `out`, which starts where the outer frame
     /// will and ends with the inner frame; `push` checked every length.
+    /// `hash` is the inner flow's.
     #[inline(always)]
-    fn write<const V6: bool>(&self, out: &mut [u8], pkt: &PerPacket<'_>, udp_len: u16) {
+    fn write<const V6: bool>(&self, out: &mut [u8], pkt: &PerPacket<'_>, hash: u32, udp_len: u16) {
         let ip_len = if V6 { IPV6_LEN } else { IPV4_LEN };
         let base = ETH_LEN + ip_len + UDP_LEN + GENEVE_LEN;
         let opts = pkt.options.as_bytes();
@@ -372,7 +378,7 @@ impl Template {
         let vni = (pkt.vni << 8).to_be_bytes();
         h[g + 4..g + 7].copy_from_slice(&vni[..3]);
 
-        let sport = self.src_port(pkt.flow_hash);
+        let sport = self.src_port(hash);
         h[u..u + 2].copy_from_slice(&sport.to_be_bytes());
         h[u + 4..u + 6].copy_from_slice(&udp_len.to_be_bytes());
 
@@ -382,7 +388,7 @@ impl Template {
             // RFC 6438 §3: a tunnel endpoint sets the flow label from the
             // inner flow so that the underlay can balance on it. The
             // template's label is zero, so OR-ing it in is enough.
-            let label = (pkt.flow_hash & 0x000f_ffff).to_be_bytes();
+            let label = (hash & 0x000f_ffff).to_be_bytes();
             h[ip + 1] |= label[1];
             h[ip + 2] = label[2];
             h[ip + 3] = label[3];
@@ -463,7 +469,6 @@ mod tests {
         let pkt = PerPacket {
             vni: 1,
             options: &opts,
-            flow_hash: 0,
             ip_id: 0,
             oam: false,
         };
@@ -503,7 +508,6 @@ mod tests {
             let pkt = PerPacket {
                 vni: 0xabcdef,
                 options: &opts,
-                flow_hash: 0xdead_beef,
                 ip_id: id,
                 oam: false,
             };

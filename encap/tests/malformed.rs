@@ -9,12 +9,12 @@ use proptest::prelude::*;
 
 fn v4(csum: bool, options: &Options) -> Vec<u8> {
     let t = Template::new(&config(false, csum)).unwrap();
-    encapsulate(&t, &inner_icmp4(20), 7, options, 99)
+    encapsulate(&t, &inner_icmp4(20), 7, options)
 }
 
 fn v6(options: &Options) -> Vec<u8> {
     let t = Template::new(&config(true, false)).unwrap();
-    encapsulate(&t, &inner_icmp4(20), 7, options, 99)
+    encapsulate(&t, &inner_icmp4(20), 7, options)
 }
 
 fn run(frame: &[u8]) -> Result<(), DecapError> {
@@ -150,7 +150,7 @@ fn geneve_errors() {
     assert_eq!(run(&f), Err(DecapError::NotEthernet));
 
     let t = Template::new(&config(false, false)).unwrap();
-    let f = encapsulate(&t, &[0u8; 13], 1, &Options::new(), 0);
+    let f = encapsulate(&t, &[0u8; 13], 1, &Options::new());
     assert_eq!(run(&f), Err(DecapError::InnerTruncated));
 }
 

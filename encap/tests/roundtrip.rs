@@ -30,7 +30,6 @@ proptest! {
         ipv6 in any::<bool>(),
         csum in any::<bool>(),
         oam in any::<bool>(),
-        hash in any::<u32>(),
         ip_id in any::<u16>(),
     ) {
         let cfg = config(ipv6, csum);
@@ -40,7 +39,7 @@ proptest! {
             options.push(*c, *ty, d).unwrap();
         }
         let mut frame = frame_with(&inner);
-        let pkt = PerPacket { vni, options: &options, flow_hash: hash, ip_id, oam };
+        let pkt = PerPacket { vni, options: &options, ip_id, oam };
         let (off, len) = t.push(&mut frame, HEADROOM, inner.len(), &pkt).unwrap();
         let hdr = if ipv6 { 70 } else { 50 } + options.len();
         prop_assert_eq!(off, HEADROOM - hdr);
@@ -59,6 +58,7 @@ proptest! {
         prop_assert_eq!(m.src, cfg.src_ip);
         prop_assert_eq!(m.dst, cfg.dst_ip);
         prop_assert_eq!((m.tos, m.ttl), (cfg.tos, cfg.ttl));
+        let hash = encap::inner_flow_hash(&inner);
         prop_assert_eq!(m.src_port, cfg.src_ports.port(hash));
         prop_assert!((32768..61000).contains(&m.src_port));
 
@@ -102,7 +102,7 @@ proptest! {
 fn mac_addresses_and_ethertype() {
     for ipv6 in [false, true] {
         let t = Template::new(&config(ipv6, false)).unwrap();
-        let outer = encapsulate(&t, &inner_icmp4(32), 5, &Options::new(), 1);
+        let outer = encapsulate(&t, &inner_icmp4(32), 5, &Options::new());
         assert_eq!(&outer[0..6], &DST_MAC);
         assert_eq!(&outer[6..12], &SRC_MAC);
         assert_eq!(

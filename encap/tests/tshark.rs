@@ -104,13 +104,7 @@ fn tshark_dissects_our_frames_as_geneve() {
         for (class, typ, data) in &c.options {
             o.push(*class, *typ, data).unwrap();
         }
-        frames.push(encapsulate(
-            &t,
-            &inner_icmp4(32 + i),
-            c.vni,
-            &o,
-            0x9e37_79b9u32.wrapping_mul(i as u32),
-        ));
+        frames.push(encapsulate(&t, &inner_icmp4(32 + i), c.vni, &o));
     }
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("encap-geneve.pcap");
     write_pcap(&path, &frames);

@@ -64,11 +64,19 @@ pub enum DropReason {
     /// A `reject` action dropped the packet (and answered its sender
     /// unless the RFCs forbid an answer).
     Rejected,
+    /// A Geneve packet for a tunnel port's address whose VNI no tunnel port
+    /// there takes: every port with that address has a fixed `key`, none
+    /// of them this VNI (as in OVS, `key = "flow"` takes any).
+    GeneveVni,
+    /// A Geneve control packet (the O bit set). RFC 8926 §3.4: "Tunnel
+    /// endpoints MUST NOT forward the payload"; oxvs has no control
+    /// message handler, so it drops them.
+    GeneveOam,
 }
 
 impl DropReason {
     /// How many reasons there are (for counter arrays).
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 28;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -98,6 +106,8 @@ impl DropReason {
         DropReason::TunnelMtu,
         DropReason::RecircLimit,
         DropReason::Rejected,
+        DropReason::GeneveVni,
+        DropReason::GeneveOam,
     ];
 
     /// The counter name, `drop_<reason>`.
@@ -129,6 +139,8 @@ impl DropReason {
             DropReason::TunnelMtu => "drop_tunnel_mtu",
             DropReason::RecircLimit => "drop_recirc_limit",
             DropReason::Rejected => "drop_rejected",
+            DropReason::GeneveVni => "drop_geneve_vni",
+            DropReason::GeneveOam => "drop_geneve_oam",
         }
     }
 }

@@ -9,6 +9,10 @@
 //!
 //! A header that is cut short or contradicts itself drops the packet with a
 //! named reason; a protocol we do not parse further is simply not extracted.
+//! The L4 length checks (a UDP length within the packet, TCP options within
+//! it) apply to unfragmented packets only: a first fragment's UDP length
+//! counts the whole datagram, so it is read for its ports and forwarded, as
+//! Open vSwitch and the kernel do.
 
 use crate::drop::DropReason;
 use crate::field::{frag, VLAN_PRESENT};
@@ -85,7 +89,8 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
                 proto as u64 | (ip.tos() as u64) << 8 | (ip.ttl() as u64) << 16 | (fr as u64) << 24;
             if !later {
                 let l4 = l3 + ip.header_len();
-                if let Some((tp, flags)) = l4_ports(ip.payload(), proto, key)? {
+                let first = ip.more_frags();
+                if let Some((tp, flags)) = l4_ports(ip.payload(), proto, first, key)? {
                     nw |= tp << 32;
                     key.w[word::L4X] = flags;
                     layout.l4 = l4 as u16;
@@ -108,6 +113,7 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
             let label = (ip.flow_label() as u64) << 32;
             let mut fr = 0u8;
             let mut later = false;
+            let first = up.fragment.is_some_and(|f| f.is_first());
             if let Some(f) = up.fragment {
                 fr |= frag::ANY;
                 if f.offset != 0 {
@@ -124,7 +130,7 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
             if !later {
                 let end = Ipv6Packet::<&[u8]>::HEADER_LEN + ip.payload_len() as usize;
                 let payload = &l3buf[up.offset.min(end)..end];
-                if let Some((tp, flags)) = l4_ports(payload, proto, key)? {
+                if let Some((tp, flags)) = l4_ports(payload, proto, first, key)? {
                     nw |= tp << 32;
                     l4x |= flags;
                     layout.l4 = (l3 + up.offset) as u16;
@@ -155,14 +161,22 @@ pub fn extract(frame: &[u8], in_port: u32, key: &mut FlowKey) -> Result<Layout, 
     Ok(layout)
 }
 
-/// Parses the L4 header of a first fragment (or unfragmented packet) and
-/// returns `tp_src | tp_dst << 16` and the TCP flags, or `None` for
-/// protocols without ports. ND link-layer addresses go straight into `key`.
-/// The flags are returned rather than or-ed into the key so that no key word
-/// is read back right after being written.
+/// Parses the L4 header of an unfragmented packet, or of a first fragment
+/// when `first_frag`, and returns `tp_src | tp_dst << 16` and the TCP
+/// flags, or `None` for protocols without ports. ND link-layer addresses go
+/// straight into `key`. The flags are returned rather than or-ed into the
+/// key so that no key word is read back right after being written.
 #[inline(always)]
-fn l4_ports(buf: &[u8], proto: u8, key: &mut FlowKey) -> Result<Option<(u64, u64)>, DropReason> {
+fn l4_ports(
+    buf: &[u8],
+    proto: u8,
+    first_frag: bool,
+    key: &mut FlowKey,
+) -> Result<Option<(u64, u64)>, DropReason> {
     let ports = |s: u16, d: u16| Some((s as u64 | (d as u64) << 16, 0));
+    if first_frag && (proto == ipproto::TCP || proto == ipproto::UDP) {
+        return first_fragment_ports(buf, proto).map(Some);
+    }
     Ok(match proto {
         ipproto::TCP => {
             let tcp = TcpPacket::new_checked(buf).map_err(|_| DropReason::MalformedL4)?;
@@ -203,3 +217,45 @@ fn l4_ports(buf: &[u8], proto: u8, key: &mut FlowKey) -> Result<Option<(u64, u64
         _ => None,
     })
 }
+
+/// The ports (and TCP flags) of the first fragment of a TCP or UDP datagram.
+///
+/// The UDP length field counts the whole datagram (RFC 768), and a TCP
+/// header's options may continue in the next fragment, so neither is
+/// checked against this fragment's bytes, as `new_checked` would: the
+/// datagram is only whole after reassembly, at its destination. What the
+/// fragment must hold is the fixed header the key reads: UDP's 8 bytes
+/// with a length of at least 8, TCP's 20 bytes with a data offset of at
+/// least 5 words. A first fragment too short for the TCP flags is dropped:
+/// rules on TCP flags or ports could not judge it (RFC 1858 §3, the "tiny
+/// fragment" attack). Open vSwitch and the kernel likewise forward a first
+/// fragment with its ports.
+#[inline(never)]
+fn first_fragment_ports(buf: &[u8], proto: u8) -> Result<(u64, u64), DropReason> {
+    if proto == ipproto::TCP {
+        if buf.len() < TcpPacket::<&[u8]>::MIN_HEADER_LEN {
+            return Err(DropReason::MalformedL4);
+        }
+        // Only fixed fields within the 20 bytes just checked are read.
+        let tcp = TcpPacket::new_unchecked(buf);
+        if tcp.header_len() < TcpPacket::<&[u8]>::MIN_HEADER_LEN {
+            return Err(DropReason::MalformedL4);
+        }
+        let tp = tcp.src_port() as u64 | (tcp.dst_port() as u64) << 16;
+        Ok((tp, tcp.flags() as u64))
+    } else {
+        if buf.len() < UdpPacket::<&[u8]>::HEADER_LEN {
+            return Err(DropReason::MalformedL4);
+        }
+        // Only fixed fields within the 8 bytes just checked are read.
+        let udp = UdpPacket::new_unchecked(buf);
+        if usize::from(udp.len()) < UdpPacket::<&[u8]>::HEADER_LEN {
+            return Err(DropReason::MalformedL4);
+        }
+        Ok((udp.src_port() as u64 | (udp.dst_port() as u64) << 16, 0))
+    }
+}
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;

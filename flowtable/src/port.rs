@@ -3,6 +3,7 @@
 //! Rules name ports by number; a rule that outputs to a port the bridge does
 //! not have is refused when it is added rather than failing per packet.
 
+use crate::drop::DropReason;
 use std::collections::BTreeMap;
 
 /// An OpenFlow port number (32 bits, as in OpenFlow 1.1+).
@@ -96,13 +97,33 @@ impl PortTable {
         self.ports.get(&no).and_then(|p| p.tunnel.as_ref())
     }
 
-    /// The tunnel port whose local address is `local`: where a packet
-    /// decapsulated from a Geneve packet to `local` enters the bridge.
-    pub fn tunnel_for_local(&self, local: std::net::IpAddr) -> Option<PortNo> {
-        self.ports
-            .values()
-            .find(|p| p.tunnel.as_ref().is_some_and(|t| t.local == local))
-            .map(|p| p.no)
+    /// The tunnel port where a Geneve packet to `local` with VNI `vni`
+    /// enters the bridge, chosen as Open vSwitch does: a port whose fixed
+    /// `key` is `vni` first, else one whose key is `flow` (which takes any
+    /// VNI into `tun_id`). A port with a fixed key receives that VNI only.
+    ///
+    /// Errors: [`DropReason::GeneveNotOurs`] when no tunnel port has the
+    /// address, [`DropReason::GeneveVni`] when some have it but none takes
+    /// this VNI.
+    pub fn tunnel_for_rx(&self, local: std::net::IpAddr, vni: u32) -> Result<PortNo, DropReason> {
+        let mut any_key = None;
+        let mut ours = false;
+        for p in self.ports.values() {
+            let Some(t) = p.tunnel.as_ref().filter(|t| t.local == local) else {
+                continue;
+            };
+            ours = true;
+            match t.key {
+                Some(k) if k == vni => return Ok(p.no),
+                Some(_) => {}
+                None => any_key = any_key.or(Some(p.no)),
+            }
+        }
+        match any_key {
+            Some(no) => Ok(no),
+            None if ours => Err(DropReason::GeneveVni),
+            None => Err(DropReason::GeneveNotOurs),
+        }
     }
 
     /// Whether port `no` exists.
@@ -130,5 +151,36 @@ impl PortTable {
     /// Every port in number order.
     pub fn iter(&self) -> impl Iterator<Item = &PortInfo> {
         self.ports.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tunnel::Tunnel;
+
+    fn tunnel(local: &str, key: Option<u32>) -> Tunnel {
+        Tunnel {
+            local: local.parse().unwrap(),
+            remote: None,
+            key,
+        }
+    }
+
+    #[test]
+    fn tunnel_for_rx_honours_fixed_keys() {
+        let a: std::net::IpAddr = "192.168.77.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.168.77.9".parse().unwrap();
+        let mut ports = PortTable::default();
+        ports.add_tunnel(100, "gnv0", tunnel("192.168.77.1", Some(42)));
+        assert_eq!(ports.tunnel_for_rx(a, 42), Ok(100));
+        assert_eq!(ports.tunnel_for_rx(a, 43), Err(DropReason::GeneveVni));
+        assert_eq!(ports.tunnel_for_rx(b, 42), Err(DropReason::GeneveNotOurs));
+        // A flow port beside it takes every other VNI; the fixed one keeps
+        // its own whichever number it has.
+        ports.add_tunnel(90, "gnv1", tunnel("192.168.77.1", None));
+        assert_eq!(ports.tunnel_for_rx(a, 42), Ok(100));
+        assert_eq!(ports.tunnel_for_rx(a, 43), Ok(90));
+        assert_eq!(ports.tunnel_for_rx(a, 0xff_ffff), Ok(90));
     }
 }

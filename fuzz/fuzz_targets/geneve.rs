@@ -32,7 +32,6 @@ fn round_trip(meta: &encap::TunnelMeta, inner: &[u8], options: &Options) -> enca
     let pkt = PerPacket {
         vni: meta.vni,
         options,
-        flow_hash: u32::from(meta.src_port) * 0x9e37,
         ip_id: meta.src_port,
         oam: meta.oam,
     };

@@ -26,11 +26,15 @@
 //! local_ip = "192.168.77.1"  # this node's VTEP; packets leave through the
 //!                            # uplink the kernel routes the remote to
 //! remote_ip = "flow"         # or a fixed remote VTEP
-//! key = "flow"               # or a fixed VNI
+//! key = "flow"               # or a fixed VNI: key = 42 (also "42" or "0x2a");
+//!                            # a fixed key receives that VNI only
 //! ```
 //!
 //! Unknown keys are errors (a misspelt key silently ignored is a
 //! misconfigured switch), and so are duplicate port names or numbers.
+//! Numbers are TOML integers (`no = 1`, `poll_cores = [0, 1]`, `key = 42`);
+//! `key` also takes a string, because it may be the word `flow` and because
+//! earlier versions wanted `key = "42"`. Addresses are strings.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -134,9 +138,45 @@ pub struct PortConfig {
     /// Tunnel ports: the remote VTEP, or `"flow"` (the default) for
     /// `set_field:...->tun_dst` in the rules.
     pub remote_ip: Option<String>,
-    /// Tunnel ports: the VNI, or `"flow"` (the default) for
+    /// Tunnel ports: the VNI, as an integer (`key = 42`) or a string
+    /// (`"42"`, `"0x2a"`), or `"flow"` (the default) for
     /// `set_field:...->tun_id`.
-    pub key: Option<String>,
+    pub key: Option<IntOrString>,
+}
+
+/// A setting that is a TOML integer or a string (`key = 42`,
+/// `key = "0x2a"`, `key = "flow"`); what the string may say is checked
+/// where the setting is used, with the port's name in the error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntOrString {
+    /// An integer, as written (range checked by the user of the setting).
+    Int(i64),
+    /// A string.
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = IntOrString;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IntOrString, E> {
+                Ok(IntOrString::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IntOrString, E> {
+                i64::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::custom(format!("{v} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IntOrString, E> {
+                Ok(IntOrString::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl PortConfig {
@@ -172,23 +212,30 @@ impl PortConfig {
                 Some(ip)
             }
         };
-        let key = match self.key.as_deref() {
-            None | Some("flow") => None,
-            Some(k) => {
+        let bad_key = |written: String| {
+            format!(
+                "port {}: key = {written} is not a 24-bit VNI or \"flow\"",
+                self.name
+            )
+        };
+        let key = match &self.key {
+            None => None,
+            Some(IntOrString::Str(k)) if k == "flow" => None,
+            Some(IntOrString::Str(k)) => {
                 let v = match k.strip_prefix("0x") {
                     Some(h) => u32::from_str_radix(h, 16),
                     None => k.parse(),
                 };
                 match v {
                     Ok(v) if v < 1 << 24 => Some(v),
-                    _ => {
-                        return Err(format!(
-                            "port {}: key = {k:?} is not a 24-bit VNI or \"flow\"",
-                            self.name
-                        ))
-                    }
+                    _ => return Err(bad_key(format!("{k:?}"))),
                 }
             }
+            // RFC 8926 §3.4: the VNI is a 24-bit field.
+            Some(IntOrString::Int(v)) => match u32::try_from(*v) {
+                Ok(v) if v < 1 << 24 => Some(v),
+                _ => return Err(bad_key(v.to_string())),
+            },
         };
         if self.uplink {
             return Err(format!(
@@ -365,6 +412,78 @@ mod tests {
         assert!(bad("local_ip = \"192.168.77.1\"\nkey = \"0x1000000\"\n").contains("24-bit"));
         let c = Config::parse("[[port]]\nname = \"v1\"\nno = 1\nkey = \"5\"\n").unwrap();
         assert!(c.check().unwrap_err().contains("for kind = \"geneve\""));
+    }
+
+    /// The tunnel key of a geneve port written as `key = {v}`.
+    fn key(v: &str) -> Result<Option<u32>, String> {
+        let c = Config::parse(&format!(
+            "[[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\nlocal_ip = \"192.168.77.1\"\nkey = {v}\n"
+        ))?;
+        c.check()?;
+        Ok(c.ports[0].tunnel()?.and_then(|t| t.key))
+    }
+
+    #[test]
+    fn key_takes_an_integer_or_a_string() {
+        assert_eq!(key("42"), Ok(Some(42)));
+        assert_eq!(key("0x2a"), Ok(Some(42)), "a TOML hexadecimal integer");
+        assert_eq!(key("0"), Ok(Some(0)));
+        assert_eq!(key("16777215"), Ok(Some(0xff_ffff)));
+        // The string forms stay, for files written for earlier versions.
+        assert_eq!(key("\"42\""), Ok(Some(42)));
+        assert_eq!(key("\"0x2a\""), Ok(Some(42)));
+        assert_eq!(key("\"flow\""), Ok(None));
+        assert_eq!(
+            key("16777216").unwrap_err(),
+            "port gnv0: key = 16777216 is not a 24-bit VNI or \"flow\""
+        );
+        assert_eq!(
+            key("-1").unwrap_err(),
+            "port gnv0: key = -1 is not a 24-bit VNI or \"flow\""
+        );
+        assert_eq!(
+            key("\"forty-two\"").unwrap_err(),
+            "port gnv0: key = \"forty-two\" is not a 24-bit VNI or \"flow\""
+        );
+        for v in ["4.2", "true", "[42]"] {
+            let e = key(v).unwrap_err();
+            assert!(e.contains("expected an integer or a string"), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn numeric_settings_take_toml_integers() {
+        let c = Config::parse(
+            "[switch]\npoll_cores = [0, 1]\nct_max_conns = 1000\npolicy_log_rate = 5\npolicy_log_window = 2\n\
+             [[port]]\nname = \"v1\"\nno = 7\n[[port]]\nname = \"gnv0\"\nno = 0x64\nkind = \"geneve\"\n\
+             local_ip = \"192.168.77.1\"\nremote_ip = \"192.168.77.2\"\nkey = 42\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(c.switch.poll_cores, [0, 1]);
+        assert_eq!(c.switch.ct_max_conns, Some(1000));
+        assert_eq!(
+            (c.switch.policy_log_rate, c.switch.policy_log_window),
+            (Some(5), Some(2))
+        );
+        assert_eq!((c.ports[0].no, c.ports[1].no), (7, 100));
+        let t = c.ports[1].tunnel().unwrap().unwrap();
+        assert_eq!(
+            (t.remote, t.key),
+            (Some("192.168.77.2".parse().unwrap()), Some(42))
+        );
+        // A number where an address is meant, or a negative port number,
+        // is refused with its line.
+        let e = Config::parse("[[port]]\nname = \"v1\"\nno = -1\n").unwrap_err();
+        assert!(e.contains("line 3"), "{e}");
+        let e = Config::parse(
+            "[[port]]\nname = \"g\"\nno = 1\nkind = \"geneve\"\nlocal_ip = \"192.168.77.1\"\nremote_ip = 42\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("line 6") && e.contains("expected a string"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,7 +31,6 @@ pub(super) struct ExecCtx<'a> {
     pub key: &'a FlowKey,
     pub in_port: PortNo,
     pub now_ms: u64,
-    pub hash: u32,
     pub log: &'a mut PolicyLog,
 }
 
@@ -92,7 +91,6 @@ pub(super) fn execute(
                             port,
                             vni,
                             dst,
-                            hash: cx.hash,
                             now_ms: cx.now_ms,
                         };
                         match cx.tunnel.push(cx.br, pool, &mut out, &md, &push) {
@@ -227,7 +225,6 @@ fn reject(
             port: cx.in_port,
             vni: cx.key.get(Field::TunId) as u32 & 0xff_ffff,
             dst,
-            hash: cx.hash,
             now_ms: cx.now_ms,
         };
         let md = PendingMetadata::default();

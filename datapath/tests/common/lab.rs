@@ -4,7 +4,7 @@
 //! and Open vSwitch helpers because every lab test needs these whatever
 //! switch it runs.
 
-use super::{ok, repo, run, Lab};
+use super::{ok, repo, run, Lab, Spawned};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -157,6 +157,26 @@ impl Lab {
             ),
             Err(e) => (false, e.to_string()),
         }
+    }
+
+    /// Starts tcpdump on the underlay bridge's port toward node 1 (both
+    /// directions of node 1's Geneve traffic, as in [`Lab::capture_pings`]),
+    /// writing the first `snaplen` bytes of each UDP 6081 frame to `file`
+    /// packet by packet, and returns once it listens. Stop it with
+    /// [`Spawned::stop`]; the lab stops it if the test fails first.
+    pub fn capture_underlay(&self, file: &Path, snaplen: u32) -> Spawned {
+        let f = file.to_str().expect("utf-8 path");
+        let s = snaplen.to_string();
+        let cap = self.spawn(
+            "ul",
+            "underlay-capture",
+            &[
+                "tcpdump", "-i", "n1", "-n", "-U", "-Z", "root", "-s", &s, "-w", f, "udp", "port",
+                "6081",
+            ],
+        );
+        cap.wait_log("listening on", Duration::from_secs(10), "tcpdump");
+        cap
     }
 
     /// Runs `cmd` in the lab namespace `ns` (`n1`, `n1-p2`, `ext`) and

@@ -53,12 +53,11 @@ pub fn frame_with(inner: &[u8]) -> Vec<u8> {
 }
 
 /// Encapsulates `inner` and returns the outer frame's bytes.
-pub fn encapsulate(t: &Template, inner: &[u8], vni: u32, options: &Options, hash: u32) -> Vec<u8> {
+pub fn encapsulate(t: &Template, inner: &[u8], vni: u32, options: &Options) -> Vec<u8> {
     let mut f = frame_with(inner);
     let pkt = PerPacket {
         vni,
         options,
-        flow_hash: hash,
         ip_id: 0x1234,
         oam: false,
     };

@@ -14,8 +14,9 @@
 //! refuses.
 //!
 //! The entry's Geneve source port is the slow path's, computed here:
-//! `Template::src_port(FlowKey::hash())`, the same calls the pipeline makes
-//! for the first pass of this exact key.
+//! `Template::src_port` of the inner flow's hash (`encap::ip_flow_hash`,
+//! the fields `encap::inner_flow_hash` reads from the frame the slow path
+//! wraps), taken after the entry's rewrites as the slow path takes it.
 
 #![deny(unsafe_code)]
 
@@ -42,6 +43,30 @@ pub trait OffloadEnv {
     /// The template for Geneve pushes through tunnel port `port` to
     /// `remote` (IPv4 as `::ffff:a.b.c.d`), if the fast path holds one.
     fn tunnel(&self, port: PortNo, remote: [u8; 16]) -> Option<OffloadTunnel<'_>>;
+}
+
+/// The inner flow hash of the packets of `fk` once `e`'s address and port
+/// rewrites are applied: what `Template::push` computes from the frame it
+/// wraps. Fragments never reach here (the program punts them).
+fn inner_hash(fk: &FpKey, e: &FpEntry) -> u32 {
+    let v6 = fk.dl_type == [0x86, 0xdd];
+    let pick = |flags: u32, new: [u8; 16], old: [u8; 16]| {
+        if e.actions & flags != 0 {
+            new
+        } else {
+            old
+        }
+    };
+    let src = pick(act::IP4_SRC | act::IP6_SRC, e.nw_src, fk.nw_src);
+    let dst = pick(act::IP4_DST | act::IP6_DST, e.nw_dst, fk.nw_dst);
+    let port = |flag: u32, new: [u8; 2], old: [u8; 2]| {
+        u16::from_be_bytes(if e.actions & flag != 0 { new } else { old })
+    };
+    let ports = (
+        port(act::TP_SRC, e.tp_src, fk.tp_src),
+        port(act::TP_DST, e.tp_dst, fk.tp_dst),
+    );
+    encap::ip_flow_hash(v6, src, dst, fk.nw_proto, ports)
 }
 
 /// The fast-path key and entry that do for the packets of flow key `key`
@@ -142,7 +167,7 @@ pub fn offload(
             e.out_port = t.uplink;
             e.tun_slot = t.slot;
             e.tun_id = ((vni & 0x00ff_ffff) << 8).to_be_bytes();
-            e.tun_sport = tpl.src_port(key.hash()).to_be_bytes();
+            e.tun_sport = tpl.src_port(inner_hash(&fk, &e)).to_be_bytes();
             // `encap::mtu::fits` at push time, for the frame as it arrived:
             // a tag pushed adds 4 bytes, one popped removes 4.
             let fits = usize::from(t.mtu).checked_sub(encap_overhead(Underlay::Ipv4, 0))?;
@@ -315,7 +340,8 @@ mod tests {
             Ipv4Addr::new(192, 0, 2, 2).into(),
         );
         let env = OneTunnel(Template::new(&cfg).unwrap());
-        let k = key(&frame(false, Some(0x18)));
+        let f = frame(false, Some(0x18));
+        let k = key(&f);
         let push = DpAction::TunnelPush {
             port: 100,
             vni: 0x12_3456,
@@ -325,7 +351,8 @@ mod tests {
         assert_eq!(e.actions, act::GENEVE_PUSH);
         assert_eq!((e.out_port, e.tun_slot), (10, 1));
         assert_eq!(e.tun_id, [0x12, 0x34, 0x56, 0]);
-        assert_eq!(e.tun_sport, env.0.src_port(k.hash()).to_be_bytes());
+        let slow = env.0.src_port(encap::inner_flow_hash(&f));
+        assert_eq!(e.tun_sport, slow.to_be_bytes());
         // encap::mtu::fits: 1500 - 36 for the frame that is pushed.
         assert_eq!(e.max_len, 1464);
         let pop_push = [DpAction::PopVlan, push.clone()];

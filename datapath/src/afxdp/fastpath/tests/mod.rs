@@ -241,7 +241,6 @@ fn geneve_arrival(inner: &[u8], vni: u32) -> Vec<u8> {
     let per = PerPacket {
         vni,
         options: &Options::new(),
-        flow_hash: 0x1234_5678,
         ip_id: 7,
         oam: false,
     };
@@ -266,10 +265,9 @@ fn flow_key(frame: &[u8], in_port: u32, tun: Option<u32>) -> FlowKey {
     k
 }
 
-/// What the slow path makes of `frame` (its flow key `key`): the
-/// executor's rewrites, then the template push with the pipeline's flow
-/// hash.
-fn slow_path(lab: &Lab, frame: &[u8], key: &FlowKey, actions: &[DpAction]) -> Vec<u8> {
+/// What the slow path makes of `frame`: the executor's rewrites, then the template push (which hashes the inner
+/// frame as it then is).
+fn slow_path(lab: &Lab, frame: &[u8], actions: &[DpAction]) -> Vec<u8> {
     const HEAD: usize = 256;
     let mut buf = vec![0u8; HEAD + frame.len()];
     buf[HEAD..].copy_from_slice(frame);
@@ -287,7 +285,6 @@ fn slow_path(lab: &Lab, frame: &[u8], key: &FlowKey, actions: &[DpAction]) -> Ve
                 let per = PerPacket {
                     vni,
                     options: &Options::new(),
-                    flow_hash: key.hash(),
                     ip_id: 0,
                     oam: false,
                 };
@@ -393,7 +390,7 @@ fn forwards(
         before[FpCounter::Hit as usize] + 1
     );
     assert_checksums(&out);
-    let want = slow_path(lab, frame, &key, actions);
+    let want = slow_path(lab, frame, actions);
     if e.actions & act::GENEVE_PUSH != 0 {
         // The identification and the header checksum it feeds may differ.
         out[18..20].copy_from_slice(&want[18..20]);

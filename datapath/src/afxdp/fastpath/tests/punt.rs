@@ -83,7 +83,6 @@ fn uplink_keeps_host_traffic_and_punts_geneve_it_cannot_pop() {
     let per = PerPacket {
         vni: 42,
         options: &Options::new(),
-        flow_hash: 1,
         ip_id: 0,
         oam: false,
     };
