@@ -32,6 +32,7 @@ pub mod iptables;
 pub mod manifest;
 pub mod net;
 pub mod object;
+pub mod policy;
 pub mod rules;
 pub mod show;
 pub mod sim;
