@@ -18,12 +18,17 @@ usage: oxvs-agent COMMAND --config FILE --manifests DIR [OPTIONS]
   compile --node N                 print node N's rules (groups, then flows)
   get pods|services|namespaces [-o wide]
                                    the objects with their allocations, as kubectl shows them
-  flows KIND/NS/NAME [--node N] [--socket S]
+  flows KIND/NS/NAME [--node N] [--socket S]   (KIND also NetworkPolicy, AdminNetworkPolicy/NAME)
                                    the rules of one object: compiled (every node, or N),
                                    or as installed on the switch at S (dump-flows by cookie)
   run --node N [--socket S] [--interval MS] [--min-sync MS] [--once]
                                    node role: keep oxvsd's rules in step with the manifests
                                    (re-read on change), sending only differences, one bundle each
+
+  trace --from NS/POD --to NS/POD|IP [--proto P] [--port N] [--json] | --probes FILE
+                                   a connection's first packet through the compiled rules
+                                   (egress at the source node, ingress at the destination):
+                                   verdict and the policy rule that decided (--config optional)
 
   --state FILE   allocations saved by `run` (default DIR/.oxvs-state.json)
 ";
@@ -141,6 +146,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
             Ok(out)
         }
         "flows" => flows(&o),
+        // trace has options of its own (agent::trace::cli parses them).
+        "trace" => agent::trace::cli(&args[1..]),
         "run" => run_node(&o),
         "help" | "-h" | "--help" => Ok(USAGE.into()),
         _ => Err(format!("unknown command {cmd:?}\n{USAGE}")),

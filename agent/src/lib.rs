@@ -39,3 +39,4 @@ pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod synth;
+pub mod trace;
