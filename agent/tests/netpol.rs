@@ -37,6 +37,7 @@ fn truth_tables() {
     let filter = std::env::var("NETPOL_CASE").unwrap_or_default();
     let (mut n_cases, mut n_steps, mut cells, mut singles) = (0, 0, 0usize, 0usize);
     let mut bad: Vec<String> = Vec::new();
+    let (mut t_compile, mut t_trace) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     for case in &all {
         let name = case.strip_prefix(root()).unwrap().display().to_string();
         if !name.contains(&filter) {
@@ -49,8 +50,11 @@ fn truth_tables() {
         for step in exp["steps"].as_array().unwrap() {
             n_steps += 1;
             let manifests = case.join(step["manifests"].as_str().unwrap());
+            let t0 = std::time::Instant::now();
             let lab = Lab::load(None, manifests.parent().unwrap())
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            t_compile += t0.elapsed();
+            let t1 = std::time::Instant::now();
             let pods: Vec<&str> = step["pods"]
                 .as_array()
                 .unwrap()
@@ -99,6 +103,7 @@ fn truth_tables() {
                     );
                 }
             }
+            t_trace += t1.elapsed();
         }
     }
     for b in bad.iter().take(60) {
@@ -108,6 +113,7 @@ fn truth_tables() {
         "netpol truth tables: {n_cases} cases, {n_steps} steps, {cells} matrix cells + {singles} single probes, {} mismatches",
         bad.len()
     );
+    eprintln!("  load+compile {t_compile:?}, traces {t_trace:?}");
     assert!(n_cases > 0, "no case matched NETPOL_CASE={filter:?}");
     assert!(bad.is_empty(), "{} mismatches", bad.len());
 }

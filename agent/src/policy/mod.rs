@@ -17,4 +17,5 @@
 pub mod arith;
 pub mod model;
 pub mod selector;
+pub mod synth;
 pub mod types;
