@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 const NODE: &str = "node0";
 
 fn policy_flows(r: &RuleSet) -> usize {
-    r.flows()
-        .filter(|f| (50..=62).contains(&f.table))
-        .count()
+    r.flows().filter(|f| (50..=62).contains(&f.table)).count()
 }
 
 /// `rules` as oxvsd's `dump-flows` would print them.
@@ -82,7 +80,9 @@ fn figures(c: &mut Criterion) {
     let n_anp = heavy.admin_network_policies().count();
     let clause = r1
         .flows()
-        .filter(|f| agent::cookie::category(f.cookie) == agent::cookie::Category::PolicyClause as u16)
+        .filter(|f| {
+            agent::cookie::category(f.cookie) == agent::cookie::Category::PolicyClause as u16
+        })
         .count();
     eprintln!(
         "policies: {n_np} NetworkPolicies, {n_anp} AdminNetworkPolicies, 1 baseline (made in {made:.2?})\n\
@@ -166,13 +166,15 @@ fn figures(c: &mut Criterion) {
     let mut s1 = Sim::new(&r1, &cfg, &ports, node_ip).unwrap();
     // ns0/pod0 (tier web) to ns2/pod2 (tier api) on 8080: allowed; its
     // egress and ingress clauses are consulted on node0 and node2.
-    let allowed = ctl::ofp::parse_packet(&packet(&heavy, &ports, ("ns2", "pod2"), 8080), &()).unwrap();
+    let allowed =
+        ctl::ofp::parse_packet(&packet(&heavy, &ports, ("ns2", "pod2"), 8080), &()).unwrap();
     let o0 = s0.send(&allowed);
     let o1 = s1.send(&allowed);
     assert!(matches!(o0, Outcome::Tunnel { .. }), "{o0:?}");
     assert!(matches!(o1, Outcome::Tunnel { .. }), "{o1:?}");
     // To ns1/pod0 (local, a np0 default-deny namespace... ) on 9999.
-    let local = ctl::ofp::parse_packet(&packet(&heavy, &ports, ("ns1", "pod0"), 9999), &()).unwrap();
+    let local =
+        ctl::ofp::parse_packet(&packet(&heavy, &ports, ("ns1", "pod0"), 9999), &()).unwrap();
     eprintln!(
         "ns0/pod0 -> ns1/pod0 tcp/9999: plain {:?}, with policies {:?}",
         s0.send(&local),

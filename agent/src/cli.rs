@@ -2,7 +2,7 @@
 //! node role against a running oxvsd).
 
 use agent::app::{default_state, offline_ports, ports_from_list, write_state, Cluster};
-use agent::compile::{compile, node_ips, NodeView, PortMap};
+use agent::compile::{compile, compile_explained, node_ips, NodeView, PortMap};
 use agent::cookie::{object_bits, OBJECT_MASK};
 use agent::object::ObjectKey;
 use agent::show;
@@ -175,14 +175,21 @@ fn flows(o: &Opts) -> Result<String, String> {
     let mut out = format!("# {key}: cookie={bits:#x}/{OBJECT_MASK:#x}\n");
     for node in nodes {
         let ports = offline_ports(&c.store, &node);
-        let rules = compile(NodeView {
+        let (rules, explain) = compile_explained(NodeView {
             store: &c.store,
             config: &c.config,
             node: &node,
             ports: &ports,
         })
         .map_err(|e| e.to_string())?;
-        let mine = rules.select(bits, OBJECT_MASK);
+        // A policy's clause flows may carry another policy's cookie (they
+        // are shared): its conjunction ids find them.
+        let mine = agent::compile::policy::policy_flows(&rules, &explain, &key);
+        let mine = if mine.flow_count() > 0 {
+            mine
+        } else {
+            rules.select(bits, OBJECT_MASK)
+        };
         out += &format!(
             "# node {node}: {} flows, {} groups\n",
             mine.flow_count(),

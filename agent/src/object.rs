@@ -6,9 +6,9 @@
 //! form `Kind/namespace/name` (`Kind/name` for cluster-scoped kinds) must
 //! never change.
 
+use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
-use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -9,8 +9,8 @@
 //! take the store there, the way kube-rs's watcher emits a restart.
 
 use crate::object::{Kind, Object, ObjectKey};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use std::collections::BTreeMap;

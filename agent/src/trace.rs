@@ -154,7 +154,11 @@ impl Lab {
                     .map(|(n, ip)| (n.to_string(), ip.parse().unwrap_or(Ipv4Addr::LOCALHOST)))
                     .collect()
             } else {
-                config.node_ips.iter().map(|(n, ip)| (n.clone(), *ip)).collect()
+                config
+                    .node_ips
+                    .iter()
+                    .map(|(n, ip)| (n.clone(), *ip))
+                    .collect()
             };
             for (name, ip) in made_up {
                 objects.push(Object::Node(node_object(&name, ip)));
@@ -250,7 +254,10 @@ impl Lab {
         let text = format!(
             "in_port={},{l4},dl_src={},dl_dst={},nw_src={sip},nw_dst={dip},nw_ttl=64",
             sport.ofport,
-            sport.mac.clone().unwrap_or_else(|| crate::net::mac_for(sip)),
+            sport
+                .mac
+                .clone()
+                .unwrap_or_else(|| crate::net::mac_for(sip)),
             crate::net::mac_for(sip) // any MAC: the switch routes on addresses
         );
         let key = parse_packet(&text, &()).map_err(|e| e.to_string())?;
@@ -265,7 +272,14 @@ impl Lab {
                 // A fresh arrival: the inner packet as it left, from the
                 // tunnel port, with the overlay's fields.
                 let mut fresh = key;
-                for f in [Field::NwSrc, Field::NwDst, Field::TpSrc, Field::TpDst, Field::DlSrc, Field::DlDst] {
+                for f in [
+                    Field::NwSrc,
+                    Field::NwDst,
+                    Field::TpSrc,
+                    Field::TpDst,
+                    Field::DlSrc,
+                    Field::DlDst,
+                ] {
                     fresh.set(f, k.get(f));
                 }
                 fresh.set(Field::InPort, u128::from(self.config.tunnel_port));
@@ -365,8 +379,12 @@ fn walk(sim: &Sim, mut key: FlowKey, established: bool) -> Walk {
                 let mut k = key;
                 for a in &x.actions {
                     match a {
-                        DpAction::SetIpv4Src(v) => k.set(Field::NwSrc, u32::from_be_bytes(*v).into()),
-                        DpAction::SetIpv4Dst(v) => k.set(Field::NwDst, u32::from_be_bytes(*v).into()),
+                        DpAction::SetIpv4Src(v) => {
+                            k.set(Field::NwSrc, u32::from_be_bytes(*v).into())
+                        }
+                        DpAction::SetIpv4Dst(v) => {
+                            k.set(Field::NwDst, u32::from_be_bytes(*v).into())
+                        }
                         DpAction::SetTpSrc(p) => k.set(Field::TpSrc, (*p).into()),
                         DpAction::SetTpDst(p) => k.set(Field::TpDst, (*p).into()),
                         DpAction::TunnelPush { .. } => break,
@@ -478,7 +496,9 @@ pub fn cli(args: &[String]) -> Result<String, String> {
             "--to" => probe.to = val()?,
             "--proto" => probe.proto = val()?,
             "--port" => {
-                probe.port = val()?.parse().map_err(|_| "--port takes a number 0-65535")?
+                probe.port = val()?
+                    .parse()
+                    .map_err(|_| "--port takes a number 0-65535")?
             }
             "--json" => json = true,
             "--probes" => probes = Some(val()?),
@@ -512,7 +532,9 @@ pub fn cli(args: &[String]) -> Result<String, String> {
         return Ok(out);
     }
     if probe.from.is_empty() || probe.to.is_empty() {
-        return Err(format!("trace needs --from and --to (or --probes FILE)\n{USAGE}"));
+        return Err(format!(
+            "trace needs --from and --to (or --probes FILE)\n{USAGE}"
+        ));
     }
     let a = lab.trace(&probe)?;
     if json {

@@ -38,8 +38,20 @@ fn nodes() -> String {
 fn cluster(n: usize) -> String {
     let mut s = nodes() + &ns("a") + &ns("b");
     for i in 0..n {
-        s += &pod("a", &format!("p{i}"), "app: web", &format!("10.244.1.{}", 10 + i), "node1");
-        s += &pod("b", &format!("p{i}"), "app: db", &format!("10.244.2.{}", 10 + i), "node2");
+        s += &pod(
+            "a",
+            &format!("p{i}"),
+            "app: web",
+            &format!("10.244.1.{}", 10 + i),
+            "node1",
+        );
+        s += &pod(
+            "b",
+            &format!("p{i}"),
+            "app: db",
+            &format!("10.244.2.{}", 10 + i),
+            "node2",
+        );
     }
     s
 }
@@ -61,7 +73,11 @@ spec:
 
 fn lab(text: &str) -> Lab {
     let objects = manifest::parse(text, Path::new("test.yaml")).unwrap();
-    Lab::from_objects(agent::config::Config::parse(DEFAULT_CONFIG).unwrap(), objects).unwrap()
+    Lab::from_objects(
+        agent::config::Config::parse(DEFAULT_CONFIG).unwrap(),
+        objects,
+    )
+    .unwrap()
 }
 
 fn probe(from: &str, to: &str, port: u16) -> Probe {
@@ -89,7 +105,9 @@ fn established_connections_outlive_a_new_deny() {
     let est = after.trace_with(&p, true).unwrap();
     assert!(est.allowed(), "{est:?}");
     assert!(est.ingress.reason.contains("established"), "{est:?}");
-    let reply = after.trace_with(&probe("b/p0", "a/p0", 40000), true).unwrap();
+    let reply = after
+        .trace_with(&probe("b/p0", "a/p0", 40000), true)
+        .unwrap();
     assert!(reply.allowed(), "{reply:?}");
 }
 
@@ -111,7 +129,10 @@ fn rules_grow_with_pods_plus_policies_not_their_product() {
     // node2 hosts the n subjects; the peers are the n pods of a: clause 1
     // n flows, clause 2 n flows, isolation n flows, ports and defaults a few.
     assert!(big < 4 * 40 + 30, "{big} flows for 40 + 40 pods");
-    assert!(big - small <= 3 * 30 + 4, "{small} -> {big}: linear in the pods");
+    assert!(
+        big - small <= 3 * 30 + 4,
+        "{small} -> {big}: linear in the pods"
+    );
     // And it still decides right.
     let l = lab(&(cluster(3) + DENY_B + ALLOW_A_TO_B));
     assert!(l.trace(&probe("a/p1", "b/p2", 8080)).unwrap().allowed());

@@ -44,7 +44,9 @@ use crate::cookie::{cookie, fnv1a, Category};
 use crate::net::Cidr;
 use crate::object::ObjectKey;
 use crate::policy::arith::port_masks;
-use crate::policy::model::{resolve_named, Dir, Peers, PodInfo, PolicyRule, Ports, Proto, Tier, View};
+use crate::policy::model::{
+    resolve_named, Dir, Peers, PodInfo, PolicyRule, Ports, Proto, Tier, View,
+};
 use crate::policy::types::Action;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
@@ -542,7 +544,13 @@ pub fn policy_flows(
                     .any(|id| ids.contains(&id))
             });
         if mine {
-            out.flow(f.table, f.priority, f.cookie, f.m.clone(), f.actions.clone());
+            out.flow(
+                f.table,
+                f.priority,
+                f.cookie,
+                f.m.clone(),
+                f.actions.clone(),
+            );
         }
     }
     out

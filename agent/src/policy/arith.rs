@@ -27,7 +27,10 @@ fn split(c: Cidr, except: &[Cidr], out: &mut Vec<Cidr>) {
     // most 32, and each level adds at most one prefix per except.
     let len = c.len + 1;
     let lo = Cidr::new(c.addr, len);
-    let hi = Cidr::new(Ipv4Addr::from(c.first() | (1u32 << (32 - u32::from(len)))), len);
+    let hi = Cidr::new(
+        Ipv4Addr::from(c.first() | (1u32 << (32 - u32::from(len)))),
+        len,
+    );
     split(lo, except, out);
     split(hi, except, out);
 }
@@ -39,7 +42,11 @@ pub fn port_masks(lo: u16, hi: u16) -> Vec<(u16, u16)> {
     let (mut lo, hi) = (u32::from(lo), u32::from(hi));
     while lo <= hi {
         // The largest block aligned at lo that stays within hi.
-        let mut size = if lo == 0 { 1 << 16 } else { lo & lo.wrapping_neg() };
+        let mut size = if lo == 0 {
+            1 << 16
+        } else {
+            lo & lo.wrapping_neg()
+        };
         while lo + size - 1 > hi {
             size >>= 1;
         }
@@ -61,13 +68,21 @@ mod tests {
     #[test]
     fn except_inside() {
         let got = subtract(c("10.244.3.0/24"), &[c("10.244.3.0/28")]);
-        let want: Vec<Cidr> = ["10.244.3.16/28", "10.244.3.32/27", "10.244.3.64/26", "10.244.3.128/25"]
-            .iter()
-            .map(|s| c(s))
-            .collect();
+        let want: Vec<Cidr> = [
+            "10.244.3.16/28",
+            "10.244.3.32/27",
+            "10.244.3.64/26",
+            "10.244.3.128/25",
+        ]
+        .iter()
+        .map(|s| c(s))
+        .collect();
         assert_eq!(got, want);
         assert!(subtract(c("10.0.0.0/8"), &[c("0.0.0.0/0")]).is_empty());
-        assert_eq!(subtract(c("10.0.0.0/8"), &[c("11.0.0.0/8")]), vec![c("10.0.0.0/8")]);
+        assert_eq!(
+            subtract(c("10.0.0.0/8"), &[c("11.0.0.0/8")]),
+            vec![c("10.0.0.0/8")]
+        );
         assert_eq!(subtract(c("0.0.0.0/4"), &[c("10.244.1.11/32")]).len(), 28);
     }
 

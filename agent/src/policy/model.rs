@@ -319,9 +319,7 @@ impl<'a> View<'a> {
                         .filter(|&&i| matches(sel, self.pods[i as usize].labels)),
                 );
             }
-            None => out.extend(
-                (lo..hi).filter(|&i| matches(sel, self.pods[i as usize].labels)),
-            ),
+            None => out.extend((lo..hi).filter(|&i| matches(sel, self.pods[i as usize].labels))),
         }
     }
 
@@ -386,7 +384,10 @@ impl<'a> View<'a> {
         let mut cidrs = Vec::new();
         for p in peers {
             if let Some(ns) = &p.namespaces {
-                pods.extend(self.select(None, Some(ns), &LabelSelector::default()).iter());
+                pods.extend(
+                    self.select(None, Some(ns), &LabelSelector::default())
+                        .iter(),
+                );
             } else if let Some(np) = &p.pods {
                 pods.extend(
                     self.select(None, Some(&np.namespace_selector), &np.pod_selector)
@@ -485,8 +486,11 @@ impl<'a> View<'a> {
             if b.metadata.name.as_deref() != Some("default") {
                 continue;
             }
-            let owner =
-                ObjectKey::new(crate::object::Kind::BaselineAdminNetworkPolicy, "", "default");
+            let owner = ObjectKey::new(
+                crate::object::Kind::BaselineAdminNetworkPolicy,
+                "",
+                "default",
+            );
             let log = annotation(&b.metadata, LOG_ANNOTATION) == Some("true");
             self.admin_rules(
                 &owner,
@@ -524,9 +528,10 @@ impl<'a> View<'a> {
             }
             match (&p.namespace_selector, &p.pod_selector) {
                 (None, None) => {} // invalid: the API server refuses it
-                (Some(n), ps) => {
-                    pods.extend(self.select(None, Some(n), ps.as_ref().unwrap_or(&all)).iter())
-                }
+                (Some(n), ps) => pods.extend(
+                    self.select(None, Some(n), ps.as_ref().unwrap_or(&all))
+                        .iter(),
+                ),
                 (None, Some(ps)) => pods.extend(self.select(Some(ns), None, ps).iter()),
             }
         }
@@ -570,21 +575,21 @@ impl<'a> View<'a> {
                     .or_default()
                     .push((owner.clone(), log));
             }
-            let rules: Vec<(Option<&[NetworkPolicyPeer]>, Option<&[NetworkPolicyPort]>)> =
-                match dir {
-                    Dir::Ingress => spec
-                        .ingress
-                        .iter()
-                        .flatten()
-                        .map(|x| (x.from.as_deref(), x.ports.as_deref()))
-                        .collect(),
-                    Dir::Egress => spec
-                        .egress
-                        .iter()
-                        .flatten()
-                        .map(|x| (x.to.as_deref(), x.ports.as_deref()))
-                        .collect(),
-                };
+            let rules: Vec<(Option<&[NetworkPolicyPeer]>, Option<&[NetworkPolicyPort]>)> = match dir
+            {
+                Dir::Ingress => spec
+                    .ingress
+                    .iter()
+                    .flatten()
+                    .map(|x| (x.from.as_deref(), x.ports.as_deref()))
+                    .collect(),
+                Dir::Egress => spec
+                    .egress
+                    .iter()
+                    .flatten()
+                    .map(|x| (x.to.as_deref(), x.ports.as_deref()))
+                    .collect(),
+            };
             for (index, (peers, ports)) in rules.into_iter().enumerate() {
                 r.rules.push(PolicyRule {
                     owner: owner.clone(),
@@ -659,9 +664,11 @@ fn admin_ports(ports: Option<&[types::Port]>) -> Ports {
         } else if let Some(name) = &p.named_port {
             named.push((None, name.clone()));
         } else if let Some(r) = &p.port_range {
-            if let (Some(proto), Some(lo), Some(hi)) =
-                (Proto::parse(&r.protocol), port_u16(r.start), port_u16(r.end))
-            {
+            if let (Some(proto), Some(lo), Some(hi)) = (
+                Proto::parse(&r.protocol),
+                port_u16(r.start),
+                port_u16(r.end),
+            ) {
                 if hi >= lo {
                     ranges.push((proto, lo, hi));
                 }

@@ -96,7 +96,12 @@ fn network_policy(ns: &str, i: usize, k: usize, apps: usize) -> NetworkPolicy {
             spec.pod_selector = Some(LabelSelector::default());
             spec.policy_types = Some(vec!["Ingress".into()]);
         }
-        1 => spec.ingress = ingress(vec![pods(None, Some(sel(&[("tier", "web")])))], vec![port("TCP", 8080, None)]),
+        1 => {
+            spec.ingress = ingress(
+                vec![pods(None, Some(sel(&[("tier", "web")])))],
+                vec![port("TCP", 8080, None)],
+            )
+        }
         2 => {
             spec.pod_selector = Some(sel(&[("tier", "db")]));
             let team = format!("team{}", i % 10);
@@ -112,11 +117,17 @@ fn network_policy(ns: &str, i: usize, k: usize, apps: usize) -> NetworkPolicy {
             spec.policy_types = Some(vec!["Egress".into()]);
             spec.egress = Some(vec![
                 NetworkPolicyEgressRule {
-                    to: Some(vec![pods(Some(sel(&[("env", "prod")])), Some(sel(&[("tier", "api")])))]),
+                    to: Some(vec![pods(
+                        Some(sel(&[("env", "prod")])),
+                        Some(sel(&[("tier", "api")])),
+                    )]),
                     ports: Some(vec![port("TCP", 8000, Some(8099))]),
                 },
                 NetworkPolicyEgressRule {
-                    to: Some(vec![block("172.16.0.0/12", &["172.16.1.0/24", "172.17.0.0/16"])]),
+                    to: Some(vec![block(
+                        "172.16.0.0/12",
+                        &["172.16.1.0/24", "172.17.0.0/16"],
+                    )]),
                     ports: Some(vec![port("TCP", 443, None)]),
                 },
             ]);
@@ -125,14 +136,20 @@ fn network_policy(ns: &str, i: usize, k: usize, apps: usize) -> NetworkPolicy {
         5 => {
             spec.pod_selector = Some(expr("tier", "NotIn", &["db"]));
             spec.ingress = ingress(
-                vec![pods(Some(expr("env", "Exists", &[])), Some(sel(&[("app", &app)])))],
+                vec![pods(
+                    Some(expr("env", "Exists", &[])),
+                    Some(sel(&[("app", &app)])),
+                )],
                 vec![port("TCP", 80, None), port("UDP", 53, None)],
             );
         }
         6 => {
             let peer_app = format!("app{}", (i + k) % apps);
             spec.ingress = ingress(
-                vec![pods(Some(LabelSelector::default()), Some(sel(&[("app", &peer_app)])))],
+                vec![pods(
+                    Some(LabelSelector::default()),
+                    Some(sel(&[("app", &peer_app)])),
+                )],
                 vec![port("TCP", 9000, Some(9010))],
             );
         }
