@@ -407,17 +407,15 @@ impl<'a> View<'a> {
         peer_set(pods, cidrs)
     }
 
-    fn admin_rules(
-        &self,
-        owner: &ObjectKey,
-        tier: Tier,
-        subject: &types::Subject,
-        ingress: &[types::Rule],
-        egress: &[types::Rule],
-        log: bool,
-        rank: &mut u32,
-        out: &mut Vec<PolicyRule>,
-    ) {
+    fn admin_rules(&self, a: AdminSpec<'_>, rank: &mut u32, out: &mut Vec<PolicyRule>) {
+        let AdminSpec {
+            owner,
+            tier,
+            subject,
+            ingress,
+            egress,
+            log,
+        } = a;
         let subjects = self.subject(subject);
         for (dir, rules) in [(Dir::Ingress, ingress), (Dir::Egress, egress)] {
             for (index, rule) in rules.iter().enumerate() {
@@ -466,12 +464,14 @@ impl<'a> View<'a> {
             // Ingress and egress rules rank separately in effect (they are
             // compiled into different tables), so one counter serves both.
             self.admin_rules(
-                &owner,
-                Tier::Admin,
-                &a.spec.subject,
-                &a.spec.ingress,
-                &a.spec.egress,
-                log,
+                AdminSpec {
+                    owner: &owner,
+                    tier: Tier::Admin,
+                    subject: &a.spec.subject,
+                    ingress: &a.spec.ingress,
+                    egress: &a.spec.egress,
+                    log,
+                },
                 &mut rank,
                 &mut r.rules,
             );
@@ -493,12 +493,14 @@ impl<'a> View<'a> {
             );
             let log = annotation(&b.metadata, LOG_ANNOTATION) == Some("true");
             self.admin_rules(
-                &owner,
-                Tier::Baseline,
-                &b.spec.subject,
-                &b.spec.ingress,
-                &b.spec.egress,
-                log,
+                AdminSpec {
+                    owner: &owner,
+                    tier: Tier::Baseline,
+                    subject: &b.spec.subject,
+                    ingress: &b.spec.ingress,
+                    egress: &b.spec.egress,
+                    log,
+                },
                 &mut rank,
                 &mut r.rules,
             );
@@ -575,8 +577,7 @@ impl<'a> View<'a> {
                     .or_default()
                     .push((owner.clone(), log));
             }
-            let rules: Vec<(Option<&[NetworkPolicyPeer]>, Option<&[NetworkPolicyPort]>)> = match dir
-            {
+            let rules: Vec<NpRule<'_>> = match dir {
                 Dir::Ingress => spec
                     .ingress
                     .iter()
@@ -608,6 +609,22 @@ impl<'a> View<'a> {
         }
     }
 }
+
+/// An AdminNetworkPolicy's or the baseline's parts, for [`View::admin_rules`].
+struct AdminSpec<'x> {
+    owner: &'x ObjectKey,
+    tier: Tier,
+    subject: &'x types::Subject,
+    ingress: &'x [types::Rule],
+    egress: &'x [types::Rule],
+    log: bool,
+}
+
+/// A NetworkPolicy rule's peers and ports, either direction.
+type NpRule<'x> = (
+    Option<&'x [NetworkPolicyPeer]>,
+    Option<&'x [NetworkPolicyPort]>,
+);
 
 fn peer_set(mut pods: Vec<u32>, cidrs: Vec<Cidr>) -> Peers {
     if cidrs.iter().any(|c| c.len == 0) {
