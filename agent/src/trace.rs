@@ -558,8 +558,10 @@ fn render(p: &Probe, a: &Answer) -> String {
             (Some(pol), Some(rule)) => s += &format!(" by {pol} {rule} ({})\n", h.reason),
             _ => s += &format!(" ({})\n", h.reason),
         }
-        for step in &h.path {
-            s += &format!("           matched {step}\n");
+        if h.path.len() > 1 {
+            for step in &h.path {
+                s += &format!("           matched {step}\n");
+            }
         }
     }
     s += &format!("  outcome: {}\n", a.outcome);

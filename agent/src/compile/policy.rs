@@ -467,7 +467,7 @@ pub(super) fn compile(cx: &mut Cx<'_>) {
                 tier: "NetworkPolicy",
                 policy: first.to_string(),
                 rule: format!(
-                    "{} isolated by {} (no rule allows)",
+                    "{} isolation (no rule of {} allows)",
                     dir.name(),
                     names.join(", ")
                 ),
