@@ -2,7 +2,7 @@
 //! node role against a running oxvsd).
 
 use agent::app::{default_state, offline_ports, ports_from_list, write_state, Cluster};
-use agent::compile::{compile, node_ips, NodeView, PortMap};
+use agent::compile::{compile, compile_explained, node_ips, NodeView, PortMap};
 use agent::cookie::{object_bits, OBJECT_MASK};
 use agent::object::ObjectKey;
 use agent::show;
@@ -18,12 +18,17 @@ usage: oxvs-agent COMMAND --config FILE --manifests DIR [OPTIONS]
   compile --node N                 print node N's rules (groups, then flows)
   get pods|services|namespaces [-o wide]
                                    the objects with their allocations, as kubectl shows them
-  flows KIND/NS/NAME [--node N] [--socket S]
+  flows KIND/NS/NAME [--node N] [--socket S]   (KIND also NetworkPolicy, AdminNetworkPolicy/NAME)
                                    the rules of one object: compiled (every node, or N),
                                    or as installed on the switch at S (dump-flows by cookie)
   run --node N [--socket S] [--interval MS] [--min-sync MS] [--once]
                                    node role: keep oxvsd's rules in step with the manifests
                                    (re-read on change), sending only differences, one bundle each
+
+  trace --from NS/POD --to NS/POD|IP [--proto P] [--port N] [--json] | --probes FILE
+                                   a connection's first packet through the compiled rules
+                                   (egress at the source node, ingress at the destination):
+                                   verdict and the policy rule that decided (--config optional)
 
   --state FILE   allocations saved by `run` (default DIR/.oxvs-state.json)
 
@@ -148,6 +153,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
             Ok(out)
         }
         "flows" => flows(&o),
+        // trace has options of its own (agent::trace::cli parses them).
+        "trace" => agent::trace::cli(&args[1..]),
         "run" => run_node(&o),
         "help" | "-h" | "--help" => Ok(USAGE.into()),
         _ => Err(format!("unknown command {cmd:?}\n{USAGE}")),
@@ -175,14 +182,21 @@ fn flows(o: &Opts) -> Result<String, String> {
     let mut out = format!("# {key}: cookie={bits:#x}/{OBJECT_MASK:#x}\n");
     for node in nodes {
         let ports = offline_ports(&c.store, &node);
-        let rules = compile(NodeView {
+        let (rules, explain) = compile_explained(NodeView {
             store: &c.store,
             config: &c.config,
             node: &node,
             ports: &ports,
         })
         .map_err(|e| e.to_string())?;
-        let mine = rules.select(bits, OBJECT_MASK);
+        // A policy's clause flows may carry another policy's cookie (they
+        // are shared): its conjunction ids find them.
+        let mine = agent::compile::policy::policy_flows(&rules, &explain, &key);
+        let mine = if mine.flow_count() > 0 {
+            mine
+        } else {
+            rules.select(bits, OBJECT_MASK)
+        };
         out += &format!(
             "# node {node}: {} flows, {} groups\n",
             mine.flow_count(),

@@ -35,6 +35,13 @@ pub enum Category {
     Learned = 7,
     /// Another node: routes to its IP for replies of its SNATed flows.
     Node = 8,
+    /// A policy rule's verdict: its `conj_id` flow, a single-clause rule,
+    /// a NetworkPolicy's isolation drop.
+    Policy = 9,
+    /// A clause of policy conjunctions (`conjunction(id,k/n)` actions):
+    /// shared by every rule whose address group or ports hold the same
+    /// match, so it carries the cookie of the first of them.
+    PolicyClause = 10,
 }
 
 /// 64-bit FNV-1a.

@@ -158,6 +158,9 @@ fn read_value(v: Value, out: &mut Vec<Object>) -> Result<(), DocError> {
         "Service" => Object::Service(typed(v, &what)?),
         "EndpointSlice" => Object::EndpointSlice(typed(v, &what)?),
         "Deployment" => Object::Deployment(typed(v, &what)?),
+        "NetworkPolicy" => Object::NetworkPolicy(typed(v, &what)?),
+        "AdminNetworkPolicy" => Object::AdminNetworkPolicy(typed(v, &what)?),
+        "BaselineAdminNetworkPolicy" => Object::BaselineAdminNetworkPolicy(typed(v, &what)?),
         _ => return Ok(()),
     };
     if o.meta().name.as_deref().unwrap_or("").is_empty() {

@@ -6,9 +6,11 @@
 //! form `Kind/namespace/name` (`Kind/name` for cluster-scoped kinds) must
 //! never change.
 
+use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::fmt;
 
@@ -27,17 +29,27 @@ pub enum Kind {
     Service,
     /// `discovery.k8s.io/v1/EndpointSlice`.
     EndpointSlice,
+    /// `networking.k8s.io/v1/NetworkPolicy`.
+    NetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1/AdminNetworkPolicy` (cluster-scoped).
+    AdminNetworkPolicy,
+    /// `policy.networking.k8s.io/v1alpha1/BaselineAdminNetworkPolicy`
+    /// (cluster-scoped, a singleton named `default`).
+    BaselineAdminNetworkPolicy,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Node,
         Kind::Namespace,
         Kind::Deployment,
         Kind::Pod,
         Kind::Service,
         Kind::EndpointSlice,
+        Kind::NetworkPolicy,
+        Kind::AdminNetworkPolicy,
+        Kind::BaselineAdminNetworkPolicy,
     ];
 
     /// The kind's name as in a manifest's `kind:`.
@@ -49,12 +61,21 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::AdminNetworkPolicy => "AdminNetworkPolicy",
+            Kind::BaselineAdminNetworkPolicy => "BaselineAdminNetworkPolicy",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Node | Kind::Namespace)
+        !matches!(
+            self,
+            Kind::Node
+                | Kind::Namespace
+                | Kind::AdminNetworkPolicy
+                | Kind::BaselineAdminNetworkPolicy
+        )
     }
 
     /// The kind named `s`, accepting kubectl's spellings (`pod`, `pods`,
@@ -67,6 +88,11 @@ impl Kind {
             "pod" | "pods" | "po" => Kind::Pod,
             "service" | "services" | "svc" => Kind::Service,
             "endpointslice" | "endpointslices" => Kind::EndpointSlice,
+            "networkpolicy" | "networkpolicies" | "netpol" => Kind::NetworkPolicy,
+            "adminnetworkpolicy" | "adminnetworkpolicies" | "anp" => Kind::AdminNetworkPolicy,
+            "baselineadminnetworkpolicy" | "baselineadminnetworkpolicies" | "banp" => {
+                Kind::BaselineAdminNetworkPolicy
+            }
             _ => return None,
         })
     }
@@ -140,6 +166,12 @@ pub enum Object {
     Service(Service),
     /// An EndpointSlice.
     EndpointSlice(EndpointSlice),
+    /// A NetworkPolicy.
+    NetworkPolicy(NetworkPolicy),
+    /// An AdminNetworkPolicy.
+    AdminNetworkPolicy(AdminNetworkPolicy),
+    /// The BaselineAdminNetworkPolicy.
+    BaselineAdminNetworkPolicy(BaselineAdminNetworkPolicy),
 }
 
 impl Object {
@@ -152,6 +184,9 @@ impl Object {
             Object::Pod(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
+            Object::NetworkPolicy(o) => &o.metadata,
+            Object::AdminNetworkPolicy(o) => &o.metadata,
+            Object::BaselineAdminNetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -164,7 +199,29 @@ impl Object {
             Object::Pod(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
+            Object::NetworkPolicy(o) => &mut o.metadata,
+            Object::AdminNetworkPolicy(o) => &mut o.metadata,
+            Object::BaselineAdminNetworkPolicy(o) => &mut o.metadata,
         }
+    }
+
+    /// The object as JSON, in the API's shape (what `kubectl get -o json`
+    /// and the API server's watch events carry).
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = match self {
+            Object::Node(o) => serde_json::to_value(o),
+            Object::Namespace(o) => serde_json::to_value(o),
+            Object::Deployment(o) => serde_json::to_value(o),
+            Object::Pod(o) => serde_json::to_value(o),
+            Object::Service(o) => serde_json::to_value(o),
+            Object::EndpointSlice(o) => serde_json::to_value(o),
+            Object::NetworkPolicy(o) => serde_json::to_value(o),
+            Object::AdminNetworkPolicy(o) => serde_json::to_value(o),
+            Object::BaselineAdminNetworkPolicy(o) => serde_json::to_value(o),
+        };
+        // Serialising these types has no failure case: no map keys that are
+        // not strings, no non-finite floats.
+        v.unwrap_or(serde_json::Value::Null)
     }
 
     /// The kind.
@@ -176,6 +233,9 @@ impl Object {
             Object::Pod(_) => Kind::Pod,
             Object::Service(_) => Kind::Service,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::NetworkPolicy(_) => Kind::NetworkPolicy,
+            Object::AdminNetworkPolicy(_) => Kind::AdminNetworkPolicy,
+            Object::BaselineAdminNetworkPolicy(_) => Kind::BaselineAdminNetworkPolicy,
         }
     }
 

@@ -9,8 +9,10 @@
 //! take the store there, the way kube-rs's watcher emits a restart.
 
 use crate::object::{Kind, Object, ObjectKey};
+use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use std::collections::BTreeMap;
 
 /// One change to the store.
@@ -118,6 +120,17 @@ impl Store {
     typed_iter!(pods, Pod, Pod);
     typed_iter!(services, Service, Service);
     typed_iter!(endpoint_slices, EndpointSlice, EndpointSlice);
+    typed_iter!(network_policies, NetworkPolicy, NetworkPolicy);
+    typed_iter!(
+        admin_network_policies,
+        AdminNetworkPolicy,
+        AdminNetworkPolicy
+    );
+    typed_iter!(
+        baseline_admin_network_policies,
+        BaselineAdminNetworkPolicy,
+        BaselineAdminNetworkPolicy
+    );
 
     /// The Namespace called `name`.
     pub fn namespace(&self, name: &str) -> Option<&Namespace> {

@@ -24,15 +24,7 @@ fn pod(ns: &str, name: &str, ip: &str) -> Value {
 }
 
 fn to_value(o: &Object) -> Value {
-    match o {
-        Object::Node(x) => serde_json::to_value(x),
-        Object::Namespace(x) => serde_json::to_value(x),
-        Object::Deployment(x) => serde_json::to_value(x),
-        Object::Pod(x) => serde_json::to_value(x),
-        Object::Service(x) => serde_json::to_value(x),
-        Object::EndpointSlice(x) => serde_json::to_value(x),
-    }
-    .expect("serializes")
+    o.to_json()
 }
 
 fn update(kind: Kind, step: Step<Pod>) -> Option<Update> {

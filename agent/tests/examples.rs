@@ -277,15 +277,7 @@ async fn requests_of(controller: bool) -> Vec<Request> {
     let c = common::small();
     let api = ApiServer::start().await;
     for o in c.store.iter().filter(|o| o.kind() != Kind::Deployment) {
-        let mut v = serde_json::to_value(match o {
-            agent::object::Object::Namespace(n) => serde_json::to_value(n).unwrap(),
-            agent::object::Object::Node(n) => serde_json::to_value(n).unwrap(),
-            agent::object::Object::Pod(n) => serde_json::to_value(n).unwrap(),
-            agent::object::Object::Service(n) => serde_json::to_value(n).unwrap(),
-            agent::object::Object::EndpointSlice(n) => serde_json::to_value(n).unwrap(),
-            agent::object::Object::Deployment(_) => unreachable!(),
-        })
-        .unwrap();
+        let mut v = o.to_json();
         if let Some(a) = v["metadata"]["annotations"].as_object_mut() {
             a.retain(|k, _| !k.starts_with("oxvs.io/"));
         }

@@ -15,20 +15,21 @@
 //! | 41-43 | session affinity | learned rules, decision, learning (`learn`) |
 //! | 44 | endpoint DNAT | `ct(commit,zone=65520,nat(dst=EP))` per endpoint |
 //! | 45 | destination class | reg2: 1 pod network, 2 this node, 3 outside |
-//! | 50 | egress policy | (issue 15) conjunctive matches over address groups; pass today |
-//! | 60 | ingress policy | (issue 15); pass today |
+//! | 50-52 | egress policy | AdminNetworkPolicy, NetworkPolicy, BaselineAdminNetworkPolicy at the source pod's node ([`policy`]) |
+//! | 60-62 | ingress policy | the same three tiers at the destination pod's node |
 //! | 65 | commit | `ct(commit,zone=65520)` for new connections |
 //! | 70 | SNAT | hairpin, external clients of Services, namespace egress (SNAT IP, else the node IP) |
 //! | 80 | output | local pod, Geneve to the pod's node, the node kernel |
 //!
-//! Policy (issue 15) slots into tables 50 and 60 without touching the rest:
+//! Policy slots into tables 50-52 and 60-62 without touching the rest:
 //! each sees the source in reg0 and the packet after DNAT (the endpoint),
 //! with conntrack state, so a policy rule is `conjunction(id,k/n)` clauses
 //! over pod addresses (`nw_src`/`nw_dst`) and ports, and established
-//! connections pass before any policy rule as in Antrea.
+//! connections pass before any policy rule as in Antrea (docs/policy.md).
 
 mod pipeline;
 mod pods;
+pub mod policy;
 mod services;
 
 use crate::config::Config;
@@ -66,10 +67,18 @@ pub mod table {
     pub const DNAT: u8 = 44;
     /// Destination class.
     pub const DEST: u8 = 45;
-    /// Egress policy (issue 15).
+    /// Egress policy: AdminNetworkPolicy (first egress policy table).
     pub const EGRESS_POLICY: u8 = 50;
-    /// Ingress policy (issue 15).
+    /// Egress policy: NetworkPolicy.
+    pub const EGRESS_NP: u8 = 51;
+    /// Egress policy: BaselineAdminNetworkPolicy.
+    pub const EGRESS_BASELINE: u8 = 52;
+    /// Ingress policy: AdminNetworkPolicy (first ingress policy table).
     pub const INGRESS_POLICY: u8 = 60;
+    /// Ingress policy: NetworkPolicy.
+    pub const INGRESS_NP: u8 = 61;
+    /// Ingress policy: BaselineAdminNetworkPolicy.
+    pub const INGRESS_BASELINE: u8 = 62;
     /// Conntrack commit.
     pub const COMMIT: u8 = 65;
     /// SNAT.
@@ -211,10 +220,17 @@ pub(crate) struct Cx<'a> {
     pub node_ip: Ipv4Addr,
     pub node_key: ObjectKey,
     pub out: RuleSet,
+    pub explain: policy::Explain,
 }
 
 /// Compiles the rules of node `v.node`.
 pub fn compile(v: NodeView<'_>) -> Result<RuleSet, CompileError> {
+    compile_explained(v).map(|(rules, _)| rules)
+}
+
+/// Compiles the rules of node `v.node`, with the table that says which
+/// policy rule each verdict flow belongs to (for `trace` and `flows`).
+pub fn compile_explained(v: NodeView<'_>) -> Result<(RuleSet, policy::Explain), CompileError> {
     let ix = Index::new(v.store, v.config);
     let node_ip = *ix
         .node_ips
@@ -226,11 +242,13 @@ pub fn compile(v: NodeView<'_>) -> Result<RuleSet, CompileError> {
         node_ip,
         node_key: ObjectKey::new(crate::object::Kind::Node, "", v.node),
         out: RuleSet::default(),
+        explain: policy::Explain::default(),
     };
     pipeline::compile(&mut cx);
     pods::compile(&mut cx);
     services::compile(&mut cx);
-    Ok(cx.out)
+    policy::compile(&mut cx);
+    Ok((cx.out, cx.explain))
 }
 
 #[cfg(test)]

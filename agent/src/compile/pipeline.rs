@@ -114,21 +114,7 @@ pub(super) fn compile(cx: &mut Cx<'_>) {
         format!("load:0x3->NXM_NX_REG2[],goto_table:{}", t::EGRESS_POLICY),
     );
 
-    // 50/60: the policy tables pass everything until issue 15 fills them.
-    o.flow(
-        t::EGRESS_POLICY,
-        0,
-        c,
-        "",
-        format!("goto_table:{}", t::INGRESS_POLICY),
-    );
-    o.flow(
-        t::INGRESS_POLICY,
-        0,
-        c,
-        "",
-        format!("goto_table:{}", t::COMMIT),
-    );
+    // 50-52, 60-62: the policy tables (policy.rs) write their own defaults.
 
     // 65: commit new connections (load-balanced ones were committed with
     // their DNAT in table 44).
