@@ -150,6 +150,12 @@ pub enum Command {
     },
     /// `dump-megaflows`.
     DumpMegaflows,
+    /// `revalidate --check`: every poll thread brings its caches in line
+    /// with the current rules, then translates every megaflow again from
+    /// scratch and checks every EMC entry against its megaflow. The answer
+    /// is a totals line (`mismatches: N`) and one line per entry the rules
+    /// would not produce.
+    RevalidateCheck,
     /// `trace PACKET` against the live rules.
     Trace {
         /// The packet, in match syntax.

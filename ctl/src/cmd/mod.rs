@@ -34,6 +34,8 @@ Flows and groups (every change is one transaction; --bundle says so):
   del-groups [--bundle] [group_id=N] dump-groups
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
+  revalidate --check                 re-translate every cached megaflow against
+                                     the live rules; lists any mismatch
   dump-conntrack [zone=N]
   flush-conntrack [zone=N] [mark=V[/M]] [labels=V[/M]] [ORIG-TUPLE [REPLY-TUPLE]]
                                      remove connections; a tuple is e.g.
@@ -316,6 +318,13 @@ pub fn parse(
                 args: rest.to_vec(),
             })
         }
+        "revalidate" => {
+            no_flags(name)?;
+            if rest != ["--check"] {
+                return Err("revalidate takes --check (it only checks the caches)".into());
+            }
+            remote(Command::RevalidateCheck)
+        }
         "trace" => {
             no_flags(name)?;
             remote(Command::Trace {
@@ -448,6 +457,13 @@ mod tests {
                 packet: "in_port=1".into()
             }
         );
+    }
+
+    #[test]
+    fn revalidate_only_checks() {
+        assert_eq!(remote("revalidate br0 --check").1, Command::RevalidateCheck);
+        assert!(p("revalidate").unwrap_err().contains("--check"));
+        assert!(p("revalidate --strict --check").is_err());
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub(super) struct ControlLoop {
     macs: BTreeMap<String, Option<[u8; 6]>>,
     /// dump-megaflows waits for every poll thread's answer to request `seq`.
     dumps: Vec<handle::Call>,
-    dump_lines: BTreeMap<usize, (u64, Vec<String>)>,
+    dump_lines: BTreeMap<usize, (u64, Vec<String>, pmd::CheckReport)>,
     dump_asked_at: Instant,
     capture: Option<Capture>,
 }
@@ -160,8 +160,13 @@ impl ControlLoop {
                 fill_status(&mut self.st, &self.reports, &mut self.macs);
                 self.exited.push(r);
             }
-            ToControl::Megaflows { thread, seq, lines } => {
-                self.dump_lines.insert(thread, (seq, lines));
+            ToControl::Megaflows {
+                thread,
+                seq,
+                lines,
+                check,
+            } => {
+                self.dump_lines.insert(thread, (seq, lines, check));
             }
             ToControl::PolicyLog(recs) => self.policy.write(&recs, &self.st.bridge.log_names),
             ToControl::Captured(pkts) => {
@@ -178,7 +183,10 @@ impl ControlLoop {
                 start_capture(c, &self.st, &self.tap, &mut self.capture);
             }
             ToControl::Call(c) => {
-                if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
+                if matches!(
+                    c.req.cmd,
+                    ctl::proto::Command::DumpMegaflows | ctl::proto::Command::RevalidateCheck
+                ) {
                     if self.dumps.is_empty() {
                         self.dump.fetch_add(1, Ordering::Relaxed);
                         self.dump_asked_at = Instant::now();
@@ -195,16 +203,17 @@ impl ControlLoop {
         if !self.dumps.is_empty() {
             let seq = self.dump.load(Ordering::Relaxed);
             let all = self.dump_lines.len() >= self.threads
-                && self.dump_lines.values().all(|(s, _)| *s == seq);
+                && self.dump_lines.values().all(|(s, _, _)| *s == seq);
             // A thread that cannot answer within 2 s (it is gone) does not
             // hold the others' answer back.
             if all || self.dump_asked_at.elapsed() > Duration::from_secs(2) {
-                self.st.megaflows = self
-                    .dump_lines
-                    .values()
-                    .filter(|(s, _)| *s == seq)
-                    .flat_map(|(_, l)| l.iter().cloned())
-                    .collect();
+                let answered = || self.dump_lines.values().filter(|(s, _, _)| *s == seq);
+                self.st.megaflows = answered().flat_map(|(_, l, _)| l.iter().cloned()).collect();
+                self.st.cache_check = cache_check_text(
+                    answered().map(|(_, _, c)| c),
+                    answered().count(),
+                    self.threads,
+                );
                 for c in self.dumps.drain(..) {
                     handle::answer(c, &mut self.st);
                 }
@@ -383,6 +392,31 @@ fn start_capture(
     }
 }
 
+/// `revalidate --check`'s answer: totals over the threads that answered,
+/// then one line per cache entry the current rules would not produce.
+fn cache_check_text<'a>(
+    checks: impl Iterator<Item = &'a pmd::CheckReport>,
+    answered: usize,
+    threads: usize,
+) -> String {
+    let (mut mf, mut live, mut dead, mut bad) = (0, 0, 0, Vec::new());
+    for c in checks {
+        mf += c.megaflows;
+        live += c.emc_live;
+        dead += c.emc_dead;
+        bad.extend(c.bad.iter().cloned());
+    }
+    let mut s = format!(
+        "megaflows checked: {mf}, emc entries checked: {live} (dead: {dead}), mismatches: {}, threads: {answered} of {threads}\n",
+        bad.len()
+    );
+    for l in bad {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
 /// Refreshes what `show`, `dump-ports`, `pmd-stats` and the metrics read
 /// from the poll threads' latest reports.
 fn fill_status(
@@ -398,6 +432,8 @@ fn fill_status(
             stats: r.stats,
             busy_ns: r.busy_ns,
             total_ns: r.total_ns,
+            umem_frames: r.umem_frames,
+            umem_free: r.umem_free,
         })
         .collect();
     let mut ports: BTreeMap<u32, state::PortStatus> = BTreeMap::new();

@@ -177,6 +177,7 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             Ok(st.flush_conntrack(&filter))
         }
         Command::DumpMegaflows => Ok(st.megaflows.iter().map(|l| format!("{l}\n")).collect()),
+        Command::RevalidateCheck => Ok(st.cache_check.clone()),
         Command::Trace { packet } => {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;
             Ok(ctl::trace::render(&st.bridge, &key, ports))

@@ -50,7 +50,8 @@ pub enum ToControl {
     Exited(PmdReport),
     /// Remote VTEPs that packets wanted and that have no route yet.
     Resolve(Vec<std::net::IpAddr>),
-    /// The thread's megaflows, formatted, answering dump request `seq`.
+    /// The thread's megaflows, formatted, answering dump request `seq`,
+    /// and the audit of its caches against the current rules.
     Megaflows {
         /// The thread.
         thread: usize,
@@ -58,6 +59,8 @@ pub enum ToControl {
         seq: u64,
         /// One line per megaflow.
         lines: Vec<String>,
+        /// `revalidate --check`'s answer for this thread.
+        check: CheckReport,
     },
     /// A control-socket or metrics request for the control thread.
     Call(super::handle::Call),
@@ -86,6 +89,11 @@ pub struct PmdReport {
     pub busy_ns: u64,
     /// Time since the thread started.
     pub total_ns: u64,
+    /// Frames in its pool (the UMEM).
+    pub umem_frames: usize,
+    /// Of those, frames free in the pool: neither lent to the kernel (fill
+    /// and transmit rings) nor held by the thread.
+    pub umem_free: usize,
     /// Its ports.
     pub ports: Vec<PortReport>,
 }
@@ -118,6 +126,10 @@ struct Slot {
     port: Option<Box<dyn NetPort>>,
     /// The last failure was logged; stay quiet until the state changes.
     quiet: bool,
+    /// What the pipeline did with the packets received here (the
+    /// `pipeline_*` counters of [`crate::stats::PortStats`]); kept by the
+    /// slot, so they survive a reopen.
+    fate: crate::stats::PortStats,
 }
 
 /// The ports of one thread, indexed by port number for transmission.
@@ -128,6 +140,8 @@ struct Ports {
     tap: PortNo,
     /// Packets copied for the capture since the last hand-off.
     captured: Vec<Captured>,
+    /// Frames handed to a port successfully, for the per-port accounting.
+    sent: u64,
 }
 
 /// What `capture` is watching: set by the control thread, read by the poll
@@ -179,10 +193,12 @@ impl TxPorts for Ports {
         if port == self.tap {
             self.copy(false, pool.data(&pkt));
         }
-        match self.slots[idx].port.as_mut() {
+        let r = match self.slots[idx].port.as_mut() {
             Some(p) => p.send(pool, pkt),
             None => Err(DropReason::PortDown),
-        }
+        };
+        self.sent += u64::from(r.is_ok());
+        r
     }
 }
 
@@ -253,6 +269,7 @@ impl PmdThread {
             by_no: Vec::new(),
             tap: 0,
             captured: Vec::new(),
+            sent: 0,
         };
         // Tunnel ports have no interface: their packets leave and arrive
         // through the uplinks.
@@ -272,6 +289,7 @@ impl PmdThread {
                 ifindex: None,
                 port: None,
                 quiet: false,
+                fate: Default::default(),
             });
         }
         let start = self.epoch;
@@ -307,10 +325,15 @@ impl PmdThread {
             if want != dump_seen {
                 dump_seen = want;
                 let lines = dump_megaflows(self.id, &pmd, &bridge, now_ms);
+                // Audit the caches as the next batch would use them:
+                // brought in line with the current rules first.
+                pmd.sync(&bridge);
+                let check = check_caches(self.id, &pmd, &bridge);
                 let _ = self.to_control.send(ToControl::Megaflows {
                     thread: self.id,
                     seq: want,
                     lines,
+                    check,
                 });
             }
             ports.tap = self.tap.port.load(Ordering::Relaxed);
@@ -330,11 +353,18 @@ impl PmdThread {
                         ports.copy(true, pool.data(d));
                     }
                 }
+                let before = (ports.sent, pmd.stats.total_drops(), pmd.stats.frames_made());
                 if ports.slots[i].cfg.uplink {
                     pmd.process_uplink(&bridge, &mut pool, &mut ports, &batch, now_ms);
                 } else {
                     pmd.process(&bridge, &mut pool, &mut ports, no, &batch, now_ms);
                 }
+                // Every packet of the batch was sent or dropped before
+                // `process` returned: charge what it did to this port.
+                let fate = &mut ports.slots[i].fate;
+                fate.pipeline_sent += ports.sent - before.0;
+                fate.pipeline_dropped += pmd.stats.total_drops() - before.1;
+                fate.pipeline_made += pmd.stats.frames_made().wrapping_sub(before.2);
             }
             for s in ports.slots.iter_mut() {
                 if let Some(p) = s.port.as_mut() {
@@ -377,7 +407,7 @@ impl PmdThread {
                     let _ = self.to_control.send(ToControl::Learned(refresh));
                 }
                 check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
-                let r = report(&self, &ports, &pmd.stats, busy_ns, now);
+                let r = report(&self, &ports, &pool, &pmd.stats, busy_ns, now);
                 let _ = self.to_control.send(ToControl::Report(r));
             }
             if got > 0 {
@@ -400,8 +430,54 @@ impl PmdThread {
                 }
             }
         }
-        let r = report(&self, &ports, &pmd.stats, busy_ns, start.elapsed());
+        let r = report(&self, &ports, &pool, &pmd.stats, busy_ns, start.elapsed());
         let _ = self.to_control.send(ToControl::Exited(r));
+    }
+}
+
+/// One poll thread's audit of its caches (`revalidate --check`).
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Megaflows translated again.
+    pub megaflows: usize,
+    /// EMC entries naming a live megaflow.
+    pub emc_live: usize,
+    /// EMC entries naming a deleted one.
+    pub emc_dead: usize,
+    /// One line per entry the current rules would not produce.
+    pub bad: Vec<String>,
+}
+
+/// Re-translates every megaflow of the thread against `br` and checks its
+/// EMC (see [`flowtable::cache_check`]).
+fn check_caches(id: usize, pmd: &Pmd, br: &Bridge) -> CheckReport {
+    let c = flowtable::cache_check::check(&pmd.emc, &pmd.megaflows, |k| {
+        flowtable::translate(br, k, None)
+    });
+    let bad = c
+        .bad
+        .iter()
+        .map(|(why, key)| {
+            let m = flowtable::Match {
+                key: *key,
+                mask: pmd
+                    .megaflows
+                    .iter()
+                    .find(|mf| mf.key.same(key))
+                    .map_or_else(flowtable::FlowMask::exact, |mf| mf.mask),
+                conj_id: None,
+            };
+            format!(
+                "pmd{id}: {why:?}: {}",
+                ctl::ofp::format_match(&m, &br.ports)
+            )
+        })
+        .collect();
+    CheckReport {
+        megaflows: c.megaflows,
+        emc_live: c.emc_live,
+        emc_dead: c.emc_dead,
+        bad,
     }
 }
 
@@ -430,6 +506,7 @@ fn dump_megaflows(id: usize, pmd: &Pmd, br: &Bridge, now_ms: u64) -> Vec<String>
 fn report(
     t: &PmdThread,
     ports: &Ports,
+    pool: &FramePool,
     stats: &PmdStats,
     busy_ns: u64,
     now: std::time::Duration,
@@ -440,6 +517,8 @@ fn report(
         stats: *stats,
         busy_ns,
         total_ns: now.as_nanos() as u64,
+        umem_frames: pool.n_frames(),
+        umem_free: pool.n_free(),
         ports: ports
             .slots
             .iter()
@@ -448,6 +527,7 @@ fn report(
                 if let Some(p) = &s.port {
                     st.add(&p.stats());
                 }
+                st.add(&s.fate);
                 PortReport {
                     no: s.cfg.no,
                     name: s.cfg.name.clone(),

@@ -50,6 +50,10 @@ pub struct PmdStatus {
     pub busy_ns: u64,
     /// Nanoseconds it has been polling.
     pub total_ns: u64,
+    /// Frames in its UMEM.
+    pub umem_frames: usize,
+    /// Of those, free in the pool (not in a ring, not being processed).
+    pub umem_free: usize,
 }
 
 impl PmdStatus {
@@ -88,6 +92,8 @@ pub struct ControlState {
     pub pmds: Vec<PmdStatus>,
     /// Installed megaflows, one formatted line each.
     pub megaflows: Vec<String>,
+    /// The last `revalidate --check` answer.
+    pub cache_check: String,
     /// Where accepted changes are persisted, if anywhere.
     pub persist: Option<StateFile>,
     /// Live conntrack connections, refreshed by the control thread.
@@ -106,6 +112,7 @@ impl ControlState {
             ports: Vec::new(),
             pmds: Vec::new(),
             megaflows: Vec::new(),
+            cache_check: String::new(),
             persist: None,
             conntrack_len: 0,
             conntrack: None,
@@ -212,8 +219,9 @@ impl ControlState {
             let t = &p.stats;
             let _ = writeln!(
                 s,
-                "  port {:>2}({}): rx pkts={}, bytes={}, drop={}, errs=?\n           tx pkts={}, bytes={}, drop={}, errs=?",
-                p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped
+                "  port {:>2}({}): rx pkts={}, bytes={}, drop={}, errs=?\n           tx pkts={}, bytes={}, drop={}, errs=?\n           pipeline sent={}, dropped={}, made={}",
+                p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped,
+                t.pipeline_sent, t.pipeline_dropped, t.pipeline_made
             );
         }
         Ok(s)
@@ -314,6 +322,11 @@ impl ControlState {
                 p.total_ns
             );
             let _ = writeln!(s, "  avg ns per packet: {:.1}", p.ns_per_packet());
+            let _ = writeln!(
+                s,
+                "  umem frames: {} free of {}",
+                p.umem_free, p.umem_frames
+            );
         }
         let _ = writeln!(s, "conntrack connections: {}", self.conntrack_len);
         s
