@@ -150,6 +150,12 @@ pub enum Command {
     },
     /// `dump-megaflows`.
     DumpMegaflows,
+    /// `revalidate --check`: every poll thread brings its caches in line
+    /// with the current rules, then translates every megaflow again from
+    /// scratch and checks every EMC entry against its megaflow. The answer
+    /// is a totals line (`mismatches: N`) and one line per entry the rules
+    /// would not produce.
+    RevalidateCheck,
     /// `trace PACKET` against the live rules.
     Trace {
         /// The packet, in match syntax.
@@ -221,6 +227,12 @@ pub struct PortInfo {
     pub configured: bool,
     /// External ids (`iface-id`, `attached-mac`, `container-id`, ...).
     pub external_ids: BTreeMap<String, String>,
+    /// The MTU `add-port mtu=M` set, if any.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// `up` while a poll thread has it open, else `down`.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// The daemon's answer.

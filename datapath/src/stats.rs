@@ -35,6 +35,13 @@ pub struct PmdStats {
     pub recirc: u64,
     /// TCP RSTs and ICMP errors sent by `reject`.
     pub reject_sent: u64,
+    /// Packets let go after every output took a copy of them (an output
+    /// followed by a `log` or an in-place `ct`): the last copy stands in
+    /// for the packet.
+    pub released: u64,
+    /// Answers built (`reject` replies and ICMP too-big errors), whether
+    /// or not they could be sent: frames the pipeline made itself.
+    pub answers_made: u64,
     /// Policy log records queued for the control thread.
     pub log_records: u64,
     /// Policy log records left out because the connection was logged
@@ -73,6 +80,8 @@ impl PmdStats {
         self.tunnel_mtu_replies += o.tunnel_mtu_replies;
         self.recirc += o.recirc;
         self.reject_sent += o.reject_sent;
+        self.answers_made += o.answers_made;
+        self.released += o.released;
         self.log_records += o.log_records;
         self.log_deduped += o.log_deduped;
         self.log_rate_limited += o.log_rate_limited;
@@ -84,6 +93,15 @@ impl PmdStats {
     /// All drops.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().sum()
+    }
+
+    /// Frames the pipeline made besides those it received: copies for
+    /// second outputs (a copy that could not be made is counted as made
+    /// and dropped as `drop_no_buffer`), `reject` answers and ICMP too-big
+    /// errors, less the packets whose last copy stood in for them.
+    pub fn frames_made(&self) -> u64 {
+        (self.tx_copies + self.answers_made + self.drops_for(DropReason::NoBuffer))
+            .saturating_sub(self.released)
     }
 }
 
@@ -102,6 +120,17 @@ pub struct PortStats {
     pub rx_dropped: u64,
     /// Packets dropped on transmit (queue full, port down).
     pub tx_dropped: u64,
+    /// Frames the pipeline sent anywhere while handling the packets
+    /// received here (outputs, copies, answers), counted by the poll
+    /// thread, not the socket.
+    pub pipeline_sent: u64,
+    /// Named drops while handling the packets received here.
+    pub pipeline_dropped: u64,
+    /// Frames the pipeline made while handling them: copies for second
+    /// outputs, `reject` answers, ICMP too-big errors. With every packet
+    /// accounted for, `rx_packets + pipeline_made = pipeline_sent +
+    /// pipeline_dropped`.
+    pub pipeline_made: u64,
 }
 
 impl PortStats {
@@ -113,5 +142,8 @@ impl PortStats {
         self.tx_bytes += o.tx_bytes;
         self.rx_dropped += o.rx_dropped;
         self.tx_dropped += o.tx_dropped;
+        self.pipeline_sent += o.pipeline_sent;
+        self.pipeline_dropped += o.pipeline_dropped;
+        self.pipeline_made += o.pipeline_made;
     }
 }

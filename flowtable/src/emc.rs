@@ -114,6 +114,14 @@ impl Emc {
         }
     }
 
+    /// Every occupied entry: its key and the megaflow it names (which may
+    /// have been deleted since; the caller checks the generation).
+    pub fn entries(&self) -> impl Iterator<Item = (&FlowKey, MegaflowRef)> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.flow.map(|f| (&e.key, f)))
+    }
+
     /// Number of occupied entries (they may point at dead megaflows).
     pub fn occupied(&self) -> usize {
         self.entries.iter().filter(|e| e.flow.is_some()).count()

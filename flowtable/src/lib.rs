@@ -29,6 +29,7 @@ pub use key::{FlowKey, FlowMask, KEY_WORDS};
 pub use port::PortNo;
 pub use rule::{Bucket, FlowSpec, GroupSpec, Rule};
 pub mod bridge;
+pub mod cache_check;
 pub mod classifier;
 pub mod conjunction;
 pub mod emc;

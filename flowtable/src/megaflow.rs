@@ -425,4 +425,15 @@ impl MegaflowTable {
     pub fn iter(&self) -> impl Iterator<Item = &Megaflow> {
         self.slots.iter().filter_map(|s| s.flow.as_ref())
     }
+
+    /// Every live megaflow with the reference that names it now.
+    pub fn iter_refs(&self) -> impl Iterator<Item = (MegaflowRef, &Megaflow)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let r = MegaflowRef {
+                slot: i as u32,
+                gen: s.gen,
+            };
+            s.flow.as_ref().map(|f| (r, f))
+        })
+    }
 }

@@ -148,3 +148,31 @@ fn log_names_are_interned_once_and_checked() {
         Err((0, crate::bridge::RuleError::BadLogName(_)))
     ));
 }
+
+/// Not a reject or a log, but the same trimming: a packet that is tracked
+/// and committed, then dropped, still makes its connection (the soak's
+/// conntrack flood found `ct(commit)` elided from such megaflows).
+#[test]
+fn a_committing_ct_survives_a_megaflow_that_outputs_nowhere() {
+    use crate::action::{CtAction, CtZoneSrc};
+    let ct = |commit| {
+        Action::Ct(Box::new(CtAction {
+            commit,
+            zone: CtZoneSrc::Imm(5),
+            table: None,
+            nat: None,
+            exec: Vec::new(),
+        }))
+    };
+    let br = bridge(&[(0, Match::any(), vec![ct(true)])]);
+    let x = translate(&br, &key(dl_type::IPV4, 17), None);
+    assert!(
+        matches!(&x.actions[..], [DpAction::Ct(s), DpAction::Drop(DropReason::NoOutput)] if s.commit && s.zone == 5),
+        "{:?}",
+        x.actions
+    );
+    // Without commit, tracking a packet that goes nowhere changes nothing.
+    let br = bridge(&[(0, Match::any(), vec![ct(false)])]);
+    let x = translate(&br, &key(dl_type::IPV4, 17), None);
+    assert_eq!(x.actions, vec![DpAction::Drop(DropReason::NoOutput)]);
+}

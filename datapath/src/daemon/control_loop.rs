@@ -74,10 +74,37 @@ pub(super) struct ControlLoop {
     macs: BTreeMap<String, Option<[u8; 6]>>,
     /// dump-megaflows waits for every poll thread's answer to request `seq`.
     dumps: Vec<handle::Call>,
-    dump_lines: BTreeMap<usize, (u64, Vec<String>)>,
+    dump_lines: BTreeMap<usize, (u64, Vec<String>, pmd::CheckReport)>,
     dump_asked_at: Instant,
     capture: Option<Capture>,
+    /// Opens ports for the poll threads and takes them back.
+    attacher: super::attach::Attacher,
+    /// The registry generation the attacher was last brought in step with.
+    synced: u64,
+    last_tick: Instant,
+    /// Answers to `add-port` and `del-port` held until the poll threads
+    /// have done their part.
+    waiting: Vec<Waiting>,
 }
+
+/// What an answer waits for: port `no` up on a thread, or given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Up(u32, usize),
+    Released(u32, usize),
+}
+
+/// An answer held until the poll threads report `events` (or 2 s pass:
+/// a thread that cannot activate a port must not hang its client).
+struct Waiting {
+    reply: std::sync::mpsc::SyncSender<ctl::proto::Response>,
+    resp: ctl::proto::Response,
+    events: Vec<Event>,
+    deadline: Instant,
+}
+
+/// Longest an `add-port` or `del-port` answer waits for the poll threads.
+const PORT_WAIT: Duration = Duration::from_secs(2);
 
 impl ControlLoop {
     pub(super) fn new(
@@ -87,8 +114,16 @@ impl ControlLoop {
         published: Arc<Published>,
         shared: Shared,
         threads: usize,
+        mut attacher: super::attach::Attacher,
     ) -> ControlLoop {
+        // Every port, configured or restored, is opened now: the rules
+        // are already in place, so the first packet meets them.
+        attacher.sync(&st.registry.interfaces());
         ControlLoop {
+            synced: st.registry.generation(),
+            attacher,
+            last_tick: Instant::now(),
+            waiting: Vec::new(),
             published_version: st.bridge.version(),
             st,
             resolver,
@@ -143,6 +178,9 @@ impl ControlLoop {
             ToControl::Learned(l) => self.st.bridge.learn(&l, now_ms),
             ToControl::LearnedFlows(specs) => add_learned(&mut self.st, specs, now_ms),
             ToControl::PortState { thread, no, up } => {
+                if up {
+                    self.event(Event::Up(no, thread));
+                }
                 let m = self.up_on.entry(no).or_default();
                 if up {
                     *m |= 1 << thread;
@@ -150,6 +188,18 @@ impl ControlLoop {
                     *m &= !(1 << thread);
                 }
                 self.st.bridge.set_port_up(no, *m != 0);
+            }
+            ToControl::Released {
+                thread,
+                no,
+                port,
+                failed,
+            } => {
+                self.attacher.released(no, thread, failed);
+                // Closing the socket here, off the packet path; the last
+                // queue of an interface closes its XDP link.
+                drop(port);
+                self.event(Event::Released(no, thread));
             }
             ToControl::Report(r) => {
                 self.reports.insert(r.thread, r);
@@ -160,8 +210,13 @@ impl ControlLoop {
                 fill_status(&mut self.st, &self.reports, &mut self.macs);
                 self.exited.push(r);
             }
-            ToControl::Megaflows { thread, seq, lines } => {
-                self.dump_lines.insert(thread, (seq, lines));
+            ToControl::Megaflows {
+                thread,
+                seq,
+                lines,
+                check,
+            } => {
+                self.dump_lines.insert(thread, (seq, lines, check));
             }
             ToControl::PolicyLog(recs) => self.policy.write(&recs, &self.st.bridge.log_names),
             ToControl::Captured(pkts) => {
@@ -178,33 +233,106 @@ impl ControlLoop {
                 start_capture(c, &self.st, &self.tap, &mut self.capture);
             }
             ToControl::Call(c) => {
-                if matches!(c.req.cmd, ctl::proto::Command::DumpMegaflows) {
+                if matches!(
+                    c.req.cmd,
+                    ctl::proto::Command::DumpMegaflows | ctl::proto::Command::RevalidateCheck
+                ) {
                     if self.dumps.is_empty() {
                         self.dump.fetch_add(1, Ordering::Relaxed);
                         self.dump_asked_at = Instant::now();
                     }
                     self.dumps.push(c);
                 } else {
-                    handle::answer(c, &mut self.st);
+                    self.answer(c);
                 }
             }
         }
     }
 
+    /// Answers a call; if it changed the ports, brings the poll threads in
+    /// step first, and holds an `add-port` or `del-port` answer until they
+    /// have the port open, or have given it back.
+    fn answer(&mut self, c: handle::Call) {
+        let resp = handle::handle(c.req, &mut self.st);
+        if self.st.registry.generation() != self.synced {
+            self.synced = self.st.registry.generation();
+            let done = self.attacher.sync(&self.st.registry.interfaces());
+            self.st.port_modes = self.attacher.modes();
+            // `show` and `dump-ports` drop a deleted port and list an added
+            // one now, not at the next report.
+            for r in self.reports.values_mut() {
+                r.ports
+                    .retain(|p| !done.forgotten.iter().any(|f| f.0 == p.no));
+            }
+            self.up_on
+                .retain(|no, _| self.st.bridge.ports.contains(*no));
+            fill_status(&mut self.st, &self.reports, &mut self.macs);
+            let events: Vec<Event> = done
+                .attached
+                .iter()
+                .map(|&(n, t)| Event::Up(n, t))
+                .chain(done.forgotten.iter().map(|&(n, t)| Event::Released(n, t)))
+                .collect();
+            if !events.is_empty() {
+                self.waiting.push(Waiting {
+                    reply: c.reply,
+                    resp,
+                    events,
+                    deadline: Instant::now() + PORT_WAIT,
+                });
+                return;
+            }
+        }
+        let _ = c.reply.send(resp);
+    }
+
+    /// A poll thread did something an answer may wait for.
+    fn event(&mut self, e: Event) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        for w in &mut self.waiting {
+            w.events.retain(|x| *x != e);
+        }
+        self.flush_waiting(false);
+    }
+
+    /// Sends the answers that wait for nothing more (or, with `timeout`,
+    /// whose time is up).
+    fn flush_waiting(&mut self, timeout: bool) {
+        let now = Instant::now();
+        let (ready, keep): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.events.is_empty() || (timeout && now >= w.deadline));
+        self.waiting = keep;
+        for w in ready {
+            let _ = w.reply.send(w.resp);
+        }
+    }
+
     fn end_turn(&mut self, now_ms: u64) {
+        if !self.waiting.is_empty() {
+            self.flush_waiting(true);
+        }
+        if self.last_tick.elapsed() >= Duration::from_secs(1) {
+            self.last_tick = Instant::now();
+            self.attacher.tick();
+            self.st.port_modes = self.attacher.modes();
+        }
         if !self.dumps.is_empty() {
             let seq = self.dump.load(Ordering::Relaxed);
             let all = self.dump_lines.len() >= self.threads
-                && self.dump_lines.values().all(|(s, _)| *s == seq);
+                && self.dump_lines.values().all(|(s, _, _)| *s == seq);
             // A thread that cannot answer within 2 s (it is gone) does not
             // hold the others' answer back.
             if all || self.dump_asked_at.elapsed() > Duration::from_secs(2) {
-                self.st.megaflows = self
-                    .dump_lines
-                    .values()
-                    .filter(|(s, _)| *s == seq)
-                    .flat_map(|(_, l)| l.iter().cloned())
-                    .collect();
+                let answered = || self.dump_lines.values().filter(|(s, _, _)| *s == seq);
+                self.st.megaflows = answered().flat_map(|(_, l, _)| l.iter().cloned()).collect();
+                self.st.cache_check = cache_check_text(
+                    answered().map(|(_, _, c)| c),
+                    answered().count(),
+                    self.threads,
+                );
                 for c in self.dumps.drain(..) {
                     handle::answer(c, &mut self.st);
                 }
@@ -383,6 +511,31 @@ fn start_capture(
     }
 }
 
+/// `revalidate --check`'s answer: totals over the threads that answered,
+/// then one line per cache entry the current rules would not produce.
+fn cache_check_text<'a>(
+    checks: impl Iterator<Item = &'a pmd::CheckReport>,
+    answered: usize,
+    threads: usize,
+) -> String {
+    let (mut mf, mut live, mut dead, mut bad) = (0, 0, 0, Vec::new());
+    for c in checks {
+        mf += c.megaflows;
+        live += c.emc_live;
+        dead += c.emc_dead;
+        bad.extend(c.bad.iter().cloned());
+    }
+    let mut s = format!(
+        "megaflows checked: {mf}, emc entries checked: {live} (dead: {dead}), mismatches: {}, threads: {answered} of {threads}\n",
+        bad.len()
+    );
+    for l in bad {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
 /// Refreshes what `show`, `dump-ports`, `pmd-stats` and the metrics read
 /// from the poll threads' latest reports.
 fn fill_status(
@@ -398,6 +551,8 @@ fn fill_status(
             stats: r.stats,
             busy_ns: r.busy_ns,
             total_ns: r.total_ns,
+            umem_frames: r.umem_frames,
+            umem_free: r.umem_free,
         })
         .collect();
     let mut ports: BTreeMap<u32, state::PortStatus> = BTreeMap::new();
@@ -428,6 +583,18 @@ fn fill_status(
         }
     }
     for (no, info) in st.bridge.ports.iter().map(|i| (i.no, i)) {
+        if info.tunnel.is_none() && !ports.contains_key(&no) {
+            // No thread has held it yet: its interface is awaited.
+            ports.insert(
+                no,
+                state::PortStatus {
+                    no,
+                    name: info.name.clone(),
+                    mode: "down".into(),
+                    ..Default::default()
+                },
+            );
+        }
         if let Some(t) = &info.tunnel {
             ports.insert(
                 no,

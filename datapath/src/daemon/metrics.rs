@@ -82,7 +82,7 @@ pub fn render(st: &ControlState) -> String {
 
     let port = |p: &super::state::PortStatus| Some(("port", p.name.clone()));
     type PortField = fn(&crate::stats::PortStats) -> u64;
-    let port_counters: [(&str, &str, PortField); 6] = [
+    let port_counters: [(&str, &str, PortField); 9] = [
         ("rx_packets", "Packets received.", |s| s.rx_packets),
         ("rx_bytes", "Bytes received.", |s| s.rx_bytes),
         ("tx_packets", "Packets transmitted.", |s| s.tx_packets),
@@ -93,6 +93,21 @@ pub fn render(st: &ControlState) -> String {
         ("tx_dropped", "Packets dropped on transmit.", |s| {
             s.tx_dropped
         }),
+        (
+            "pipeline_sent",
+            "Frames sent anywhere while handling the packets received on the port.",
+            |s| s.pipeline_sent,
+        ),
+        (
+            "pipeline_dropped",
+            "Named drops while handling the packets received on the port.",
+            |s| s.pipeline_dropped,
+        ),
+        (
+            "pipeline_made",
+            "Frames made while handling them (copies, reject and ICMP answers): rx + made = sent + dropped.",
+            |s| s.pipeline_made,
+        ),
     ];
     for (what, help, get) in port_counters {
         family(
@@ -226,6 +241,20 @@ pub fn render(st: &ControlState) -> String {
         "counter",
         "Seconds the poll thread has been polling.",
         st.pmds.iter().map(|p| (pmd(p), p.total_ns as f64 / 1e9)),
+    );
+    family(
+        &mut o,
+        "oxvs_pmd_umem_frames",
+        "gauge",
+        "Frames in the poll thread's UMEM.",
+        st.pmds.iter().map(|p| (pmd(p), p.umem_frames)),
+    );
+    family(
+        &mut o,
+        "oxvs_pmd_umem_free_frames",
+        "gauge",
+        "UMEM frames free in the pool: not in a ring, not being processed.",
+        st.pmds.iter().map(|p| (pmd(p), p.umem_free)),
     );
     family(
         &mut o,

@@ -7,26 +7,27 @@
 //! changes, statistics and port checks still happen. An idle switch thus costs
 //! a few wake-ups a second instead of a core.
 //!
-//! Ports are checked once a second: an interface that disappeared (or came
-//! back with another index) is closed and counted down; the thread keeps
-//! forwarding on the others and reopens the port when the interface returns.
+//! The thread opens no port itself: the control thread opens each queue for
+//! it and hands it over through the thread's [`Inbox`] (`daemon::attach`);
+//! the thread activates it between two batches and polls it from then on.
+//! A port detached (deleted, or its interface gone) is drained and given
+//! back to the control thread to close, so no socket teardown ever runs
+//! on the packet path.
 
-use super::config::PortConfig;
+use super::inbox::{Inbox, Released, ToPmd};
+use super::portset::PortSet;
 use super::publish::Published;
-use crate::buf::{Batch, FramePool, PacketDesc};
-use crate::pipeline::{Pmd, PmdConfig, TxPorts};
-use crate::port::NetPort;
+use crate::buf::{Batch, FramePool};
+use crate::pipeline::{Pmd, PmdConfig};
 use crate::stats::PmdStats;
 use flowtable::mac::Learn;
-use flowtable::{Bridge, DropReason, PortNo};
+use flowtable::{Bridge, PortNo};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Opens queue `q` of a port on thread `q`'s pool.
-pub type Opener =
-    Arc<dyn Fn(&PortConfig, u32, &mut FramePool) -> Result<Box<dyn NetPort>, String> + Send + Sync>;
+pub use super::attach::Opener;
 
 /// What a poll thread tells the control thread.
 #[derive(Debug)]
@@ -50,7 +51,8 @@ pub enum ToControl {
     Exited(PmdReport),
     /// Remote VTEPs that packets wanted and that have no route yet.
     Resolve(Vec<std::net::IpAddr>),
-    /// The thread's megaflows, formatted, answering dump request `seq`.
+    /// The thread's megaflows, formatted, answering dump request `seq`,
+    /// and the audit of its caches against the current rules.
     Megaflows {
         /// The thread.
         thread: usize,
@@ -58,6 +60,8 @@ pub enum ToControl {
         seq: u64,
         /// One line per megaflow.
         lines: Vec<String>,
+        /// `revalidate --check`'s answer for this thread.
+        check: CheckReport,
     },
     /// A control-socket or metrics request for the control thread.
     Call(super::handle::Call),
@@ -65,6 +69,17 @@ pub enum ToControl {
     Captured(Vec<Captured>),
     /// Policy log records (`log(name=...)`), to be written as lines.
     PolicyLog(Vec<crate::policy_log::LogRecord>),
+    /// A port the thread gave back, to be closed by the control thread.
+    Released {
+        /// The thread.
+        thread: usize,
+        /// The port.
+        no: PortNo,
+        /// The port itself (dropping it closes it).
+        port: Released,
+        /// It could not be activated (else it was detached).
+        failed: bool,
+    },
 }
 
 impl From<super::handle::Call> for ToControl {
@@ -86,6 +101,11 @@ pub struct PmdReport {
     pub busy_ns: u64,
     /// Time since the thread started.
     pub total_ns: u64,
+    /// Frames in its pool (the UMEM).
+    pub umem_frames: usize,
+    /// Of those, frames free in the pool: neither lent to the kernel (fill
+    /// and transmit rings) nor held by the thread.
+    pub umem_free: usize,
     /// Its ports.
     pub ports: Vec<PortReport>,
 }
@@ -109,27 +129,6 @@ pub struct PortReport {
     pub stats: crate::stats::PortStats,
 }
 
-struct Slot {
-    cfg: PortConfig,
-    /// Counters of sockets closed earlier (the port went down and came
-    /// back), so the port's totals survive a reopen.
-    past: crate::stats::PortStats,
-    ifindex: Option<u32>,
-    port: Option<Box<dyn NetPort>>,
-    /// The last failure was logged; stay quiet until the state changes.
-    quiet: bool,
-}
-
-/// The ports of one thread, indexed by port number for transmission.
-struct Ports {
-    slots: Vec<Slot>,
-    by_no: Vec<Option<usize>>,
-    /// The port being captured (0: none), read once per loop.
-    tap: PortNo,
-    /// Packets copied for the capture since the last hand-off.
-    captured: Vec<Captured>,
-}
-
 /// What `capture` is watching: set by the control thread, read by the poll
 /// threads once per loop (one relaxed load while nobody captures).
 #[derive(Default)]
@@ -138,53 +137,7 @@ pub struct Tap {
     pub port: std::sync::atomic::AtomicU32,
 }
 
-/// A packet copied for `capture`.
-#[derive(Debug, Clone)]
-pub struct Captured {
-    /// When.
-    pub at: std::time::SystemTime,
-    /// Received on the port (else sent to it).
-    pub rx: bool,
-    /// The frame.
-    pub bytes: Vec<u8>,
-}
-
-impl Ports {
-    /// Copies a packet for the capture. This allocates, and only runs while
-    /// someone captures this port.
-    #[cold]
-    fn copy(&mut self, rx: bool, bytes: &[u8]) {
-        self.captured.push(Captured {
-            at: std::time::SystemTime::now(),
-            rx,
-            bytes: bytes.to_vec(),
-        });
-    }
-}
-
-impl TxPorts for Ports {
-    #[inline]
-    fn send(
-        &mut self,
-        port: PortNo,
-        pkt: PacketDesc,
-        pool: &mut FramePool,
-    ) -> Result<(), DropReason> {
-        let idx = self
-            .by_no
-            .get(port as usize)
-            .copied()
-            .flatten()
-            .ok_or(DropReason::PortDown)?;
-        if port == self.tap {
-            self.copy(false, pool.data(&pkt));
-        }
-        match self.slots[idx].port.as_mut() {
-            Some(p) => p.send(pool, pkt),
-            None => Err(DropReason::PortDown),
-        }
-    }
-}
+pub use super::portset::Captured;
 
 /// How long the thread keeps spinning after the last packet before it
 /// sleeps: long enough to catch the reply to what it just forwarded (a ping
@@ -198,12 +151,13 @@ const MEGAFLOW_IDLE_MS: u64 = 10_000;
 
 /// Everything a poll thread needs to start.
 pub struct PmdThread {
-    /// Thread number; the thread opens this queue of every port.
+    /// Thread number; the thread owns this queue of every port.
     pub id: usize,
-    /// Ports to own.
-    pub ports: Vec<PortConfig>,
-    /// Frames in the pool.
-    pub frames: usize,
+    /// Its frames: the UMEM of its AF_XDP sockets (made by the control
+    /// thread, which opens the sockets on it).
+    pub pool: FramePool,
+    /// Ports handed over and taken back by the control thread.
+    pub inbox: Arc<Inbox>,
     /// Cache tunables.
     pub cfg: PmdConfig,
     /// Policy log lines per second and dedupe window in milliseconds.
@@ -216,8 +170,6 @@ pub struct PmdThread {
     pub to_control: Sender<ToControl>,
     /// Set to stop.
     pub shutdown: Arc<AtomicBool>,
-    /// How ports are opened.
-    pub open: Opener,
     /// The daemon's clock: rule counters credited here are read by the
     /// control thread against the same start.
     pub epoch: Instant,
@@ -231,49 +183,19 @@ pub struct PmdThread {
 
 impl PmdThread {
     /// Runs until `shutdown` is set.
-    pub fn run(self) {
+    pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                 tracing::warn!(core, thread = self.id, "could not pin the poll thread");
             }
         }
-        // The pool is the AF_XDP UMEM of every port of this thread; AF_PACKET
-        // ports use it as plain memory.
-        let mut pool = FramePool::new_umem(self.frames).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "no UMEM; AF_XDP ports will not open");
-            FramePool::new(self.frames)
-        });
+        let mut pool = std::mem::replace(&mut self.pool, FramePool::new(0));
         let mut pmd = Pmd::new(self.cfg);
         pmd.ct = self.ct.clone();
         pmd.policy_log = crate::policy_log::PolicyLog::new(self.policy_log.0, self.policy_log.1);
         let mut seen = 0u64;
         let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
-        let mut ports = Ports {
-            slots: Vec::new(),
-            by_no: Vec::new(),
-            tap: 0,
-            captured: Vec::new(),
-        };
-        // Tunnel ports have no interface: their packets leave and arrive
-        // through the uplinks.
-        let real = self
-            .ports
-            .iter()
-            .filter(|p| p.kind != super::config::PortKind::Geneve);
-        for cfg in real.cloned() {
-            let no = cfg.no as usize;
-            if ports.by_no.len() <= no {
-                ports.by_no.resize(no + 1, None);
-            }
-            ports.by_no[no] = Some(ports.slots.len());
-            ports.slots.push(Slot {
-                cfg,
-                past: Default::default(),
-                ifindex: None,
-                port: None,
-                quiet: false,
-            });
-        }
+        let mut ports = PortSet::new();
         let start = self.epoch;
         let mut dump_seen = self.dump.load(Ordering::Relaxed);
         let mut last_check = 0u64;
@@ -282,13 +204,8 @@ impl PmdThread {
         let mut unresolved = Vec::new();
         let mut batch = Batch::default();
         let mut last_packet = std::time::Duration::ZERO;
-        let mut fds = Vec::with_capacity(ports.slots.len());
-        let ctx = Ctx {
-            id: self.id,
-            open: &self.open,
-            tx: &self.to_control,
-        };
-        check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
+        let mut fds = Vec::new();
+        let mut inbox = Vec::new();
         // Busy time: iterations that moved packets, measured from the clock
         // reads the loop makes anyway.
         let mut busy_ns = 0u64;
@@ -303,44 +220,36 @@ impl PmdThread {
             if let Some(b) = self.published.changed_since(&mut seen) {
                 bridge = b;
             }
+            if self.inbox.pending() {
+                self.inbox.take(&mut inbox);
+                for m in inbox.drain(..) {
+                    take_message(
+                        &mut ports,
+                        &mut pool,
+                        m,
+                        self.id,
+                        &self.to_control,
+                        &mut pmd.stats,
+                    );
+                }
+            }
             let want = self.dump.load(Ordering::Relaxed);
             if want != dump_seen {
                 dump_seen = want;
                 let lines = dump_megaflows(self.id, &pmd, &bridge, now_ms);
+                // Audit the caches as the next batch would use them:
+                // brought in line with the current rules first.
+                pmd.sync(&bridge);
+                let check = check_caches(self.id, &pmd, &bridge);
                 let _ = self.to_control.send(ToControl::Megaflows {
                     thread: self.id,
                     seq: want,
                     lines,
+                    check,
                 });
             }
             ports.tap = self.tap.port.load(Ordering::Relaxed);
-            let mut got = 0;
-            for i in 0..ports.slots.len() {
-                let no = ports.slots[i].cfg.no;
-                let Some(p) = ports.slots[i].port.as_mut() else {
-                    continue;
-                };
-                p.rx_burst(&mut pool, &mut batch);
-                if batch.len == 0 {
-                    continue;
-                }
-                got += batch.len;
-                if no == ports.tap {
-                    for d in batch.as_slice() {
-                        ports.copy(true, pool.data(d));
-                    }
-                }
-                if ports.slots[i].cfg.uplink {
-                    pmd.process_uplink(&bridge, &mut pool, &mut ports, &batch, now_ms);
-                } else {
-                    pmd.process(&bridge, &mut pool, &mut ports, no, &batch, now_ms);
-                }
-            }
-            for s in ports.slots.iter_mut() {
-                if let Some(p) = s.port.as_mut() {
-                    p.flush(&mut pool);
-                }
-            }
+            let got = ports.poll(&mut pmd, &bridge, &mut pool, &mut batch, now_ms);
             if !ports.captured.is_empty() {
                 let c = std::mem::take(&mut ports.captured);
                 let _ = self.to_control.send(ToControl::Captured(c));
@@ -376,8 +285,10 @@ impl PmdThread {
                 if !refresh.is_empty() {
                     let _ = self.to_control.send(ToControl::Learned(refresh));
                 }
-                check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
-                let r = report(&self, &ports, &pmd.stats, busy_ns, now);
+                // Frames of ports closed by the control thread, for a thread
+                // that has no AF_XDP port left to reclaim them in `flush`.
+                pool.reclaim();
+                let r = report(&self, &ports, &pool, &pmd.stats, busy_ns, now);
                 let _ = self.to_control.send(ToControl::Report(r));
             }
             if got > 0 {
@@ -387,6 +298,7 @@ impl PmdThread {
             }
             if now.saturating_sub(last_packet) >= SPIN_AFTER_TRAFFIC {
                 fds.clear();
+                fds.extend(self.inbox.poll_fd());
                 fds.extend(
                     ports
                         .slots
@@ -398,10 +310,57 @@ impl PmdThread {
                 } else if let Err(e) = crate::sys::poll_readable(&fds, SLEEP_MS) {
                     tracing::warn!(error = %e, "poll failed");
                 }
+                ports.sweep_next();
             }
         }
-        let r = report(&self, &ports, &pmd.stats, busy_ns, start.elapsed());
+        let r = report(&self, &ports, &pool, &pmd.stats, busy_ns, start.elapsed());
         let _ = self.to_control.send(ToControl::Exited(r));
+    }
+}
+
+/// One poll thread's audit of its caches (`revalidate --check`).
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    /// Megaflows translated again.
+    pub megaflows: usize,
+    /// EMC entries naming a live megaflow.
+    pub emc_live: usize,
+    /// EMC entries naming a deleted one.
+    pub emc_dead: usize,
+    /// One line per entry the current rules would not produce.
+    pub bad: Vec<String>,
+}
+
+/// Re-translates every megaflow of the thread against `br` and checks its
+/// EMC (see [`flowtable::cache_check`]).
+fn check_caches(id: usize, pmd: &Pmd, br: &Bridge) -> CheckReport {
+    let c = flowtable::cache_check::check(&pmd.emc, &pmd.megaflows, |k| {
+        flowtable::translate(br, k, None)
+    });
+    let bad = c
+        .bad
+        .iter()
+        .map(|(why, key)| {
+            let m = flowtable::Match {
+                key: *key,
+                mask: pmd
+                    .megaflows
+                    .iter()
+                    .find(|mf| mf.key.same(key))
+                    .map_or_else(flowtable::FlowMask::exact, |mf| mf.mask),
+                conj_id: None,
+            };
+            format!(
+                "pmd{id}: {why:?}: {}",
+                ctl::ofp::format_match(&m, &br.ports)
+            )
+        })
+        .collect();
+    CheckReport {
+        megaflows: c.megaflows,
+        emc_live: c.emc_live,
+        emc_dead: c.emc_dead,
+        bad,
     }
 }
 
@@ -429,7 +388,8 @@ fn dump_megaflows(id: usize, pmd: &Pmd, br: &Bridge, now_ms: u64) -> Vec<String>
 
 fn report(
     t: &PmdThread,
-    ports: &Ports,
+    ports: &PortSet,
+    pool: &FramePool,
     stats: &PmdStats,
     busy_ns: u64,
     now: std::time::Duration,
@@ -440,6 +400,8 @@ fn report(
         stats: *stats,
         busy_ns,
         total_ns: now.as_nanos() as u64,
+        umem_frames: pool.n_frames(),
+        umem_free: pool.n_free(),
         ports: ports
             .slots
             .iter()
@@ -448,6 +410,7 @@ fn report(
                 if let Some(p) = &s.port {
                     st.add(&p.stats());
                 }
+                st.add(&s.fate);
                 PortReport {
                     no: s.cfg.no,
                     name: s.cfg.name.clone(),
@@ -461,61 +424,75 @@ fn report(
     }
 }
 
-/// What `check_ports` needs from its thread.
-struct Ctx<'a> {
+/// Handles one message of the control thread: a port to poll, or one to
+/// give back.
+fn take_message(
+    ports: &mut PortSet,
+    pool: &mut FramePool,
+    m: ToPmd,
     id: usize,
-    open: &'a Opener,
-    tx: &'a Sender<ToControl>,
-}
-
-/// Opens ports whose interface exists and is not open; closes ports whose
-/// interface vanished or changed index.
-fn check_ports(ports: &mut Ports, pool: &mut FramePool, ctx: &Ctx<'_>, stats: &mut PmdStats) {
-    for s in ports.slots.iter_mut() {
-        let now = crate::sys::if_index(&s.cfg.name);
-        if s.port.is_some() && now != s.ifindex {
-            tracing::warn!(port = %s.cfg.name, thread = ctx.id, "interface gone; port down");
-            stats.port_down += 1;
-            if let Some(p) = s.port.take() {
-                s.past.add(&p.stats());
+    tx: &Sender<ToControl>,
+    stats: &mut PmdStats,
+) {
+    match m {
+        ToPmd::Attach { cfg, mut port } => {
+            let no = cfg.no;
+            if let Err(e) = port.activate(pool) {
+                tracing::warn!(port = %cfg.name, thread = id, error = %e, "cannot open port; will retry");
+                let _ = tx.send(ToControl::Released {
+                    thread: id,
+                    no,
+                    port: Released(port),
+                    failed: true,
+                });
+                return;
             }
-            let _ = ctx.tx.send(ToControl::PortState {
-                thread: ctx.id,
-                no: s.cfg.no,
-                up: false,
-            });
-        }
-        if s.port.is_some() {
-            continue;
-        }
-        let Some(idx) = now else {
-            if !s.quiet {
-                tracing::warn!(port = %s.cfg.name, "no such interface; waiting for it");
-                s.quiet = true;
-            }
-            continue;
-        };
-        match (ctx.open)(&s.cfg, ctx.id as u32, pool) {
-            Ok(p) => {
-                tracing::info!(
-                    port = %s.cfg.name, no = s.cfg.no, thread = ctx.id, mode = %p.mode(), "port up"
-                );
-                s.port = Some(p);
-                s.ifindex = Some(idx);
-                s.quiet = false;
-                let _ = ctx.tx.send(ToControl::PortState {
-                    thread: ctx.id,
-                    no: s.cfg.no,
-                    up: true,
+            tracing::info!(port = %cfg.name, no, thread = id, mode = %port.mode(), "port up");
+            if let Some(old) = ports.attach(cfg, port) {
+                // Never expected: the control thread detaches before it
+                // attaches again. Give the old one back rather than leak it.
+                if let Some(i) = ports.slot_of(no) {
+                    ports.slots[i].past.add(&old.stats());
+                }
+                let _ = tx.send(ToControl::Released {
+                    thread: id,
+                    no,
+                    port: Released(old),
+                    failed: false,
                 });
             }
-            Err(e) => {
-                if !s.quiet {
-                    tracing::warn!(
-                        port = %s.cfg.name, thread = ctx.id, error = %e, "cannot open port; will retry"
-                    );
-                    s.quiet = true;
+            let _ = tx.send(ToControl::PortState {
+                thread: id,
+                no,
+                up: true,
+            });
+        }
+        ToPmd::Detach { no, forget } => {
+            let Some(idx) = ports.slot_of(no) else {
+                return;
+            };
+            let open = if forget {
+                ports.remove(no)
+            } else {
+                ports.slots[idx].port.take()
+            };
+            if let Some(mut p) = open {
+                p.deactivate(pool);
+                if !forget {
+                    ports.slots[idx].past.add(&p.stats());
+                    stats.port_down += 1;
                 }
+                let _ = tx.send(ToControl::Released {
+                    thread: id,
+                    no,
+                    port: Released(p),
+                    failed: false,
+                });
+                let _ = tx.send(ToControl::PortState {
+                    thread: id,
+                    no,
+                    up: false,
+                });
             }
         }
     }

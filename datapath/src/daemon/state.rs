@@ -50,6 +50,10 @@ pub struct PmdStatus {
     pub busy_ns: u64,
     /// Nanoseconds it has been polling.
     pub total_ns: u64,
+    /// Frames in its UMEM.
+    pub umem_frames: usize,
+    /// Of those, free in the pool (not in a ring, not being processed).
+    pub umem_free: usize,
 }
 
 impl PmdStatus {
@@ -88,12 +92,19 @@ pub struct ControlState {
     pub pmds: Vec<PmdStatus>,
     /// Installed megaflows, one formatted line each.
     pub megaflows: Vec<String>,
+    /// The last `revalidate --check` answer.
+    pub cache_check: String,
     /// Where accepted changes are persisted, if anywhere.
     pub persist: Option<StateFile>,
     /// Live conntrack connections, refreshed by the control thread.
     pub conntrack_len: usize,
     /// The switch's connection table, for dumps.
     pub conntrack: Option<std::sync::Arc<flowtable::conntrack::ConnTrack>>,
+    /// The ports the switch should have: configured and added at run time.
+    pub registry: super::ports::PortRegistry,
+    /// How each port a poll thread holds is attached, as the control
+    /// thread opened it (known before the next report).
+    pub port_modes: std::collections::BTreeMap<u32, String>,
 }
 
 impl ControlState {
@@ -106,9 +117,12 @@ impl ControlState {
             ports: Vec::new(),
             pmds: Vec::new(),
             megaflows: Vec::new(),
+            cache_check: String::new(),
             persist: None,
             conntrack_len: 0,
             conntrack: None,
+            registry: Default::default(),
+            port_modes: Default::default(),
         }
     }
 
@@ -212,8 +226,9 @@ impl ControlState {
             let t = &p.stats;
             let _ = writeln!(
                 s,
-                "  port {:>2}({}): rx pkts={}, bytes={}, drop={}, errs=?\n           tx pkts={}, bytes={}, drop={}, errs=?",
-                p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped
+                "  port {:>2}({}): rx pkts={}, bytes={}, drop={}, errs=?\n           tx pkts={}, bytes={}, drop={}, errs=?\n           pipeline sent={}, dropped={}, made={}",
+                p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped,
+                t.pipeline_sent, t.pipeline_dropped, t.pipeline_made
             );
         }
         Ok(s)
@@ -314,6 +329,11 @@ impl ControlState {
                 p.total_ns
             );
             let _ = writeln!(s, "  avg ns per packet: {:.1}", p.ns_per_packet());
+            let _ = writeln!(
+                s,
+                "  umem frames: {} free of {}",
+                p.umem_free, p.umem_frames
+            );
         }
         let _ = writeln!(s, "conntrack connections: {}", self.conntrack_len);
         s

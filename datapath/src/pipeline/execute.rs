@@ -191,6 +191,8 @@ pub(super) fn execute(
                 _ => DropReason::NoOutput,
             };
             stats.drop(reason);
+        } else {
+            stats.released += 1;
         }
         pool.free(*pkt);
     }
@@ -214,6 +216,7 @@ fn reject(
     let Some(mut reply) = crate::reject::reply(pool, pkt, lay.l3 as usize, how) else {
         return;
     };
+    stats.answers_made += 1;
     let port = if cx.br.ports.tunnel(cx.in_port).is_some() {
         let src4 = cx.key.get(Field::TunSrc) as u32;
         let dst = if src4 != 0 {
@@ -370,6 +373,7 @@ fn too_big(
 ) {
     if let Some(reply) = crate::tunnel::icmp_too_big(pool, pkt, mtu) {
         stats.tunnel_mtu_replies += 1;
+        stats.answers_made += 1;
         if let Err(reason) = tx.send(in_port, reply, pool) {
             stats.drop(reason);
             pool.free(reply);

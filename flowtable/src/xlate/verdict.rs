@@ -30,11 +30,26 @@ pub(super) fn set_log_verdicts(out: &mut [DpAction], rejected: bool) {
 
 /// Trims the actions of a megaflow that outputs nowhere: rewrites are
 /// pointless then, except before a `reject`, whose answer is built from
-/// the rewritten packet.
+/// the rewritten packet, and before a committing `ct`.
 pub(super) fn retain_without_output(out: &mut Vec<DpAction>) {
     match out.iter().rposition(|a| matches!(a, DpAction::Reject(_))) {
         Some(r) => out.truncate(r + 1),
-        None => out.retain(|a| a.is_output() || a.acts_without_output()),
+        None => {
+            // A committing `ct` makes a connection even when the packet is
+            // then dropped (OVN commits connections it blocks, to mark
+            // them): it stays, with the rewrites written out before it,
+            // since conntrack reads the packet as rewritten.
+            let commit = out
+                .iter()
+                .rposition(|a| matches!(a, DpAction::Ct(s) if s.commit));
+            let mut i = 0;
+            out.retain(|a| {
+                let keep =
+                    commit.is_some_and(|c| i <= c) || a.is_output() || a.acts_without_output();
+                i += 1;
+                keep
+            });
+        }
     }
 }
 
