@@ -174,10 +174,15 @@ fn steps<'a>(
     })?;
     txn.undo.push(Undo::DeleteVeth(host_name.to_string()));
 
+    host.set_up(host_name)
+        .map_err(|e| kernel("bring the host veth up", e))?;
     inside.set_up("lo").map_err(|e| kernel("bring lo up", e))?;
     let ioctl = sys::ioctl_socket_in(Some(ns)).map_err(|e| kernel("socket in the container", e))?;
     sys::set_tx_checksum(&ioctl, &env.ifname, false)
         .map_err(|e| kernel("turn transmit checksum offload off", e))?;
+    inside
+        .set_up(&env.ifname)
+        .map_err(|e| kernel("bring the container interface up", e))?;
     let link = inside
         .link(&env.ifname)
         .map_err(|e| kernel("look up the container interface", e))?

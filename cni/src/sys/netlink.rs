@@ -101,14 +101,16 @@ impl Netlink {
         })
     }
 
-    /// Creates the pair, both ends up. Fails with `EEXIST` if either name
-    /// is taken (in its namespace).
+    /// Creates the pair, both ends down: a veth cannot be opened before its
+    /// peer is linked to it, which happens only after both are registered
+    /// (asking for `IFF_UP` here fails with `ENOTCONN`). Fails with `EEXIST`
+    /// if either name is taken (in its namespace).
     pub fn create_veth(&mut self, v: &VethSpec) -> io::Result<()> {
         let mut m = Msg::new(
             RTM_NEWLINK,
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
         );
-        m.ifinfomsg(0, IFF_UP, IFF_UP);
+        m.ifinfomsg(0, 0, 0);
         m.attr(IFLA_IFNAME, &cstr(v.host));
         m.attr(IFLA_ADDRESS, &v.host_mac);
         m.attr(IFLA_MTU, &v.mtu.to_ne_bytes());
@@ -116,7 +118,7 @@ impl Netlink {
         m.attr(IFLA_INFO_KIND, b"veth");
         let data = m.nest(IFLA_INFO_DATA);
         let peer = m.nest(VETH_INFO_PEER);
-        m.ifinfomsg(0, IFF_UP, IFF_UP);
+        m.ifinfomsg(0, 0, 0);
         m.attr(IFLA_IFNAME, &cstr(v.peer));
         m.attr(IFLA_ADDRESS, &v.peer_mac);
         m.attr(IFLA_MTU, &v.mtu.to_ne_bytes());
