@@ -147,7 +147,8 @@ fn refused_invocations_create_nothing() {
     let good = sb.conf("proto", "1.0.0", &sock, "10.244.7.0/24");
     let before = (Sandbox::links(&node), Sandbox::links(&c1));
     let add = vars("ADD", "c1", &netns, "eth0");
-    let mut cases: Vec<(Vec<(&str, &str)>, String, u64)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, u64);
+    let mut cases: Vec<Case> = vec![
         (add.clone(), "{".into(), 6),
         (add.clone(), good.replace("1.0.0", "0.4.0"), 1),
         (add.clone(), good.replace("\"proto\"", "\"\""), 7),

@@ -8,6 +8,7 @@
 
 pub mod fake_switch;
 
+#[allow(unused_imports)] // Not every test binary uses it.
 pub use fake_switch::FakeSwitch;
 
 use std::path::{Path, PathBuf};
