@@ -221,6 +221,12 @@ pub struct PortInfo {
     pub configured: bool,
     /// External ids (`iface-id`, `attached-mac`, `container-id`, ...).
     pub external_ids: BTreeMap<String, String>,
+    /// The MTU `add-port mtu=M` set, if any.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// `up` while a poll thread has it open, else `down`.
+    #[serde(default)]
+    pub state: String,
 }
 
 /// The daemon's answer.

@@ -309,6 +309,52 @@ impl Bridge {
         self.bump(Touched::All);
     }
 
+    /// Deletes port `no`. Rules that name it stay (output to it becomes a
+    /// `drop_port_down` in the datapath) and its number stays held while
+    /// they do ([`PortTable::hold`]); what `normal` learned on it goes.
+    /// False if there was no such port.
+    pub fn remove_port(&mut self, no: PortNo) -> bool {
+        if !self.ports.hold(no) {
+            return false;
+        }
+        self.macs.flush_port(no);
+        self.bump(Touched::All);
+        true
+    }
+
+    /// Whether a rule or group names port `no`: `in_port`, `output`,
+    /// `resubmit`'s port, a bucket's `watch_port`. A port number is never
+    /// given to a new port while this holds for it.
+    pub fn names_port(&self, no: PortNo) -> bool {
+        let in_actions = |actions: &[Action]| {
+            actions.iter().any(|a| match *a {
+                Action::Output(p) => p == no,
+                Action::Resubmit { in_port, .. } => in_port == Some(no),
+                _ => false,
+            })
+        };
+        let in_rules = self.cls.rules().any(|r| {
+            let (v, m) = r.m.get(Field::InPort);
+            (m != 0 && v == no as u128) || in_actions(&r.actions)
+        });
+        in_rules
+            || self.groups.iter().any(|g| {
+                g.spec
+                    .buckets
+                    .iter()
+                    .any(|b| b.watch_port == Some(no) || in_actions(&b.actions))
+            })
+    }
+
+    /// Frees the held numbers no rule or group names any more; returns them.
+    pub fn release_unnamed_ports(&mut self) -> Vec<PortNo> {
+        let free: Vec<PortNo> = self.ports.held().filter(|&n| !self.names_port(n)).collect();
+        for &n in &free {
+            self.ports.release(n);
+        }
+        free
+    }
+
     /// Marks a port up or down.
     pub fn set_port_up(&mut self, no: PortNo, up: bool) {
         self.ports.set_up(no, up);

@@ -60,9 +60,16 @@ pub struct PortInfo {
 }
 
 /// The bridge's ports by number.
+///
+/// A port deleted while rules still name it leaves its number *held*: the
+/// number is no port any more (flooding skips it, output to it is a
+/// `drop_port_down`), but rules naming it stay valid, are still accepted
+/// and restore from a state file, and the number is not given to another
+/// port until they are gone.
 #[derive(Clone, Debug, Default)]
 pub struct PortTable {
     ports: BTreeMap<PortNo, PortInfo>,
+    held: std::collections::BTreeSet<PortNo>,
 }
 
 impl PortTable {
@@ -72,6 +79,7 @@ impl PortTable {
     }
 
     fn insert(&mut self, no: PortNo, name: &str, tunnel: Option<crate::tunnel::Tunnel>) {
+        self.held.remove(&no);
         self.ports.insert(
             no,
             PortInfo {
@@ -108,6 +116,40 @@ impl PortTable {
     /// Whether port `no` exists.
     pub fn contains(&self, no: PortNo) -> bool {
         self.ports.contains_key(&no)
+    }
+
+    /// Whether rules may name `no`: a port, or the held number of a
+    /// deleted one.
+    pub fn known(&self, no: PortNo) -> bool {
+        self.contains(no) || self.held.contains(&no)
+    }
+
+    /// Removes port `no`, keeping its number held (see [`PortTable`]).
+    /// False if there was no such port.
+    pub fn hold(&mut self, no: PortNo) -> bool {
+        if self.ports.remove(&no).is_none() {
+            return false;
+        }
+        self.held.insert(no);
+        true
+    }
+
+    /// Holds `no` without a port (a state file restoring a deleted port's
+    /// number).
+    pub fn hold_number(&mut self, no: PortNo) {
+        if !self.ports.contains_key(&no) {
+            self.held.insert(no);
+        }
+    }
+
+    /// Frees a held number.
+    pub fn release(&mut self, no: PortNo) {
+        self.held.remove(&no);
+    }
+
+    /// The held numbers, in order.
+    pub fn held(&self) -> impl Iterator<Item = PortNo> + '_ {
+        self.held.iter().copied()
     }
 
     /// Looks a port up by name.

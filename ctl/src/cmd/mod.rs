@@ -44,6 +44,13 @@ Switch:
                                      (default 10 packets, 10 s); -w writes
                                      a pcap file, otherwise one line each
   metrics                            the Prometheus text the daemon exports
+Ports (added ports are kept with the rules across restarts):
+  add-port NAME [no=N] [kind=auto|afxdp|af_packet] [mtu=M] [external-id:KEY=VALUE]...
+                                     attach interface NAME (waits for it if it
+                                     does not exist yet); prints the number
+  del-port NAME|N                    detach an added port; rules naming it stay
+  set-port NAME|N external-id:KEY=VALUE...   (an empty VALUE removes KEY)
+  list-ports [--format json]
 Offline (no daemon):
   trace --flows FILE [--port NAME=NO]... PACKET
   parse-flows [--port NAME=NO]... FILE
@@ -151,6 +158,7 @@ pub fn parse(
     let (mut strict, mut bundle) = (false, false);
     let (mut count, mut timeout, mut write) = (None, None, None);
     let mut flows = None;
+    let mut format = None;
     let mut ports = Vec::new();
     let mut words: Vec<String> = Vec::new();
     let mut it = args.iter();
@@ -174,6 +182,7 @@ pub fn parse(
                 timeout = Some(secs.ok_or(format!("--timeout {n}: seconds from 0 to 3600"))?);
             }
             "-w" => write = Some(it.next().ok_or("-w needs a file")?.clone()),
+            "--format" => format = Some(it.next().ok_or("--format needs json or text")?.clone()),
             "-h" | "--help" => return Ok(Invocation::Help),
             _ => words.push(a.clone()),
         }
@@ -232,8 +241,61 @@ pub fn parse(
             "--count, --timeout and -w belong to capture, not {name}"
         ));
     }
+    if format.is_some() && name != "list-ports" {
+        return Err(format!("--format belongs to list-ports, not {name}"));
+    }
     match name {
         "help" => Ok(Invocation::Help),
+        "add-port" => {
+            no_flags(name)?;
+            let (port, args) = rest.split_first().ok_or("add-port needs a NAME argument")?;
+            let mut cmd = PortArgs::default();
+            for a in args {
+                cmd.word(name, a, true)?;
+            }
+            remote(Command::AddPort {
+                name: port.clone(),
+                no: cmd.no,
+                kind: cmd.kind,
+                mtu: cmd.mtu,
+                external_ids: cmd.ids,
+            })
+        }
+        "del-port" => {
+            no_flags(name)?;
+            remote(Command::DelPort {
+                port: one(name, rest, "NAME|N")?,
+            })
+        }
+        "set-port" => {
+            no_flags(name)?;
+            let (port, args) = rest
+                .split_first()
+                .ok_or("set-port needs a NAME|N argument")?;
+            if args.is_empty() {
+                return Err("set-port needs at least one external-id:KEY=VALUE".into());
+            }
+            let mut cmd = PortArgs::default();
+            for a in args {
+                cmd.word(name, a, false)?;
+            }
+            remote(Command::SetPort {
+                port: port.clone(),
+                external_ids: cmd.ids,
+            })
+        }
+        "list-ports" => {
+            no_flags(name)?;
+            if !rest.is_empty() {
+                return Err("list-ports takes no arguments besides --format".into());
+            }
+            let json = match format.as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(f) => return Err(format!("--format {f}: expected json or text")),
+            };
+            remote(Command::ListPorts { json })
+        }
         "trace" if flows.is_some() => {
             let packet = one(name, rest, "PACKET")?;
             Ok(Invocation::OfflineTrace {
@@ -339,6 +401,51 @@ pub fn parse(
             }
             remote(cmd)
         }
+    }
+}
+
+/// The `KEY=VALUE` words of `add-port` and `set-port`.
+#[derive(Default)]
+struct PortArgs {
+    no: Option<u32>,
+    kind: Option<String>,
+    mtu: Option<u32>,
+    ids: std::collections::BTreeMap<String, String>,
+}
+
+impl PortArgs {
+    /// Takes one word; `all`: `no=`, `kind=` and `mtu=` too (`add-port`),
+    /// else only external ids (`set-port`). Errors name the word.
+    fn word(&mut self, cmd: &str, w: &str, all: bool) -> Result<(), String> {
+        if let Some(kv) = w.strip_prefix("external-id:") {
+            let (k, v) = kv
+                .split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("{cmd}: {w:?}: expected external-id:KEY=VALUE"))?;
+            self.ids.insert(k.to_string(), v.to_string());
+            return Ok(());
+        }
+        let expected = if all {
+            "expected no=N, kind=auto|afxdp|af_packet, mtu=M or external-id:KEY=VALUE"
+        } else {
+            "expected external-id:KEY=VALUE"
+        };
+        let bad = || format!("{cmd}: {w:?}: {expected}");
+        let (k, v) = w.split_once('=').filter(|_| all).ok_or_else(bad)?;
+        let number = |what: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("{cmd}: {w:?}: {what} is a number"))
+        };
+        match k {
+            "no" => self.no = Some(number("a port number")?),
+            "mtu" => self.mtu = Some(number("an MTU")?),
+            "kind" if ["auto", "afxdp", "af_packet"].contains(&v) => {
+                self.kind = Some(v.to_string())
+            }
+            "kind" => return Err(format!("{cmd}: {w:?}: kind is auto, afxdp or af_packet")),
+            _ => return Err(bad()),
+        }
+        Ok(())
     }
 }
 
@@ -448,6 +555,75 @@ mod tests {
                 packet: "in_port=1".into()
             }
         );
+    }
+
+    #[test]
+    fn port_commands_parse_their_words() {
+        let (_, cmd) = remote(
+            "add-port pod7 no=7 kind=afxdp mtu=1450 external-id:iface-id=ns/pod external-id:attached-mac=02:00:00:00:00:07",
+        );
+        let mut ids = std::collections::BTreeMap::new();
+        ids.insert("iface-id".to_string(), "ns/pod".to_string());
+        ids.insert("attached-mac".to_string(), "02:00:00:00:00:07".to_string());
+        assert_eq!(
+            cmd,
+            Command::AddPort {
+                name: "pod7".into(),
+                no: Some(7),
+                kind: Some("afxdp".into()),
+                mtu: Some(1450),
+                external_ids: ids,
+            }
+        );
+        assert_eq!(
+            remote("add-port pod8").1,
+            Command::AddPort {
+                name: "pod8".into(),
+                no: None,
+                kind: None,
+                mtu: None,
+                external_ids: Default::default(),
+            }
+        );
+        assert_eq!(
+            remote("del-port 7").1,
+            Command::DelPort { port: "7".into() }
+        );
+        let (_, cmd) = remote("set-port pod7 external-id:iface-id=");
+        let mut ids = std::collections::BTreeMap::new();
+        ids.insert("iface-id".to_string(), String::new());
+        assert_eq!(
+            cmd,
+            Command::SetPort {
+                port: "pod7".into(),
+                external_ids: ids
+            }
+        );
+        assert_eq!(
+            remote("list-ports --format json").1,
+            Command::ListPorts { json: true }
+        );
+        assert_eq!(remote("list-ports").1, Command::ListPorts { json: false });
+    }
+
+    #[test]
+    fn port_argument_errors_name_the_word() {
+        let e = p("add-port pod7 no=x").unwrap_err();
+        assert!(e.contains("\"no=x\"") && e.contains("number"), "{e}");
+        let e = p("add-port pod7 kind=tap").unwrap_err();
+        assert!(e.contains("\"kind=tap\""), "{e}");
+        let e = p("add-port pod7 colour=red").unwrap_err();
+        assert!(e.contains("\"colour=red\""), "{e}");
+        let e = p("add-port pod7 external-id:=v").unwrap_err();
+        assert!(e.contains("\"external-id:=v\""), "{e}");
+        let e = p("set-port pod7 no=3").unwrap_err();
+        assert!(e.contains("\"no=3\""), "{e}");
+        assert!(p("set-port pod7").unwrap_err().contains("external-id"));
+        assert!(p("add-port").unwrap_err().contains("NAME"));
+        assert!(p("del-port a b").unwrap_err().contains("NAME|N"));
+        let e = p("list-ports --format yaml").unwrap_err();
+        assert!(e.contains("--format yaml"), "{e}");
+        assert!(p("show --format json").unwrap_err().contains("list-ports"));
     }
 
     #[test]

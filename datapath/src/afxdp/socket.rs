@@ -116,7 +116,13 @@ impl XskSocket {
 
     /// Registers `umem` as this socket's own UMEM.
     pub fn register_umem(&self, umem: &Umem) -> Result<(), SysError> {
-        sys::setsockopt(self.fd.as_fd(), SOL_XDP, XDP_UMEM_REG, &umem.registration())
+        self.register(&umem.shared().registration())
+    }
+
+    /// Registers the UMEM described by `reg` (a live region: see
+    /// [`UmemShared::registration`]) as this socket's own.
+    pub fn register(&self, reg: &super::sys::XdpUmemReg) -> Result<(), SysError> {
+        sys::setsockopt(self.fd.as_fd(), SOL_XDP, XDP_UMEM_REG, reg)
             .map_err(ctx("setsockopt(XDP_UMEM_REG)"))
     }
 

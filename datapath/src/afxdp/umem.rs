@@ -38,6 +38,12 @@ pub struct Umem {
 #[derive(Debug, Default)]
 pub struct UmemShared {
     id: u64,
+    /// The region's registration, so that a socket can be registered and
+    /// bound on another thread than the pool's (the control thread opens
+    /// ports for the poll threads).
+    reg: XdpUmemReg,
+    /// Frames in the region.
+    frames: usize,
     /// Bound sockets using this memory (added after bind, removed before
     /// close, under the lock, so a listed fd is always open and bound).
     sockets: Mutex<Vec<RawFd>>,
@@ -59,11 +65,22 @@ impl Umem {
         let len = frames
             .checked_mul(frame_size)
             .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let map = Mmap::anonymous(len)?;
+        let reg = XdpUmemReg {
+            addr: map.as_ptr() as u64,
+            len: map.len() as u64,
+            chunk_size: frame_size as u32,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
         Ok(Umem {
-            map: Mmap::anonymous(len)?,
+            map,
             frame_size,
             shared: Arc::new(UmemShared {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                reg,
+                frames,
                 ..UmemShared::default()
             }),
         })
@@ -140,14 +157,7 @@ impl Umem {
     /// already leaves `XDP_PACKET_HEADROOM` (256 bytes, our
     /// [`HEADROOM`](crate::buf::HEADROOM)) before each received packet.
     pub fn registration(&self) -> XdpUmemReg {
-        XdpUmemReg {
-            addr: self.map.as_ptr() as u64,
-            len: self.map.len() as u64,
-            chunk_size: self.frame_size as u32,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        }
+        self.shared.reg
     }
 
     /// The state shared with this UMEM's sockets.
@@ -160,6 +170,24 @@ impl UmemShared {
     /// Identity of the UMEM (to catch a port used with another pool).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The `XDP_UMEM_REG` argument for the region (see
+    /// [`Umem::registration`]). The region lives as long as its pool; a
+    /// socket registered with it pins its pages, so it stays valid for the
+    /// socket even if the pool goes first.
+    pub fn registration(&self) -> XdpUmemReg {
+        self.reg
+    }
+
+    /// Frames in the region.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Frame size in bytes.
+    pub fn frame_size(&self) -> usize {
+        self.reg.chunk_size as usize
     }
 
     /// Runs `f` with a bound socket of this UMEM, if any, holding the list

@@ -10,6 +10,7 @@
 //! state = "/var/lib/oxvs/rules"     # accepted rule changes persisted here; optional
 //! metrics = "127.0.0.1:9477"        # Prometheus text endpoint; optional
 //! tlv_map = "{class=0x0102,type=0x80,len=4}->tun_metadata0"  # Geneve options; optional
+//! runtime_ports = 512      # ports add-port may add (UMEM room for each); default 64
 //!
 //! [[port]]
 //! name = "v1p1"            # interface name
@@ -77,6 +78,10 @@ pub struct SwitchConfig {
     pub policy_log_rate: Option<u32>,
     /// Seconds within which one connection is logged once (default 10).
     pub policy_log_window: Option<u64>,
+    /// How many ports `add-port` may add (default 64). Each poll thread's
+    /// UMEM sets aside room for their rings (512 KiB a port), so this is
+    /// what bounds the switch's memory.
+    pub runtime_ports: Option<usize>,
 }
 
 /// How a port attaches to its interface.
@@ -97,7 +102,7 @@ pub enum PortKind {
 }
 
 /// One `[[port]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     /// Interface name.
@@ -118,6 +123,14 @@ pub struct PortConfig {
     /// Tunnel ports: the VNI, or `"flow"` (the default) for
     /// `set_field:...->tun_id`.
     pub key: Option<String>,
+    /// Added at run time (`add-port`), not read from this file: its AF_XDP
+    /// queues get the small rings of [`super::open::RUNTIME_RINGS`].
+    #[serde(skip)]
+    pub runtime: bool,
+    /// The MTU `add-port mtu=M` asked for, set on the interface when the
+    /// port attaches.
+    #[serde(skip)]
+    pub mtu: Option<u32>,
 }
 
 impl PortConfig {
@@ -292,6 +305,9 @@ impl Config {
             .is_some_and(|r| !(1..=100_000).contains(&r))
         {
             return Err("policy_log_rate: expected 1..=100000 lines per second".into());
+        }
+        if self.switch.runtime_ports.is_some_and(|n| n > 4096) {
+            return Err("runtime_ports: expected at most 4096".into());
         }
         if self.switch.policy_log_window.is_some_and(|w| w > 3600) {
             return Err("policy_log_window: expected at most 3600 seconds".into());

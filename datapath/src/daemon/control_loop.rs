@@ -77,7 +77,34 @@ pub(super) struct ControlLoop {
     dump_lines: BTreeMap<usize, (u64, Vec<String>)>,
     dump_asked_at: Instant,
     capture: Option<Capture>,
+    /// Opens ports for the poll threads and takes them back.
+    attacher: super::attach::Attacher,
+    /// The registry generation the attacher was last brought in step with.
+    synced: u64,
+    last_tick: Instant,
+    /// Answers to `add-port` and `del-port` held until the poll threads
+    /// have done their part.
+    waiting: Vec<Waiting>,
 }
+
+/// What an answer waits for: port `no` up on a thread, or given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Up(u32, usize),
+    Released(u32, usize),
+}
+
+/// An answer held until the poll threads report `events` (or 2 s pass:
+/// a thread that cannot activate a port must not hang its client).
+struct Waiting {
+    reply: std::sync::mpsc::SyncSender<ctl::proto::Response>,
+    resp: ctl::proto::Response,
+    events: Vec<Event>,
+    deadline: Instant,
+}
+
+/// Longest an `add-port` or `del-port` answer waits for the poll threads.
+const PORT_WAIT: Duration = Duration::from_secs(2);
 
 impl ControlLoop {
     pub(super) fn new(
@@ -87,8 +114,16 @@ impl ControlLoop {
         published: Arc<Published>,
         shared: Shared,
         threads: usize,
+        mut attacher: super::attach::Attacher,
     ) -> ControlLoop {
+        // Every port, configured or restored, is opened now: the rules
+        // are already in place, so the first packet meets them.
+        attacher.sync(&st.registry.interfaces());
         ControlLoop {
+            synced: st.registry.generation(),
+            attacher,
+            last_tick: Instant::now(),
+            waiting: Vec::new(),
             published_version: st.bridge.version(),
             st,
             resolver,
@@ -143,6 +178,9 @@ impl ControlLoop {
             ToControl::Learned(l) => self.st.bridge.learn(&l, now_ms),
             ToControl::LearnedFlows(specs) => add_learned(&mut self.st, specs, now_ms),
             ToControl::PortState { thread, no, up } => {
+                if up {
+                    self.event(Event::Up(no, thread));
+                }
                 let m = self.up_on.entry(no).or_default();
                 if up {
                     *m |= 1 << thread;
@@ -150,6 +188,18 @@ impl ControlLoop {
                     *m &= !(1 << thread);
                 }
                 self.st.bridge.set_port_up(no, *m != 0);
+            }
+            ToControl::Released {
+                thread,
+                no,
+                port,
+                failed,
+            } => {
+                self.attacher.released(no, thread, failed);
+                // Closing the socket here, off the packet path; the last
+                // queue of an interface closes its XDP link.
+                drop(port);
+                self.event(Event::Released(no, thread));
             }
             ToControl::Report(r) => {
                 self.reports.insert(r.thread, r);
@@ -185,13 +235,82 @@ impl ControlLoop {
                     }
                     self.dumps.push(c);
                 } else {
-                    handle::answer(c, &mut self.st);
+                    self.answer(c);
                 }
             }
         }
     }
 
+    /// Answers a call; if it changed the ports, brings the poll threads in
+    /// step first, and holds an `add-port` or `del-port` answer until they
+    /// have the port open, or have given it back.
+    fn answer(&mut self, c: handle::Call) {
+        let resp = handle::handle(c.req, &mut self.st);
+        if self.st.registry.generation() != self.synced {
+            self.synced = self.st.registry.generation();
+            let done = self.attacher.sync(&self.st.registry.interfaces());
+            self.st.port_modes = self.attacher.modes();
+            // `show` and `dump-ports` drop a deleted port and list an added
+            // one now, not at the next report.
+            for r in self.reports.values_mut() {
+                r.ports
+                    .retain(|p| !done.forgotten.iter().any(|f| f.0 == p.no));
+            }
+            self.up_on
+                .retain(|no, _| self.st.bridge.ports.contains(*no));
+            fill_status(&mut self.st, &self.reports, &mut self.macs);
+            let events: Vec<Event> = done
+                .attached
+                .iter()
+                .map(|&(n, t)| Event::Up(n, t))
+                .chain(done.forgotten.iter().map(|&(n, t)| Event::Released(n, t)))
+                .collect();
+            if !events.is_empty() {
+                self.waiting.push(Waiting {
+                    reply: c.reply,
+                    resp,
+                    events,
+                    deadline: Instant::now() + PORT_WAIT,
+                });
+                return;
+            }
+        }
+        let _ = c.reply.send(resp);
+    }
+
+    /// A poll thread did something an answer may wait for.
+    fn event(&mut self, e: Event) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        for w in &mut self.waiting {
+            w.events.retain(|x| *x != e);
+        }
+        self.flush_waiting(false);
+    }
+
+    /// Sends the answers that wait for nothing more (or, with `timeout`,
+    /// whose time is up).
+    fn flush_waiting(&mut self, timeout: bool) {
+        let now = Instant::now();
+        let (ready, keep): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.events.is_empty() || (timeout && now >= w.deadline));
+        self.waiting = keep;
+        for w in ready {
+            let _ = w.reply.send(w.resp);
+        }
+    }
+
     fn end_turn(&mut self, now_ms: u64) {
+        if !self.waiting.is_empty() {
+            self.flush_waiting(true);
+        }
+        if self.last_tick.elapsed() >= Duration::from_secs(1) {
+            self.last_tick = Instant::now();
+            self.attacher.tick();
+            self.st.port_modes = self.attacher.modes();
+        }
         if !self.dumps.is_empty() {
             let seq = self.dump.load(Ordering::Relaxed);
             let all = self.dump_lines.len() >= self.threads
@@ -428,6 +547,18 @@ fn fill_status(
         }
     }
     for (no, info) in st.bridge.ports.iter().map(|i| (i.no, i)) {
+        if info.tunnel.is_none() && !ports.contains_key(&no) {
+            // No thread has held it yet: its interface is awaited.
+            ports.insert(
+                no,
+                state::PortStatus {
+                    no,
+                    name: info.name.clone(),
+                    mode: "down".into(),
+                    ..Default::default()
+                },
+            );
+        }
         if let Some(t) = &info.tunnel {
             ports.insert(
                 no,

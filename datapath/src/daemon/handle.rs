@@ -59,7 +59,7 @@ pub fn handle(req: Request, st: &mut ControlState) -> Response {
     }
 }
 
-fn parse_err(e: impl std::fmt::Display) -> Failure {
+pub(super) fn parse_err(e: impl std::fmt::Display) -> Failure {
     Failure::new(FailureKind::Parse, e.to_string())
 }
 
@@ -182,13 +182,18 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             Ok(ctl::trace::render(&st.bridge, &key, ports))
         }
         Command::Metrics => Ok(super::metrics::render(st)),
-        Command::AddPort { .. }
-        | Command::DelPort { .. }
-        | Command::SetPort { .. }
-        | Command::ListPorts { .. } => Err(Failure::new(
-            FailureKind::Rejected,
-            "runtime ports are not supported by this oxvsd yet",
-        )),
+        Command::AddPort {
+            name,
+            no,
+            kind,
+            mtu,
+            external_ids,
+        } => super::handle_ports::add_port(st, name, no, kind, mtu, external_ids),
+        Command::DelPort { port } => super::handle_ports::del_port(st, &port),
+        Command::SetPort { port, external_ids } => {
+            super::handle_ports::set_port(st, &port, external_ids)
+        }
+        Command::ListPorts { json } => Ok(super::handle_ports::list_ports(st, json)),
         // The control thread answers captures itself: they wait for packets.
         Command::Capture { .. } => Err(Failure::new(
             FailureKind::Rejected,
@@ -197,7 +202,7 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
     }
 }
 
-fn rejected(msg: String) -> Failure {
+pub(super) fn rejected(msg: String) -> Failure {
     Failure::new(FailureKind::Rejected, msg)
 }
 
@@ -212,7 +217,7 @@ fn commit(
     next.apply(changes, st.now_ms())
         .map_err(|(i, e)| rejected(format!("{}{e}", place(i))))?;
     if let Some(p) = &st.persist {
-        p.save(&next).map_err(|e| {
+        p.save(&next, &st.registry).map_err(|e| {
             Failure::new(
                 FailureKind::Internal,
                 format!("{e}; the change was not applied"),

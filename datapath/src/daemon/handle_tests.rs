@@ -514,3 +514,329 @@ fn flush_conntrack_parses_and_flushes() {
     assert!(ct.is_empty());
     assert_eq!(st.conntrack_len, 0);
 }
+
+mod ports {
+    //! `add-port`, `del-port`, `set-port`, `list-ports`.
+
+    use super::*;
+    use crate::daemon::config::PortConfig;
+    use crate::daemon::ports::PortRegistry;
+
+    fn configured(name: &str, no: u32) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            no,
+            kind: Default::default(),
+            uplink: false,
+            local_ip: None,
+            remote_ip: None,
+            key: None,
+            runtime: false,
+            mtu: None,
+        }
+    }
+
+    fn port_state(max: usize) -> ControlState {
+        let mut st = state();
+        st.registry = PortRegistry::new(
+            vec![
+                configured("v1p1", 1),
+                configured("v1p2", 2),
+                configured("v1p3", 3),
+            ],
+            max,
+        );
+        st
+    }
+
+    fn add_port(name: &str, no: Option<u32>, ids: &[(&str, &str)]) -> Command {
+        Command::AddPort {
+            name: name.into(),
+            no,
+            kind: None,
+            mtu: None,
+            external_ids: ids
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn list(st: &mut ControlState) -> Vec<ctl::proto::PortInfo> {
+        serde_json::from_str(&ok(st, Command::ListPorts { json: true })).unwrap()
+    }
+
+    /// What a refused request must leave alone.
+    fn snapshot(st: &ControlState) -> (u64, u64, String) {
+        (
+            st.bridge.version(),
+            st.registry.generation(),
+            ok(&mut clone_state(st), Command::ListPorts { json: true }),
+        )
+    }
+
+    fn clone_state(st: &ControlState) -> ControlState {
+        let mut c = ControlState::new(st.bridge.clone());
+        c.registry = st.registry.clone();
+        c
+    }
+
+    #[test]
+    fn add_port_takes_the_lowest_free_number_and_lists_it() {
+        let mut st = port_state(8);
+        let v = st.bridge.version();
+        let n = ok(&mut st, add_port("pod1", None, &[("iface-id", "ns/pod1")]));
+        assert_eq!(n, "4\n");
+        assert!(st.bridge.version() > v, "a port change revalidates caches");
+        assert_eq!(st.bridge.ports.by_name("pod1"), Some(4));
+        // Down until a poll thread has it open.
+        assert!(!st.bridge.ports.iter().find(|p| p.no == 4).unwrap().up);
+        assert_eq!(ok(&mut st, add_port("pod9", Some(9), &[])), "9\n");
+        assert_eq!(ok(&mut st, add_port("pod5", None, &[])), "5\n");
+        let ports = list(&mut st);
+        let nos: Vec<u32> = ports.iter().map(|p| p.no).collect();
+        assert_eq!(nos, [1, 2, 3, 4, 5, 9]);
+        let p = &ports[3];
+        assert_eq!((p.name.as_str(), p.configured), ("pod1", false));
+        assert_eq!(p.external_ids["iface-id"], "ns/pod1");
+        assert_eq!(p.kind, "waiting", "no interface pod1 here");
+        assert_eq!(p.state, "down");
+        assert!(ports[0].configured);
+        let text = ok(&mut st, Command::ListPorts { json: false });
+        assert!(
+            text.contains("4(pod1): waiting, down, added, external-id:iface-id=ns/pod1"),
+            "{text}"
+        );
+        // Rules may name the new port at once.
+        add(&mut st, "in_port=pod1,actions=output:v1p1");
+    }
+
+    #[test]
+    fn refused_requests_change_nothing() {
+        let mut st = port_state(2);
+        ok(&mut st, add_port("pod1", None, &[]));
+        let before = snapshot(&st);
+        let cases: Vec<(Command, FailureKind, &str)> = vec![
+            (
+                add_port("pod1", None, &[]),
+                FailureKind::Rejected,
+                "already exists",
+            ),
+            (
+                add_port("v1p2", None, &[]),
+                FailureKind::Rejected,
+                "already exists",
+            ),
+            (
+                add_port("pod2", Some(2), &[]),
+                FailureKind::Rejected,
+                "taken by v1p2",
+            ),
+            (add_port("pod2", Some(0), &[]), FailureKind::Parse, "no=0"),
+            (
+                add_port("pod2", Some(5000), &[]),
+                FailureKind::Parse,
+                "no=5000",
+            ),
+            (add_port("7", None, &[]), FailureKind::Parse, "number"),
+            (add_port("a/b", None, &[]), FailureKind::Parse, "'/'"),
+            (add_port("LOCAL", None, &[]), FailureKind::Parse, "reserved"),
+            (
+                add_port("waytoolonganame16", None, &[]),
+                FailureKind::Parse,
+                "15 bytes",
+            ),
+            (
+                Command::AddPort {
+                    name: "pod2".into(),
+                    no: None,
+                    kind: Some("tap".into()),
+                    mtu: None,
+                    external_ids: Default::default(),
+                },
+                FailureKind::Parse,
+                "kind=tap",
+            ),
+            (
+                Command::AddPort {
+                    name: "pod2".into(),
+                    no: None,
+                    kind: None,
+                    mtu: Some(9000),
+                    external_ids: Default::default(),
+                },
+                FailureKind::Parse,
+                "mtu=9000",
+            ),
+            (
+                add_port("pod2", None, &[("", "x")]),
+                FailureKind::Parse,
+                "external-id:=x",
+            ),
+            (
+                Command::DelPort {
+                    port: "nope".into(),
+                },
+                FailureKind::Rejected,
+                "no port nope",
+            ),
+            (
+                Command::DelPort {
+                    port: "v1p1".into(),
+                },
+                FailureKind::Rejected,
+                "config file",
+            ),
+            (
+                Command::DelPort { port: "2".into() },
+                FailureKind::Rejected,
+                "config file",
+            ),
+            (
+                Command::SetPort {
+                    port: "v1p1".into(),
+                    external_ids: Default::default(),
+                },
+                FailureKind::Rejected,
+                "config file",
+            ),
+        ];
+        for (cmd, kind, text) in cases {
+            let f = err(&mut st, cmd.clone());
+            assert_eq!(f.kind, kind, "{cmd:?}: {f:?}");
+            assert!(f.message.contains(text), "{cmd:?}: {}", f.message);
+            assert_eq!(snapshot(&st), before, "{cmd:?} changed the switch");
+        }
+        // The switch is sized for two runtime ports.
+        ok(&mut st, add_port("pod2", None, &[]));
+        let f = err(&mut st, add_port("pod3", None, &[]));
+        assert!(
+            f.message.contains("room for 2 runtime ports"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn set_port_sets_and_removes_external_ids() {
+        let mut st = port_state(8);
+        ok(&mut st, add_port("pod1", None, &[("a", "1"), ("b", "2")]));
+        let ids = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        ok(
+            &mut st,
+            Command::SetPort {
+                port: "4".into(),
+                external_ids: ids(&[("a", ""), ("c", "3"), ("b", "two")]),
+            },
+        );
+        let p = list(&mut st).into_iter().find(|p| p.no == 4).unwrap();
+        assert_eq!(p.external_ids, ids(&[("b", "two"), ("c", "3")]));
+    }
+
+    #[test]
+    fn a_deleted_port_leaves_its_rules_and_its_number_held() {
+        let mut st = port_state(8);
+        ok(&mut st, add_port("pod1", None, &[]));
+        ok(&mut st, add_port("pod2", None, &[]));
+        add(
+            &mut st,
+            "priority=5,ip,nw_dst=10.244.1.9,actions=output:pod1",
+        );
+        let v = st.bridge.version();
+        ok(
+            &mut st,
+            Command::DelPort {
+                port: "pod1".into(),
+            },
+        );
+        assert!(st.bridge.version() > v);
+        assert_eq!(st.bridge.ports.by_name("pod1"), None);
+        assert_eq!(dump(&mut st, None).len(), 1, "the rule stays");
+        // Number 4 is held while the rule names it; pod2 keeps 5.
+        assert_eq!(ok(&mut st, add_port("pod3", None, &[])), "6\n");
+        assert!(list(&mut st).iter().all(|p| p.no != 4));
+        // Once no rule names it, it is free again.
+        ok(
+            &mut st,
+            Command::DelFlows {
+                filter: None,
+                strict: false,
+                bundle: false,
+            },
+        );
+        assert_eq!(ok(&mut st, add_port("pod4", None, &[])), "4\n");
+        // A port deleted with no rule naming it frees its number at once.
+        ok(&mut st, Command::DelPort { port: "6".into() });
+        assert_eq!(ok(&mut st, add_port("pod6", None, &[])), "6\n");
+        // An explicit number may put a port back under the rules naming it.
+        add(&mut st, "priority=5,ip,nw_dst=10.244.1.9,actions=output:6");
+        ok(
+            &mut st,
+            Command::DelPort {
+                port: "pod6".into(),
+            },
+        );
+        assert_eq!(ok(&mut st, add_port("pod6b", Some(6), &[])), "6\n");
+        assert_eq!(st.bridge.ports.by_name("pod6b"), Some(6));
+    }
+
+    #[test]
+    fn added_ports_are_persisted_and_restored_before_the_rules() {
+        let d = std::env::temp_dir().join(format!("oxvs-handle-ports-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("rules");
+        let mut st = port_state(8);
+        st.persist = Some(StateFile::new(&path));
+        ok(
+            &mut st,
+            Command::AddPort {
+                name: "pod1".into(),
+                no: None,
+                kind: Some("af_packet".into()),
+                mtu: Some(1450),
+                external_ids: [("pod-name".to_string(), "a b=c%".to_string())].into(),
+            },
+        );
+        ok(&mut st, add_port("pod2", None, &[]));
+        add(&mut st, "in_port=pod1,actions=output:pod2");
+        ok(&mut st, add_port("pod3", None, &[]));
+        add(&mut st, "in_port=pod3,actions=output:v1p1");
+        ok(
+            &mut st,
+            Command::DelPort {
+                port: "pod3".into(),
+            },
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("#port name=pod1 no=4 kind=af_packet mtu=1450"),
+            "{text}"
+        );
+        assert!(!text.contains("pod3"), "{text}");
+        assert!(text.contains("#held-port no=6"), "{text}");
+
+        // A restart: the configured ports, then the state file.
+        let mut br = Bridge::default();
+        for (n, name) in [(1, "v1p1"), (2, "v1p2"), (3, "v1p3")] {
+            br.add_port(n, name);
+        }
+        let mut reg = PortRegistry::new(st.registry.configured.clone(), 8);
+        let n = crate::daemon::persist::restore_with_ports(&path, &mut br, &mut reg).unwrap();
+        assert_eq!(n, Some(2));
+        assert_eq!(reg.added, st.registry.added);
+        assert_eq!(br.ports.by_name("pod2"), Some(5));
+        assert!(br.ports.known(6) && !br.ports.contains(6));
+        let mut back = ControlState::new(br);
+        back.registry = reg;
+        assert_eq!(
+            ok(&mut back, Command::ListPorts { json: true }),
+            ok(&mut st, Command::ListPorts { json: true })
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

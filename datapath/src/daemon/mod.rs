@@ -5,18 +5,23 @@
 //! The poll threads ([`pmd`]), one per configured core, own the ports'
 //! queues and move the packets.
 
+pub mod attach;
 pub mod config;
 pub mod control;
 mod control_loop;
 pub mod handle;
+mod handle_ports;
+pub mod inbox;
 pub mod metrics;
 pub mod open;
 pub mod persist;
 pub mod pmd;
+pub mod ports;
 pub mod publish;
 pub mod resolve;
 pub mod state;
 
+use crate::buf::FramePool;
 use config::Config;
 use flowtable::Bridge;
 use pmd::{Opener, PmdThread};
@@ -107,15 +112,22 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         .collect();
     let mut resolver = resolve::Resolver::new(uplinks);
     resolver.want(&fixed_remotes, &mut bridge);
-    let restored = load_rules(&cfg, &mut bridge)?;
+    let runtime_ports = cfg
+        .switch
+        .runtime_ports
+        .unwrap_or(open::DEFAULT_RUNTIME_PORTS);
+    let mut registry = ports::PortRegistry::new(cfg.ports.clone(), runtime_ports);
+    let restored = load_rules(&cfg, &mut bridge, &mut registry)?;
     let mut st = ControlState::new(bridge);
+    st.registry = registry;
     // One clock for rule times, in this thread and in the poll threads.
     let epoch = st.start;
     st.persist = cfg.switch.state.clone().map(persist::StateFile::new);
     // A switch started from its flow file records it, so that the next
     // start restores it (with every change made in between).
     if let (Some(p), false) = (&st.persist, restored) {
-        p.save(&st.bridge).map_err(|e| e.to_string())?;
+        p.save(&st.bridge, &st.registry)
+            .map_err(|e| e.to_string())?;
     }
     let published = Arc::new(Published::new(st.bridge.clone()));
     let (to_control, from_pmd) = std::sync::mpsc::channel();
@@ -143,11 +155,30 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let ct = Arc::new(new_conntrack(&cfg));
     st.conntrack = Some(ct.clone());
     let mut handles = Vec::new();
+    let mut attach_to = Vec::new();
+    let configured = cfg
+        .ports
+        .iter()
+        .filter(|p| p.kind != config::PortKind::Geneve)
+        .count();
+    let frames = open::pool_frames(configured, runtime_ports);
     for (id, core) in cores.iter().enumerate() {
+        // The pool is the AF_XDP UMEM of every port of the thread (AF_PACKET
+        // ports use it as plain memory). It is made here so that this
+        // thread, which opens the sockets, can register and share it.
+        let pool = FramePool::new_umem(frames).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, thread = id, "no UMEM; AF_XDP ports will not open");
+            FramePool::new(frames)
+        });
+        let inbox = Arc::new(inbox::Inbox::new());
+        attach_to.push(attach::ThreadHandle {
+            inbox: inbox.clone(),
+            umem: pool.umem_shared().cloned(),
+        });
         let thread = PmdThread {
             id,
-            ports: cfg.ports.clone(),
-            frames: cfg.ports.len() * open::FRAMES_PER_PORT + SPARE_FRAMES,
+            pool,
+            inbox,
             cfg: Default::default(),
             policy_log: (
                 cfg.switch
@@ -161,7 +192,6 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             published: published.clone(),
             to_control: to_control.clone(),
             shutdown: shutdown.clone(),
-            open: open.clone(),
             epoch,
             dump: dump.clone(),
             tap: tap.clone(),
@@ -182,6 +212,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         published,
         control_loop::Shared { dump, tap, ct },
         handles.len(),
+        attach::Attacher::new(open, attach_to),
     );
     let exited = control.run(&from_pmd, &shutdown);
     for h in handles {
@@ -211,10 +242,17 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
 
 /// The rules at start: the persisted state if there is one (it holds every
 /// change accepted since the flow file was first loaded, deletions
-/// included), otherwise the flow file. True if the state was restored.
-fn load_rules(cfg: &Config, bridge: &mut Bridge) -> Result<bool, String> {
+/// included, and the ports added at run time), otherwise the flow file.
+/// True if the state was restored.
+fn load_rules(
+    cfg: &Config,
+    bridge: &mut Bridge,
+    registry: &mut ports::PortRegistry,
+) -> Result<bool, String> {
     if let Some(path) = &cfg.switch.state {
-        if let Some(n) = persist::restore(path, bridge).map_err(|e| e.to_string())? {
+        if let Some(n) =
+            persist::restore_with_ports(path, bridge, registry).map_err(|e| e.to_string())?
+        {
             tracing::info!(state = %path.display(), changes = n, "rules restored");
             return Ok(true);
         }

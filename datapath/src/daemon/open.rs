@@ -1,6 +1,12 @@
 //! Choosing how a port attaches: AF_XDP when the kernel allows it, AF_PACKET
 //! otherwise, with a log line saying why the fallback was taken.
 //!
+//! Ports are opened on the control thread (`daemon::attach`), for a poll
+//! thread's UMEM, and handed to that thread, which only activates them:
+//! loading a program and binding a socket take milliseconds (and EBUSY
+//! retries up to half a second), which a poll thread must not spend while
+//! its other ports carry traffic.
+//!
 //! Poll thread `q` opens queue `q` of every port: it receives what the
 //! driver steers to that queue and transmits on its own queue, so no two
 //! threads ever share a ring. An interface with fewer queues than there are
@@ -11,9 +17,10 @@
 
 use super::config::{PortConfig, PortKind};
 use super::pmd::Opener;
-use crate::buf::FramePool;
+use crate::afxdp::umem::UmemShared;
 use crate::port::packet::PacketPort;
 use crate::port::xsk::{ModePref, ProgramKind, Rings, XskPort};
+use std::sync::Arc;
 
 /// Ring sizes of oxvsd's AF_XDP ports. The fill ring is kept full: a TCP
 /// burst that arrives while the poll thread is asleep or preempted lands in
@@ -28,13 +35,42 @@ pub const RINGS: Rings = Rings {
 /// Frames a poll thread's pool needs per AF_XDP port: a full fill ring plus
 /// a full transmit ring.
 pub const FRAMES_PER_PORT: usize = 2 * 4096;
+
+/// Ring sizes of ports added at run time (`add-port`: pods). Every frame a
+/// fill ring holds is UMEM, locked, whether the port is busy or idle, so
+/// 512 pod ports with the configured ports' 4096-frame rings would lock
+/// 8 GiB per poll thread; with these a pod port holds 64 frames (256 KiB).
+/// A pod's bursts are smaller than an uplink's, and the thread refills the
+/// ring on every loop while it spins.
+pub const RUNTIME_RINGS: Rings = Rings {
+    size: 256,
+    fill: 64,
+};
+
+/// Frames a poll thread's pool sets aside per runtime port: a full fill ring
+/// and as many again in flight to transmit.
+pub const FRAMES_PER_RUNTIME_PORT: usize = 2 * 64;
+
+/// Runtime ports a switch is sized for when `[switch] runtime_ports` is not
+/// set.
+pub const DEFAULT_RUNTIME_PORTS: usize = 64;
+
+/// Frames in each poll thread's pool: the configured ports' rings, room for
+/// `runtime_ports` ports added at run time, and the spare frames of
+/// batches and copies.
+pub fn pool_frames(configured: usize, runtime_ports: usize) -> usize {
+    configured * FRAMES_PER_PORT + runtime_ports * FRAMES_PER_RUNTIME_PORT + super::SPARE_FRAMES
+}
 use crate::port::NetPort;
 
-/// Opens queue `queue` of a port the way its configuration asks.
+/// Opens queue `queue` of a port the way its configuration asks, for the
+/// poll thread whose UMEM is `umem` (`None`: the thread has no UMEM, so
+/// AF_XDP cannot open). The port receives nothing until the thread
+/// activates it ([`NetPort::activate`]).
 pub fn open_port(
     cfg: &PortConfig,
     queue: u32,
-    pool: &mut FramePool,
+    umem: Option<&Arc<UmemShared>>,
 ) -> Result<Box<dyn NetPort>, String> {
     if queue > 0 {
         if cfg.kind == PortKind::AfPacket {
@@ -53,8 +89,8 @@ pub fn open_port(
     match cfg.kind {
         PortKind::Geneve => Err(format!("{} is a tunnel port: it has no interface", cfg.name)),
         PortKind::AfPacket => open_packet(cfg, true),
-        PortKind::Afxdp => open_xdp(cfg, queue, pool),
-        PortKind::Auto => open_xdp(cfg, queue, pool).or_else(|why| {
+        PortKind::Afxdp => open_xdp(cfg, queue, umem),
+        PortKind::Auto => open_xdp(cfg, queue, umem).or_else(|why| {
             tracing::warn!(port = %cfg.name, queue, reason = %why, "AF_XDP unavailable; falling back to AF_PACKET");
             open_packet(cfg, queue == 0)
         }),
@@ -74,15 +110,17 @@ fn open_packet(cfg: &PortConfig, receive: bool) -> Result<Box<dyn NetPort>, Stri
 fn open_xdp(
     cfg: &PortConfig,
     queue: u32,
-    pool: &mut FramePool,
+    umem: Option<&Arc<UmemShared>>,
 ) -> Result<Box<dyn NetPort>, String> {
+    let umem = umem.ok_or("this poll thread has no UMEM")?;
     // An uplink carries the node's own traffic too: only Geneve is taken.
     let program = if cfg.uplink {
         ProgramKind::Uplink
     } else {
         ProgramKind::All
     };
-    XskPort::open_with_rings(&cfg.name, queue, pool, program, ModePref::default(), RINGS)
+    let rings = if cfg.runtime { RUNTIME_RINGS } else { RINGS };
+    XskPort::open_detached(&cfg.name, queue, umem, program, ModePref::default(), rings)
         .map(|p| Box::new(p) as Box<dyn NetPort>)
         .map_err(|e| e.to_string())
 }

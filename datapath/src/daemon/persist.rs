@@ -4,6 +4,11 @@
 //!
 //! The file is an `add-flows` file (groups, then flows, ports by number) so
 //! that a person can read it, diff it and feed it to `oxvs-ctl add-flows`.
+//! Ports added at run time come first, as comment lines that `add-flows`
+//! skips (`#port name=v1p5 no=5 kind=auto mtu=1450 external-id:KEY=VALUE`),
+//! and so do the held numbers of deleted ports that rules still name
+//! (`#held-port no=7`): they are restored before the flows, which may name
+//! them. Values are percent-encoded outside `[A-Za-z0-9._:/@+-]`.
 //! Its first line is a fixed header; a file without it (an empty file, a
 //! different file at that path) is refused rather than read as "no rules",
 //! because a switch that silently comes up empty drops all traffic.
@@ -12,7 +17,10 @@
 //! over the old file, fsync of the directory. After a crash at any point the
 //! path holds either the previous rule set or the new one, whole.
 
+use super::config::PortConfig;
+use super::ports::{kind_name, parse_kind, AddedPort, PortRegistry};
 use flowtable::{Bridge, FlowSpec};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,9 +86,11 @@ impl StateFile {
         &self.path
     }
 
-    /// Writes the rule set of `br`, atomically.
-    pub fn save(&self, br: &Bridge) -> Result<(), PersistError> {
-        write_atomic(&self.path, render(br).as_bytes()).map_err(|err| PersistError::Write {
+    /// Writes the rule set of `br` and the runtime ports of `ports`,
+    /// atomically.
+    pub fn save(&self, br: &Bridge, ports: &PortRegistry) -> Result<(), PersistError> {
+        let text = render_ports(br, ports) + &render(br)[HEADER.len() + 1..];
+        write_atomic(&self.path, text.as_bytes()).map_err(|err| PersistError::Write {
             path: self.path.clone(),
             err,
         })
@@ -120,10 +130,139 @@ pub fn render(br: &Bridge) -> String {
     s
 }
 
-/// Loads the state file at `path` into `br` (whose ports must already be
-/// there), all or nothing. A missing file is a first start: `Ok(None)`.
-/// Otherwise the number of groups and flows loaded.
-pub fn restore(path: &Path, br: &mut Bridge) -> Result<Option<usize>, PersistError> {
+/// The header and the port lines of a state file.
+pub fn render_ports(br: &Bridge, ports: &PortRegistry) -> String {
+    let mut s = format!("{HEADER}\n");
+    for a in ports.added.values() {
+        let c = &a.cfg;
+        let _ = write!(
+            s,
+            "#port name={} no={} kind={}",
+            encode(&c.name),
+            c.no,
+            kind_name(c.kind)
+        );
+        if let Some(m) = c.mtu {
+            let _ = write!(s, " mtu={m}");
+        }
+        for (k, v) in &a.external_ids {
+            let _ = write!(s, " external-id:{}={}", encode(k), encode(v));
+        }
+        s.push('\n');
+    }
+    for n in br.ports.held() {
+        let _ = writeln!(s, "#held-port no={n}");
+    }
+    s
+}
+
+fn encode(v: &str) -> String {
+    let mut out = String::new();
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(h, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One `#port` line's words after `#port`.
+fn parse_port(words: &str) -> Result<AddedPort, String> {
+    let mut cfg = PortConfig {
+        name: String::new(),
+        no: 0,
+        kind: Default::default(),
+        uplink: false,
+        local_ip: None,
+        remote_ip: None,
+        key: None,
+        runtime: true,
+        mtu: None,
+    };
+    let mut ids = BTreeMap::new();
+    for w in words.split_whitespace() {
+        let bad = || format!("bad word {w:?}");
+        if let Some(kv) = w.strip_prefix("external-id:") {
+            let (k, v) = kv.split_once('=').ok_or_else(bad)?;
+            ids.insert(decode(k).ok_or_else(bad)?, decode(v).ok_or_else(bad)?);
+            continue;
+        }
+        let (k, v) = w.split_once('=').ok_or_else(bad)?;
+        match k {
+            "name" => cfg.name = decode(v).ok_or_else(bad)?,
+            "no" => cfg.no = v.parse().map_err(|_| bad())?,
+            "kind" => cfg.kind = parse_kind(v).ok_or_else(bad)?,
+            "mtu" => cfg.mtu = Some(v.parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        }
+    }
+    if cfg.name.is_empty() || cfg.no == 0 {
+        return Err("a port needs name= and no=".into());
+    }
+    Ok(AddedPort {
+        cfg,
+        external_ids: ids,
+    })
+}
+
+/// Restores the runtime ports and held numbers of a state file into `br`
+/// and `ports` (the configured ports already there). A runtime port that
+/// now clashes with a configured one (the config file changed) is left
+/// out, with a warning: the configured port wins.
+fn restore_ports(text: &str, br: &mut Bridge, ports: &mut PortRegistry) -> Result<usize, String> {
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(words) = line.strip_prefix("#port ") {
+            let a = parse_port(words).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let (name, no) = (a.cfg.name.clone(), a.cfg.no);
+            if ports.has_name(&name) || br.ports.contains(no) {
+                tracing::warn!(port = %name, no, "a configured port has this name or number; the runtime port is not restored");
+                continue;
+            }
+            br.add_port(no, &name);
+            br.set_port_up(no, false);
+            ports.added.insert(no, a);
+            n += 1;
+        } else if let Some(w) = line.strip_prefix("#held-port no=") {
+            let no = w
+                .trim()
+                .parse()
+                .map_err(|_| format!("line {}: bad held port {w:?}", i + 1))?;
+            br.ports.hold_number(no);
+        }
+    }
+    ports.touch();
+    Ok(n)
+}
+
+/// Loads the state file at `path` into `br` (whose configured ports must
+/// already be there) and `ports`: runtime ports first, then the rules, all
+/// or nothing. A missing file is a first start: `Ok(None)`. Otherwise the
+/// number of groups and flows loaded.
+pub fn restore_with_ports(
+    path: &Path,
+    br: &mut Bridge,
+    ports: &mut PortRegistry,
+) -> Result<Option<usize>, PersistError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -143,8 +282,22 @@ pub fn restore(path: &Path, br: &mut Bridge) -> Result<Option<usize>, PersistErr
             "line 1: not an oxvs state file (expected the header {HEADER:?})"
         )));
     }
-    let n = super::load_flows(br, &text).map_err(corrupt)?;
+    let (mut b, mut p) = (br.clone(), ports.clone());
+    let added = restore_ports(&text, &mut b, &mut p).map_err(corrupt)?;
+    let n = super::load_flows(&mut b, &text).map_err(corrupt)?;
+    if added > 0 {
+        tracing::info!(ports = added, "runtime ports restored");
+    }
+    *br = b;
+    *ports = p;
     Ok(Some(n))
+}
+
+/// Loads the state file at `path` into `br` (whose ports must already be
+/// there), all or nothing. A missing file is a first start: `Ok(None)`.
+/// Otherwise the number of groups and flows loaded.
+pub fn restore(path: &Path, br: &mut Bridge) -> Result<Option<usize>, PersistError> {
+    restore_with_ports(path, br, &mut PortRegistry::default())
 }
 
 /// Replaces `path` with `data` so that a crash leaves the old or the new
@@ -206,7 +359,7 @@ mod tests {
         let mut br = bridge();
         load_flows(&mut br, FLOWS).unwrap();
         let f = StateFile::new(d.join("rules"));
-        f.save(&br).unwrap();
+        f.save(&br, &PortRegistry::default()).unwrap();
         let text = std::fs::read_to_string(f.path()).unwrap();
         assert!(text.starts_with(HEADER), "{text}");
         // Ports by number, so renaming an interface does not break restore.

@@ -7,11 +7,15 @@
 //! changes, statistics and port checks still happen. An idle switch thus costs
 //! a few wake-ups a second instead of a core.
 //!
-//! Ports are checked once a second: an interface that disappeared (or came
-//! back with another index) is closed and counted down; the thread keeps
-//! forwarding on the others and reopens the port when the interface returns.
+//! The thread opens no port itself: the control thread opens each queue for
+//! it and hands it over through the thread's [`Inbox`] (`daemon::attach`);
+//! the thread activates it between two batches and polls it from then on.
+//! A port detached (deleted, or its interface gone) is drained and given
+//! back to the control thread to close, so no socket teardown ever runs
+//! on the packet path.
 
 use super::config::PortConfig;
+use super::inbox::{Inbox, Released, ToPmd};
 use super::publish::Published;
 use crate::buf::{Batch, FramePool, PacketDesc};
 use crate::pipeline::{Pmd, PmdConfig, TxPorts};
@@ -24,9 +28,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Opens queue `q` of a port on thread `q`'s pool.
-pub type Opener =
-    Arc<dyn Fn(&PortConfig, u32, &mut FramePool) -> Result<Box<dyn NetPort>, String> + Send + Sync>;
+pub use super::attach::Opener;
 
 /// What a poll thread tells the control thread.
 #[derive(Debug)]
@@ -65,6 +67,17 @@ pub enum ToControl {
     Captured(Vec<Captured>),
     /// Policy log records (`log(name=...)`), to be written as lines.
     PolicyLog(Vec<crate::policy_log::LogRecord>),
+    /// A port the thread gave back, to be closed by the control thread.
+    Released {
+        /// The thread.
+        thread: usize,
+        /// The port.
+        no: PortNo,
+        /// The port itself (dropping it closes it).
+        port: Released,
+        /// It could not be activated (else it was detached).
+        failed: bool,
+    },
 }
 
 impl From<super::handle::Call> for ToControl {
@@ -114,10 +127,7 @@ struct Slot {
     /// Counters of sockets closed earlier (the port went down and came
     /// back), so the port's totals survive a reopen.
     past: crate::stats::PortStats,
-    ifindex: Option<u32>,
     port: Option<Box<dyn NetPort>>,
-    /// The last failure was logged; stay quiet until the state changes.
-    quiet: bool,
 }
 
 /// The ports of one thread, indexed by port number for transmission.
@@ -198,12 +208,13 @@ const MEGAFLOW_IDLE_MS: u64 = 10_000;
 
 /// Everything a poll thread needs to start.
 pub struct PmdThread {
-    /// Thread number; the thread opens this queue of every port.
+    /// Thread number; the thread owns this queue of every port.
     pub id: usize,
-    /// Ports to own.
-    pub ports: Vec<PortConfig>,
-    /// Frames in the pool.
-    pub frames: usize,
+    /// Its frames: the UMEM of its AF_XDP sockets (made by the control
+    /// thread, which opens the sockets on it).
+    pub pool: FramePool,
+    /// Ports handed over and taken back by the control thread.
+    pub inbox: Arc<Inbox>,
     /// Cache tunables.
     pub cfg: PmdConfig,
     /// Policy log lines per second and dedupe window in milliseconds.
@@ -216,8 +227,6 @@ pub struct PmdThread {
     pub to_control: Sender<ToControl>,
     /// Set to stop.
     pub shutdown: Arc<AtomicBool>,
-    /// How ports are opened.
-    pub open: Opener,
     /// The daemon's clock: rule counters credited here are read by the
     /// control thread against the same start.
     pub epoch: Instant,
@@ -231,18 +240,13 @@ pub struct PmdThread {
 
 impl PmdThread {
     /// Runs until `shutdown` is set.
-    pub fn run(self) {
+    pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                 tracing::warn!(core, thread = self.id, "could not pin the poll thread");
             }
         }
-        // The pool is the AF_XDP UMEM of every port of this thread; AF_PACKET
-        // ports use it as plain memory.
-        let mut pool = FramePool::new_umem(self.frames).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "no UMEM; AF_XDP ports will not open");
-            FramePool::new(self.frames)
-        });
+        let mut pool = std::mem::replace(&mut self.pool, FramePool::new(0));
         let mut pmd = Pmd::new(self.cfg);
         pmd.ct = self.ct.clone();
         pmd.policy_log = crate::policy_log::PolicyLog::new(self.policy_log.0, self.policy_log.1);
@@ -254,26 +258,6 @@ impl PmdThread {
             tap: 0,
             captured: Vec::new(),
         };
-        // Tunnel ports have no interface: their packets leave and arrive
-        // through the uplinks.
-        let real = self
-            .ports
-            .iter()
-            .filter(|p| p.kind != super::config::PortKind::Geneve);
-        for cfg in real.cloned() {
-            let no = cfg.no as usize;
-            if ports.by_no.len() <= no {
-                ports.by_no.resize(no + 1, None);
-            }
-            ports.by_no[no] = Some(ports.slots.len());
-            ports.slots.push(Slot {
-                cfg,
-                past: Default::default(),
-                ifindex: None,
-                port: None,
-                quiet: false,
-            });
-        }
         let start = self.epoch;
         let mut dump_seen = self.dump.load(Ordering::Relaxed);
         let mut last_check = 0u64;
@@ -282,13 +266,8 @@ impl PmdThread {
         let mut unresolved = Vec::new();
         let mut batch = Batch::default();
         let mut last_packet = std::time::Duration::ZERO;
-        let mut fds = Vec::with_capacity(ports.slots.len());
-        let ctx = Ctx {
-            id: self.id,
-            open: &self.open,
-            tx: &self.to_control,
-        };
-        check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
+        let mut fds = Vec::new();
+        let mut inbox = Vec::new();
         // Busy time: iterations that moved packets, measured from the clock
         // reads the loop makes anyway.
         let mut busy_ns = 0u64;
@@ -302,6 +281,19 @@ impl PmdThread {
             prev = (now, false);
             if let Some(b) = self.published.changed_since(&mut seen) {
                 bridge = b;
+            }
+            if self.inbox.pending() {
+                self.inbox.take(&mut inbox);
+                for m in inbox.drain(..) {
+                    take_message(
+                        &mut ports,
+                        &mut pool,
+                        m,
+                        self.id,
+                        &self.to_control,
+                        &mut pmd.stats,
+                    );
+                }
             }
             let want = self.dump.load(Ordering::Relaxed);
             if want != dump_seen {
@@ -376,7 +368,9 @@ impl PmdThread {
                 if !refresh.is_empty() {
                     let _ = self.to_control.send(ToControl::Learned(refresh));
                 }
-                check_ports(&mut ports, &mut pool, &ctx, &mut pmd.stats);
+                // Frames of ports closed by the control thread, for a thread
+                // that has no AF_XDP port left to reclaim them in `flush`.
+                pool.reclaim();
                 let r = report(&self, &ports, &pmd.stats, busy_ns, now);
                 let _ = self.to_control.send(ToControl::Report(r));
             }
@@ -387,6 +381,7 @@ impl PmdThread {
             }
             if now.saturating_sub(last_packet) >= SPIN_AFTER_TRAFFIC {
                 fds.clear();
+                fds.extend(self.inbox.poll_fd());
                 fds.extend(
                     ports
                         .slots
@@ -461,60 +456,93 @@ fn report(
     }
 }
 
-/// What `check_ports` needs from its thread.
-struct Ctx<'a> {
+/// Handles one message of the control thread: a port to poll, or one to
+/// give back.
+fn take_message(
+    ports: &mut Ports,
+    pool: &mut FramePool,
+    m: ToPmd,
     id: usize,
-    open: &'a Opener,
-    tx: &'a Sender<ToControl>,
-}
-
-/// Opens ports whose interface exists and is not open; closes ports whose
-/// interface vanished or changed index.
-fn check_ports(ports: &mut Ports, pool: &mut FramePool, ctx: &Ctx<'_>, stats: &mut PmdStats) {
-    for s in ports.slots.iter_mut() {
-        let now = crate::sys::if_index(&s.cfg.name);
-        if s.port.is_some() && now != s.ifindex {
-            tracing::warn!(port = %s.cfg.name, thread = ctx.id, "interface gone; port down");
-            stats.port_down += 1;
-            if let Some(p) = s.port.take() {
-                s.past.add(&p.stats());
+    tx: &Sender<ToControl>,
+    stats: &mut PmdStats,
+) {
+    match m {
+        ToPmd::Attach { cfg, mut port } => {
+            let no = cfg.no;
+            if let Err(e) = port.activate(pool) {
+                tracing::warn!(port = %cfg.name, thread = id, error = %e, "cannot open port; will retry");
+                let _ = tx.send(ToControl::Released {
+                    thread: id,
+                    no,
+                    port: Released(port),
+                    failed: true,
+                });
+                return;
             }
-            let _ = ctx.tx.send(ToControl::PortState {
-                thread: ctx.id,
-                no: s.cfg.no,
-                up: false,
-            });
-        }
-        if s.port.is_some() {
-            continue;
-        }
-        let Some(idx) = now else {
-            if !s.quiet {
-                tracing::warn!(port = %s.cfg.name, "no such interface; waiting for it");
-                s.quiet = true;
-            }
-            continue;
-        };
-        match (ctx.open)(&s.cfg, ctx.id as u32, pool) {
-            Ok(p) => {
-                tracing::info!(
-                    port = %s.cfg.name, no = s.cfg.no, thread = ctx.id, mode = %p.mode(), "port up"
-                );
-                s.port = Some(p);
-                s.ifindex = Some(idx);
-                s.quiet = false;
-                let _ = ctx.tx.send(ToControl::PortState {
-                    thread: ctx.id,
-                    no: s.cfg.no,
-                    up: true,
+            tracing::info!(port = %cfg.name, no, thread = id, mode = %port.mode(), "port up");
+            let idx = match ports.by_no.get(no as usize).copied().flatten() {
+                Some(i) => i,
+                None => {
+                    if ports.by_no.len() <= no as usize {
+                        ports.by_no.resize(no as usize + 1, None);
+                    }
+                    ports.slots.push(Slot {
+                        cfg: cfg.clone(),
+                        past: Default::default(),
+                        port: None,
+                    });
+                    ports.by_no[no as usize] = Some(ports.slots.len() - 1);
+                    ports.slots.len() - 1
+                }
+            };
+            let s = &mut ports.slots[idx];
+            if let Some(old) = s.port.replace(port) {
+                // Never expected: the control thread detaches before it
+                // attaches again. Give the old one back rather than leak it.
+                s.past.add(&old.stats());
+                let _ = tx.send(ToControl::Released {
+                    thread: id,
+                    no,
+                    port: Released(old),
+                    failed: false,
                 });
             }
-            Err(e) => {
-                if !s.quiet {
-                    tracing::warn!(
-                        port = %s.cfg.name, thread = ctx.id, error = %e, "cannot open port; will retry"
-                    );
-                    s.quiet = true;
+            s.cfg = cfg;
+            let _ = tx.send(ToControl::PortState {
+                thread: id,
+                no,
+                up: true,
+            });
+        }
+        ToPmd::Detach { no, forget } => {
+            let Some(idx) = ports.by_no.get(no as usize).copied().flatten() else {
+                return;
+            };
+            if let Some(mut p) = ports.slots[idx].port.take() {
+                p.deactivate(pool);
+                ports.slots[idx].past.add(&p.stats());
+                if !forget {
+                    stats.port_down += 1;
+                }
+                let _ = tx.send(ToControl::Released {
+                    thread: id,
+                    no,
+                    port: Released(p),
+                    failed: false,
+                });
+                let _ = tx.send(ToControl::PortState {
+                    thread: id,
+                    no,
+                    up: false,
+                });
+            }
+            if forget {
+                ports.slots.remove(idx);
+                ports.by_no[no as usize] = None;
+                for i in ports.by_no.iter_mut().flatten() {
+                    if *i > idx {
+                        *i -= 1;
+                    }
                 }
             }
         }

@@ -94,6 +94,11 @@ pub struct ControlState {
     pub conntrack_len: usize,
     /// The switch's connection table, for dumps.
     pub conntrack: Option<std::sync::Arc<flowtable::conntrack::ConnTrack>>,
+    /// The ports the switch should have: configured and added at run time.
+    pub registry: super::ports::PortRegistry,
+    /// How each port a poll thread holds is attached, as the control
+    /// thread opened it (known before the next report).
+    pub port_modes: std::collections::BTreeMap<u32, String>,
 }
 
 impl ControlState {
@@ -109,6 +114,8 @@ impl ControlState {
             persist: None,
             conntrack_len: 0,
             conntrack: None,
+            registry: Default::default(),
+            port_modes: Default::default(),
         }
     }
 

@@ -13,8 +13,9 @@ use crate::buf::{Batch, FramePool, PacketDesc};
 use crate::stats::PortStats;
 use flowtable::DropReason;
 
-/// A port a poll thread owns.
-pub trait NetPort {
+/// A port a poll thread owns. `Send`: the control thread opens ports and
+/// hands them to the poll threads, and takes them back to close them.
+pub trait NetPort: Send {
     /// Interface name.
     fn name(&self) -> &str;
     /// How the port is attached, for `show`: e.g. `afxdp native zerocopy`,
@@ -29,6 +30,18 @@ pub trait NetPort {
     /// Pushes queued packets to the kernel, reclaims transmitted frames into
     /// the pool and gives the kernel fresh frames to receive into.
     fn flush(&mut self, pool: &mut FramePool);
+    /// Starts receiving, on the poll thread that now owns the port (a port
+    /// opened elsewhere receives nothing before this: an AF_XDP port's
+    /// fill ring is filled from `pool` and its socket enters the XSKMAP).
+    fn activate(&mut self, pool: &mut FramePool) -> Result<(), String> {
+        let _ = pool;
+        Ok(())
+    }
+    /// Stops receiving before the port leaves its poll thread to be closed:
+    /// what its rings hold goes back to `pool`.
+    fn deactivate(&mut self, pool: &mut FramePool) {
+        self.flush(pool);
+    }
     /// A file descriptor to `poll(2)` on for receive readiness when the
     /// thread sleeps, if the port has one.
     fn poll_fd(&self) -> Option<i32>;

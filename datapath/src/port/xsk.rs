@@ -109,6 +109,8 @@ pub struct XskPort {
     fill_held: u32,
     /// Descriptors written to the TX ring but not yet published.
     tx_queued: u32,
+    /// The socket is in the XSKMAP (frames are redirected to it).
+    in_map: bool,
     stats: PortStats,
     lent: Lent,
 }
@@ -184,6 +186,27 @@ impl XskPort {
         rings: Rings,
     ) -> Result<XskPort, XskError> {
         let umem = pool.umem_shared().ok_or(XskError::PoolNotUmem)?.clone();
+        pool.reclaim();
+        let mut port = XskPort::open_detached(ifname, queue, &umem, program, pref, rings)?;
+        port.activate(pool)?;
+        Ok(port)
+    }
+
+    /// Opens the port on the UMEM `umem` without touching its pool: the
+    /// program attached, the socket bound, but its fill ring empty and the
+    /// socket not yet in the XSKMAP, so no frame reaches it (the program
+    /// passes them to the kernel meanwhile). This is the slow part of an
+    /// open (program load, bind, EBUSY retries); the control thread does it
+    /// so that a poll thread only runs [`XskPort::activate`], which takes
+    /// microseconds, and its other ports never stop.
+    pub fn open_detached(
+        ifname: &str,
+        queue: u32,
+        umem: &Arc<UmemShared>,
+        program: ProgramKind,
+        pref: ModePref,
+        rings: Rings,
+    ) -> Result<XskPort, XskError> {
         if !rings.size.is_power_of_two() || !(64..=32768).contains(&rings.size) {
             return Err(XskError::RingSize { size: rings.size });
         }
@@ -198,7 +221,6 @@ impl XskPort {
             ifname: ifname.to_string(),
             err,
         })?;
-        pool.reclaim();
         let sys_err = |e: SysError| XskError::Sys {
             op: e.op,
             ifname: ifname.to_string(),
@@ -212,7 +234,7 @@ impl XskPort {
             ifindex,
             queue,
         };
-        let shares_umem = bind(&sock, pool, &umem, &at, pref, xdp.mode())?;
+        let shares_umem = bind(&sock, umem, &at, pref, xdp.mode())?;
         sock.list_in(umem.clone());
         let zerocopy = sock.is_zerocopy().map_err(sys_err)?;
         let want = match pref.bind {
@@ -228,14 +250,7 @@ impl XskPort {
                 want,
             });
         }
-        xdp.insert(queue, sock.fd()).map_err(|err| XskError::Sys {
-            op: "bpf(BPF_MAP_UPDATE_ELEM, XSKMAP)",
-            ifname: ifname.to_string(),
-            err,
-        })?;
-
-        let n_frames = pool.n_frames();
-        let mut port = XskPort {
+        Ok(XskPort {
             name: ifname.to_string(),
             queue,
             attach: xdp.mode(),
@@ -247,16 +262,69 @@ impl XskPort {
             fill_target: rings.fill.min(rings.size),
             fill_held: 0,
             tx_queued: 0,
+            in_map: false,
             stats: PortStats::default(),
             lent: Lent {
-                bits: vec![0; n_frames.div_ceil(64)],
-                umem,
+                bits: vec![0; umem.frames().div_ceil(64)],
+                umem: umem.clone(),
                 zerocopy,
                 bogus: 0,
             },
-        };
-        port.refill(pool);
-        Ok(port)
+        })
+    }
+
+    /// Makes a port opened with [`XskPort::open_detached`] receive: fills
+    /// its fill ring from `pool` (which must be the pool of the UMEM it was
+    /// opened on), then puts its socket in the interface's XSKMAP.
+    pub fn activate(&mut self, pool: &mut FramePool) -> Result<(), XskError> {
+        self.check_pool(pool);
+        self.refill(pool);
+        if !self.in_map {
+            self.xdp
+                .insert(self.queue, self.sock.fd())
+                .map_err(|err| XskError::Sys {
+                    op: "bpf(BPF_MAP_UPDATE_ELEM, XSKMAP)",
+                    ifname: self.name.clone(),
+                    err,
+                })?;
+            self.in_map = true;
+        }
+        Ok(())
+    }
+
+    /// Stops the port before it is closed elsewhere: takes its socket out
+    /// of the XSKMAP (frames for it go to the kernel from now on), sends
+    /// what its TX ring holds, and returns to `pool` what its RX and
+    /// completion rings hold. What stays in its fill ring comes back to the
+    /// pool when the socket closes (the orphans of [`FramePool::reclaim`]).
+    pub fn deactivate(&mut self, pool: &mut FramePool) {
+        self.check_pool(pool);
+        if self.in_map {
+            let _ = self.xdp.remove(self.queue);
+            self.in_map = false;
+        }
+        self.push_tx();
+        let shift = pool.frame_size().trailing_zeros();
+        loop {
+            let n = self.sock.rx.peek(REAP);
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                let frame = (self.sock.rx.read(i).addr >> shift) as u32;
+                if self.lent.take(frame) {
+                    pool.returned(frame);
+                    self.fill_held = self.fill_held.saturating_sub(1);
+                    self.stats.rx_dropped += 1;
+                    pool.free(PacketDesc {
+                        frame,
+                        ..PacketDesc::default()
+                    });
+                }
+            }
+            self.sock.rx.release(n);
+        }
+        self.reap(pool);
     }
 
     /// What the interface's XDP program does with `frame`, run as if it
@@ -379,7 +447,6 @@ struct Target<'a> {
 /// Returns whether the UMEM is shared.
 fn bind(
     sock: &XskSocket,
-    pool: &FramePool,
     umem: &UmemShared,
     at: &Target<'_>,
     pref: ModePref,
@@ -406,14 +473,12 @@ fn bind(
         Some(Err(e)) => note("shared UMEM", &e),
         None => {}
     }
-    let Some(u) = pool.umem() else {
-        return Err(XskError::PoolNotUmem);
-    };
-    sock.register_umem(u).map_err(|e| XskError::Sys {
-        op: e.op,
-        ifname: ifname.to_string(),
-        err: e.err,
-    })?;
+    sock.register(&umem.registration())
+        .map_err(|e| XskError::Sys {
+            op: e.op,
+            ifname: ifname.to_string(),
+            err: e.err,
+        })?;
     let zc_first = attach == AttachMode::Native;
     let modes: &[(&str, u16)] = match pref.bind {
         BindPref::Auto if zc_first => &[("zerocopy", XDP_ZEROCOPY), ("copy", XDP_COPY)],
@@ -511,6 +576,14 @@ impl NetPort for XskPort {
         self.refill(pool);
     }
 
+    fn activate(&mut self, pool: &mut FramePool) -> Result<(), String> {
+        XskPort::activate(self, pool).map_err(|e| e.to_string())
+    }
+
+    fn deactivate(&mut self, pool: &mut FramePool) {
+        XskPort::deactivate(self, pool);
+    }
+
     fn poll_fd(&self) -> Option<i32> {
         use std::os::fd::AsRawFd;
         Some(self.sock.fd().as_raw_fd())
@@ -531,7 +604,9 @@ impl Drop for XskPort {
     fn drop(&mut self) {
         // Frames stop coming to this socket before it closes; the rest of
         // the teardown is the fields' order (see the struct).
-        let _ = self.xdp.remove(self.queue);
+        if self.in_map {
+            let _ = self.xdp.remove(self.queue);
+        }
     }
 }
 

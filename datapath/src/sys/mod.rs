@@ -94,6 +94,77 @@ pub fn queue_count(name: &str) -> Option<u32> {
     Some(rx.min(tx))
 }
 
+/// Sets the MTU of interface `name` (`SIOCSIFMTU`).
+pub fn set_mtu(name: &str, mtu: u32) -> std::io::Result<()> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: zeroed ifreq is a valid value (names and unions of integers
+    // and pointers).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `ifr` is a complete ifreq naming the interface, valid for
+    // the call; the kernel only reads it.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCSIFMTU, std::ptr::addr_of_mut!(ifr)) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if r < 0 {
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// An eventfd: one thread signals, another wakes from `poll(2)` on it. The
+/// control thread uses one per poll thread to say that messages wait.
+#[derive(Debug)]
+pub struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    /// A non-blocking eventfd with counter 0.
+    pub fn new() -> std::io::Result<EventFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd(2) takes no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor that nothing else owns.
+        Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the fd readable.
+    pub fn signal(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64; a full counter (EAGAIN)
+        // leaves it readable, which is all a signal needs.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), std::ptr::addr_of!(one).cast(), 8) };
+    }
+
+    /// Makes the fd unreadable again.
+    pub fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut n: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; non-blocking.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), std::ptr::addr_of_mut!(n).cast(), 8) };
+    }
+
+    /// The descriptor, for `poll(2)`.
+    pub fn raw(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

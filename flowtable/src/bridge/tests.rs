@@ -117,3 +117,37 @@ fn conjunctions_stand_alone_with_valid_clauses_and_only_in_rules() {
     });
     assert_eq!(br.apply(&[group], 0), Err((0, RuleError::BadConjunction)));
 }
+
+#[test]
+fn a_deleted_port_named_by_rules_keeps_its_number_held() {
+    let mut br = Bridge::default();
+    br.add_port(1, "p1");
+    br.add_port(2, "p2");
+    br.apply(&[flow(vec![Action::Output(2)])], 0).unwrap();
+    let v = br.version();
+    assert!(br.remove_port(2));
+    assert!(br.version() > v, "a port change must revalidate caches");
+    assert!(!br.ports.contains(2) && br.ports.known(2));
+    assert_eq!(br.ports.by_name("p2"), None);
+    // Rules naming it stay, and more may still be added.
+    assert_eq!(br.cls.len(), 1);
+    br.apply(&[flow(vec![Action::Output(1), Action::Output(2)])], 0)
+        .unwrap();
+    assert!(br.names_port(2) && br.names_port(1));
+    assert!(br.release_unnamed_ports().is_empty());
+    br.apply(
+        &[Change::DeleteFlows(FlowFilter::from_spec(
+            &FlowSpec::default(),
+            false,
+        ))],
+        0,
+    )
+    .unwrap();
+    assert_eq!(br.release_unnamed_ports(), vec![2]);
+    assert!(!br.ports.known(2));
+    assert_eq!(
+        br.apply(&[flow(vec![Action::Output(2)])], 0),
+        Err((0, RuleError::UnknownPort(2)))
+    );
+    assert!(!br.remove_port(2));
+}

@@ -73,7 +73,7 @@ impl Bridge {
         for a in actions {
             match *a {
                 Action::Output(p) => {
-                    let ok = self.ports.contains(p)
+                    let ok = self.ports.known(p)
                         || (is_reserved(p) && p != reserved::LOCAL && p != reserved::TABLE);
                     if !ok {
                         return Err(RuleError::UnknownPort(p));
@@ -81,7 +81,7 @@ impl Bridge {
                 }
                 Action::Resubmit {
                     in_port: Some(p), ..
-                } if !self.ports.contains(p) && !is_reserved(p) => {
+                } if !self.ports.known(p) && !is_reserved(p) => {
                     return Err(RuleError::UnknownPort(p));
                 }
                 Action::Resubmit { table: Some(t), .. } if t as usize >= N_TABLES => {
@@ -142,7 +142,7 @@ impl Bridge {
         }
         for b in &g.buckets {
             if let Some(p) = b.watch_port {
-                if !self.ports.contains(p) {
+                if !self.ports.known(p) {
                     return Err(RuleError::UnknownPort(p));
                 }
             }
