@@ -198,6 +198,8 @@ fn gc_removes_what_is_not_valid() {
             kind: "afxdp".into(),
             configured: false,
             external_ids: [("cni-network".to_string(), "elsewhere".to_string())].into(),
+            mtu: None,
+            state: "up".into(),
         },
     );
     assert_eq!(sb.allocations("gcnet").len(), 3);

@@ -79,6 +79,8 @@ fn answer(ports: &Mutex<BTreeMap<String, PortInfo>>, refuse: bool, cmd: Command)
                     kind: "afxdp".into(),
                     configured: false,
                     external_ids,
+                    mtu: None,
+                    state: "up".into(),
                 },
             );
             Response::Ok(format!("{no}\n"))

@@ -242,3 +242,140 @@ pub fn vars<'a>(
     }
     v
 }
+
+/// A binary of the workspace that this test package does not build
+/// (`oxvsd`, `oxvs-ctl`), next to the test executable's directory; built
+/// with cargo when missing, so `cargo test -p cni` runs on its own.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(bin);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", package, "--bin", bin])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed"
+        );
+    }
+    path
+}
+
+/// oxvsd running in namespace `ns` with an empty rule set and no
+/// configured port, its control socket and log in `dir`; killed (by PID,
+/// the child's own) when dropped.
+pub struct Oxvsd {
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: std::process::Child,
+}
+
+impl Oxvsd {
+    pub fn start(ns: &str, dir: &Path, extra: &str) -> Oxvsd {
+        let bin = workspace_binary("datapath", "oxvsd");
+        let socket = dir.join("oxvsd.sock");
+        let log = dir.join("oxvsd.log");
+        std::fs::write(dir.join("node.flows"), "").unwrap();
+        std::fs::write(
+            dir.join("node.toml"),
+            format!(
+                "[switch]\nflows = \"node.flows\"\nlog = \"info\"\nsocket = \"{}\"\nstate = \"{}\"\n{extra}",
+                socket.display(),
+                dir.join("rules").display()
+            ),
+        )
+        .unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(&bin)
+            .arg("--config")
+            .arg(dir.join("node.toml"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start oxvsd");
+        let sw = Oxvsd { socket, log, child };
+        let t = std::time::Instant::now();
+        while sw
+            .call(ctl::proto::Command::ListPorts { json: true })
+            .is_err()
+        {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(10),
+                "oxvsd never answered on its socket:\n{}",
+                sw.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        sw
+    }
+
+    pub fn call(&self, cmd: ctl::proto::Command) -> Result<String, ctl::client::ClientError> {
+        ctl::client::call(&self.socket, cmd)
+    }
+
+    pub fn add_flow(&self, flow: &str) {
+        self.call(ctl::proto::Command::AddFlow {
+            flow: flow.to_string(),
+            bundle: false,
+        })
+        .unwrap_or_else(|e| panic!("add-flow {flow}: {e}"));
+    }
+
+    pub fn ports(&self) -> Vec<ctl::proto::PortInfo> {
+        let text = self
+            .call(ctl::proto::Command::ListPorts { json: true })
+            .expect("list-ports");
+        serde_json::from_str(&text).expect("list-ports JSON")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Oxvsd {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t = std::time::Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if t.elapsed() > std::time::Duration::from_secs(3) {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Pings `to` from namespace `ns`; how many of `count` came back.
+pub fn ping(ns: &str, to: &str, count: u32) -> u32 {
+    let out = run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "ping",
+        "-c",
+        &count.to_string(),
+        "-i",
+        "0.1",
+        "-W",
+        "1",
+        "-q",
+        to,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(", ")
+        .find_map(|p| p.strip_suffix(" received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
