@@ -291,10 +291,16 @@ impl NetConf {
         if name.is_empty() {
             return Err(invalid("name is missing".into()));
         }
-        if let Some(t) = &w.kind {
-            if t != "oxvs" {
-                return Err(invalid(format!("type is {t:?}; this plugin is \"oxvs\"")));
-            }
+        // The runtime found this binary by `type`; any other type means a
+        // configuration meant for another plugin reached this one.
+        if let Some(t) = w
+            .kind
+            .as_deref()
+            .filter(|t| !matches!(*t, "oxvs" | "oxvs-cni"))
+        {
+            return Err(invalid(format!(
+                "type is {t:?}; this plugin is \"oxvs\" (or \"oxvs-cni\")"
+            )));
         }
         let mtu = w.mtu.unwrap_or(DEFAULT_MTU);
         if !(68..=65535).contains(&mtu) {

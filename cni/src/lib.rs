@@ -59,20 +59,11 @@ pub fn run(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
 
 fn dispatch(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<String, CniError> {
     let env = Env::parse(get)?;
-    if env.command == Command::Version {
-        // The answer carries the version asked about, even one we do not
-        // speak: that is how a runtime learns the mismatch.
-        let asked = serde_json::from_slice::<serde_json::Value>(stdin)
-            .ok()
-            .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| config::DEFAULT_VERSION.to_string());
-        return Ok(serde_json::json!({
-            "cniVersion": asked,
-            "supportedVersions": SUPPORTED_VERSIONS,
-        })
-        .to_string());
-    }
-    let conf = NetConf::parse(stdin)?;
+    // VERSION needs no configuration beyond the version it is asked about.
+    let conf = match env.command {
+        Command::Version => return Ok(version_answer(stdin)),
+        _ => NetConf::parse(stdin)?,
+    };
     match env.command {
         Command::Add => {
             let r = add::add(&env, &conf)?;
@@ -88,6 +79,20 @@ fn dispatch(get: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<String
         Command::Check => ops::check(&env, &conf).map(|()| String::new()),
         Command::Status => ops::status(&env, &conf).map(|()| String::new()),
         Command::Gc => ops::gc(&env, &conf).map(|()| String::new()),
-        Command::Version => unreachable!("answered above"),
+        Command::Version => Ok(version_answer(stdin)),
     }
+}
+
+/// The VERSION answer. It carries the version asked about, even one we do
+/// not speak: that is how a runtime learns of the mismatch.
+fn version_answer(stdin: &[u8]) -> String {
+    let asked = serde_json::from_slice::<serde_json::Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| config::DEFAULT_VERSION.to_string());
+    serde_json::json!({
+        "cniVersion": asked,
+        "supportedVersions": SUPPORTED_VERSIONS,
+    })
+    .to_string()
 }
