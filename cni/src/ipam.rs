@@ -239,7 +239,7 @@ impl<'a> Ipam<'a> {
             },
             format!("IPAM plugin {name} ({command}): {msg}"),
             if details.is_empty() {
-                format!("exit status {}", out.status)
+                out.status.to_string()
             } else {
                 details.to_string()
             },
