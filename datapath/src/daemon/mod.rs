@@ -17,6 +17,7 @@ pub mod open;
 pub mod persist;
 pub mod pmd;
 pub mod ports;
+pub mod portset;
 pub mod publish;
 pub mod resolve;
 pub mod state;

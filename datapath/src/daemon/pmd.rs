@@ -14,15 +14,14 @@
 //! back to the control thread to close, so no socket teardown ever runs
 //! on the packet path.
 
-use super::config::PortConfig;
 use super::inbox::{Inbox, Released, ToPmd};
+use super::portset::PortSet;
 use super::publish::Published;
-use crate::buf::{Batch, FramePool, PacketDesc};
-use crate::pipeline::{Pmd, PmdConfig, TxPorts};
-use crate::port::NetPort;
+use crate::buf::{Batch, FramePool};
+use crate::pipeline::{Pmd, PmdConfig};
 use crate::stats::PmdStats;
 use flowtable::mac::Learn;
-use flowtable::{Bridge, DropReason, PortNo};
+use flowtable::{Bridge, PortNo};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -122,24 +121,6 @@ pub struct PortReport {
     pub stats: crate::stats::PortStats,
 }
 
-struct Slot {
-    cfg: PortConfig,
-    /// Counters of sockets closed earlier (the port went down and came
-    /// back), so the port's totals survive a reopen.
-    past: crate::stats::PortStats,
-    port: Option<Box<dyn NetPort>>,
-}
-
-/// The ports of one thread, indexed by port number for transmission.
-struct Ports {
-    slots: Vec<Slot>,
-    by_no: Vec<Option<usize>>,
-    /// The port being captured (0: none), read once per loop.
-    tap: PortNo,
-    /// Packets copied for the capture since the last hand-off.
-    captured: Vec<Captured>,
-}
-
 /// What `capture` is watching: set by the control thread, read by the poll
 /// threads once per loop (one relaxed load while nobody captures).
 #[derive(Default)]
@@ -148,53 +129,7 @@ pub struct Tap {
     pub port: std::sync::atomic::AtomicU32,
 }
 
-/// A packet copied for `capture`.
-#[derive(Debug, Clone)]
-pub struct Captured {
-    /// When.
-    pub at: std::time::SystemTime,
-    /// Received on the port (else sent to it).
-    pub rx: bool,
-    /// The frame.
-    pub bytes: Vec<u8>,
-}
-
-impl Ports {
-    /// Copies a packet for the capture. This allocates, and only runs while
-    /// someone captures this port.
-    #[cold]
-    fn copy(&mut self, rx: bool, bytes: &[u8]) {
-        self.captured.push(Captured {
-            at: std::time::SystemTime::now(),
-            rx,
-            bytes: bytes.to_vec(),
-        });
-    }
-}
-
-impl TxPorts for Ports {
-    #[inline]
-    fn send(
-        &mut self,
-        port: PortNo,
-        pkt: PacketDesc,
-        pool: &mut FramePool,
-    ) -> Result<(), DropReason> {
-        let idx = self
-            .by_no
-            .get(port as usize)
-            .copied()
-            .flatten()
-            .ok_or(DropReason::PortDown)?;
-        if port == self.tap {
-            self.copy(false, pool.data(&pkt));
-        }
-        match self.slots[idx].port.as_mut() {
-            Some(p) => p.send(pool, pkt),
-            None => Err(DropReason::PortDown),
-        }
-    }
-}
+pub use super::portset::Captured;
 
 /// How long the thread keeps spinning after the last packet before it
 /// sleeps: long enough to catch the reply to what it just forwarded (a ping
@@ -252,12 +187,7 @@ impl PmdThread {
         pmd.policy_log = crate::policy_log::PolicyLog::new(self.policy_log.0, self.policy_log.1);
         let mut seen = 0u64;
         let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
-        let mut ports = Ports {
-            slots: Vec::new(),
-            by_no: Vec::new(),
-            tap: 0,
-            captured: Vec::new(),
-        };
+        let mut ports = PortSet::new();
         let start = self.epoch;
         let mut dump_seen = self.dump.load(Ordering::Relaxed);
         let mut last_check = 0u64;
@@ -306,33 +236,7 @@ impl PmdThread {
                 });
             }
             ports.tap = self.tap.port.load(Ordering::Relaxed);
-            let mut got = 0;
-            for i in 0..ports.slots.len() {
-                let no = ports.slots[i].cfg.no;
-                let Some(p) = ports.slots[i].port.as_mut() else {
-                    continue;
-                };
-                p.rx_burst(&mut pool, &mut batch);
-                if batch.len == 0 {
-                    continue;
-                }
-                got += batch.len;
-                if no == ports.tap {
-                    for d in batch.as_slice() {
-                        ports.copy(true, pool.data(d));
-                    }
-                }
-                if ports.slots[i].cfg.uplink {
-                    pmd.process_uplink(&bridge, &mut pool, &mut ports, &batch, now_ms);
-                } else {
-                    pmd.process(&bridge, &mut pool, &mut ports, no, &batch, now_ms);
-                }
-            }
-            for s in ports.slots.iter_mut() {
-                if let Some(p) = s.port.as_mut() {
-                    p.flush(&mut pool);
-                }
-            }
+            let got = ports.poll(&mut pmd, &bridge, &mut pool, &mut batch, now_ms);
             if !ports.captured.is_empty() {
                 let c = std::mem::take(&mut ports.captured);
                 let _ = self.to_control.send(ToControl::Captured(c));
@@ -393,6 +297,7 @@ impl PmdThread {
                 } else if let Err(e) = crate::sys::poll_readable(&fds, SLEEP_MS) {
                     tracing::warn!(error = %e, "poll failed");
                 }
+                ports.sweep_next();
             }
         }
         let r = report(&self, &ports, &pmd.stats, busy_ns, start.elapsed());
@@ -424,7 +329,7 @@ fn dump_megaflows(id: usize, pmd: &Pmd, br: &Bridge, now_ms: u64) -> Vec<String>
 
 fn report(
     t: &PmdThread,
-    ports: &Ports,
+    ports: &PortSet,
     stats: &PmdStats,
     busy_ns: u64,
     now: std::time::Duration,
@@ -459,7 +364,7 @@ fn report(
 /// Handles one message of the control thread: a port to poll, or one to
 /// give back.
 fn take_message(
-    ports: &mut Ports,
+    ports: &mut PortSet,
     pool: &mut FramePool,
     m: ToPmd,
     id: usize,
@@ -480,26 +385,12 @@ fn take_message(
                 return;
             }
             tracing::info!(port = %cfg.name, no, thread = id, mode = %port.mode(), "port up");
-            let idx = match ports.by_no.get(no as usize).copied().flatten() {
-                Some(i) => i,
-                None => {
-                    if ports.by_no.len() <= no as usize {
-                        ports.by_no.resize(no as usize + 1, None);
-                    }
-                    ports.slots.push(Slot {
-                        cfg: cfg.clone(),
-                        past: Default::default(),
-                        port: None,
-                    });
-                    ports.by_no[no as usize] = Some(ports.slots.len() - 1);
-                    ports.slots.len() - 1
-                }
-            };
-            let s = &mut ports.slots[idx];
-            if let Some(old) = s.port.replace(port) {
+            if let Some(old) = ports.attach(cfg, port) {
                 // Never expected: the control thread detaches before it
                 // attaches again. Give the old one back rather than leak it.
-                s.past.add(&old.stats());
+                if let Some(i) = ports.slot_of(no) {
+                    ports.slots[i].past.add(&old.stats());
+                }
                 let _ = tx.send(ToControl::Released {
                     thread: id,
                     no,
@@ -507,7 +398,6 @@ fn take_message(
                     failed: false,
                 });
             }
-            s.cfg = cfg;
             let _ = tx.send(ToControl::PortState {
                 thread: id,
                 no,
@@ -515,13 +405,18 @@ fn take_message(
             });
         }
         ToPmd::Detach { no, forget } => {
-            let Some(idx) = ports.by_no.get(no as usize).copied().flatten() else {
+            let Some(idx) = ports.slot_of(no) else {
                 return;
             };
-            if let Some(mut p) = ports.slots[idx].port.take() {
+            let open = if forget {
+                ports.remove(no)
+            } else {
+                ports.slots[idx].port.take()
+            };
+            if let Some(mut p) = open {
                 p.deactivate(pool);
-                ports.slots[idx].past.add(&p.stats());
                 if !forget {
+                    ports.slots[idx].past.add(&p.stats());
                     stats.port_down += 1;
                 }
                 let _ = tx.send(ToControl::Released {
@@ -535,15 +430,6 @@ fn take_message(
                     no,
                     up: false,
                 });
-            }
-            if forget {
-                ports.slots.remove(idx);
-                ports.by_no[no as usize] = None;
-                for i in ports.by_no.iter_mut().flatten() {
-                    if *i > idx {
-                        *i -= 1;
-                    }
-                }
             }
         }
     }

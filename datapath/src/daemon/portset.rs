@@ -1,0 +1,378 @@
+//! The ports of one poll thread and one turn of its loop over them:
+//! receive, process, transmit.
+//!
+//! With a few ports every turn polls and flushes every port. With hundreds
+//! (one per pod), doing so would cost every packet: each idle AF_XDP port
+//! costs a look at its RX ring and, in `flush`, at its TX, completion and
+//! fill rings, and with 512 ports that is microseconds per turn against a
+//! few nanoseconds per packet. So a turn that follows a turn with traffic
+//! polls only the *hot* ports (those that received in the last
+//! [`HOT_TURNS`] turns) and a window of [`WINDOW`] others in rotation, and
+//! flushes only the ports it received on or sent to and that window. A
+//! turn that follows an idle one (and every turn after the thread wakes
+//! from `poll(2)`) sweeps every port, as does every turn with at most
+//! [`FULL_SWEEP_PORTS`] ports. A port that starts receiving while others
+//! are busy is seen within `ports / WINDOW` turns (tens of microseconds
+//! under load) and is hot from then on.
+
+use super::config::PortConfig;
+use crate::buf::{Batch, FramePool, PacketDesc};
+use crate::pipeline::{Pmd, TxPorts};
+use crate::port::NetPort;
+use flowtable::{Bridge, DropReason, PortNo};
+
+/// Up to this many ports, every turn polls and flushes them all.
+pub const FULL_SWEEP_PORTS: usize = 16;
+/// Cold ports polled and flushed per busy turn, in rotation.
+pub const WINDOW: usize = 16;
+/// A port stays hot this many turns after it last received.
+pub const HOT_TURNS: u64 = 64;
+
+/// One port of the thread.
+pub(super) struct Slot {
+    pub(super) cfg: PortConfig,
+    /// Counters of sockets closed earlier (the port went down and came
+    /// back), so the port's totals survive a reopen.
+    pub(super) past: crate::stats::PortStats,
+    pub(super) port: Option<Box<dyn NetPort>>,
+    /// The turn it last received in.
+    last_rx: u64,
+    /// In `dirty` this turn.
+    dirty: bool,
+    /// In `hot`.
+    hot: bool,
+}
+
+/// A packet copied for `capture`.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// When.
+    pub at: std::time::SystemTime,
+    /// Received on the port (else sent to it).
+    pub rx: bool,
+    /// The frame.
+    pub bytes: Vec<u8>,
+}
+
+/// The ports of one thread, indexed by port number for transmission.
+#[derive(Default)]
+pub struct PortSet {
+    pub(super) slots: Vec<Slot>,
+    by_no: Vec<Option<usize>>,
+    /// The port being captured (0: none), read once per loop.
+    pub(super) tap: PortNo,
+    /// Packets copied for the capture since the last hand-off.
+    pub(super) captured: Vec<Captured>,
+    /// Slots that received recently.
+    hot: Vec<usize>,
+    /// Slots received on or sent to this turn (to flush).
+    dirty: Vec<usize>,
+    /// The next cold slot of the rotation.
+    cursor: usize,
+    turn: u64,
+    /// Packets received in the last turn.
+    last_got: usize,
+    /// Sweep every port every turn (the plain loop; benches compare).
+    pub always_sweep: bool,
+}
+
+impl PortSet {
+    /// An empty set.
+    pub fn new() -> PortSet {
+        PortSet::default()
+    }
+
+    /// Ports (open or not).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there is no port.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The slot of port `no`.
+    pub(super) fn slot_of(&self, no: PortNo) -> Option<usize> {
+        self.by_no.get(no as usize).copied().flatten()
+    }
+
+    /// Adds `port` as port `cfg.no`, or puts it in that port's slot;
+    /// returns the port it replaces, if any.
+    pub fn attach(&mut self, cfg: PortConfig, port: Box<dyn NetPort>) -> Option<Box<dyn NetPort>> {
+        let no = cfg.no as usize;
+        let idx = match self.slot_of(cfg.no) {
+            Some(i) => i,
+            None => {
+                if self.by_no.len() <= no {
+                    self.by_no.resize(no + 1, None);
+                }
+                self.slots.push(Slot {
+                    cfg: cfg.clone(),
+                    past: Default::default(),
+                    port: None,
+                    last_rx: 0,
+                    dirty: false,
+                    hot: false,
+                });
+                self.by_no[no] = Some(self.slots.len() - 1);
+                self.slots.len() - 1
+            }
+        };
+        let s = &mut self.slots[idx];
+        s.cfg = cfg;
+        // A new port is polled at once (it is likely to receive soon).
+        self.last_got = 0;
+        s.port.replace(port)
+    }
+
+    /// Removes port `no`'s slot; output to the number is a
+    /// `drop_port_down` from now on. Returns the port, if it was open.
+    pub fn remove(&mut self, no: PortNo) -> Option<Box<dyn NetPort>> {
+        let idx = self.slot_of(no)?;
+        let s = self.slots.remove(idx);
+        self.by_no[no as usize] = None;
+        for i in self.by_no.iter_mut().flatten() {
+            if *i > idx {
+                *i -= 1;
+            }
+        }
+        // Indices moved: start the bookkeeping afresh.
+        self.hot.clear();
+        self.dirty.clear();
+        for s in &mut self.slots {
+            (s.hot, s.dirty) = (false, false);
+        }
+        self.cursor = 0;
+        self.last_got = 0;
+        s.port
+    }
+
+    /// Makes the next turn sweep every port (after a sleep in `poll(2)`:
+    /// whichever woke the thread is looked at).
+    pub fn sweep_next(&mut self) {
+        self.last_got = 0;
+    }
+
+    /// One turn: receives from the ports this turn looks at, runs each
+    /// batch through `pmd`, flushes what needs it. Returns the packets
+    /// received.
+    pub fn poll(
+        &mut self,
+        pmd: &mut Pmd,
+        bridge: &Bridge,
+        pool: &mut FramePool,
+        batch: &mut Batch,
+        now_ms: u64,
+    ) -> usize {
+        self.turn += 1;
+        let n = self.slots.len();
+        let full = self.always_sweep || self.last_got == 0 || n <= FULL_SWEEP_PORTS;
+        let mut got = 0;
+        if full {
+            for i in 0..n {
+                got += self.rx_one(i, pmd, bridge, pool, batch, now_ms);
+            }
+        } else {
+            for h in 0..self.hot.len() {
+                let i = self.hot[h];
+                got += self.rx_one(i, pmd, bridge, pool, batch, now_ms);
+            }
+            for _ in 0..WINDOW.min(n) {
+                self.cursor = (self.cursor + 1) % n;
+                let i = self.cursor;
+                if !self.slots[i].hot {
+                    got += self.rx_one(i, pmd, bridge, pool, batch, now_ms);
+                    self.mark_dirty(i);
+                }
+            }
+        }
+        if full {
+            for s in self.slots.iter_mut() {
+                if let Some(p) = s.port.as_mut() {
+                    p.flush(pool);
+                }
+                s.dirty = false;
+            }
+            self.dirty.clear();
+        } else {
+            for d in 0..self.dirty.len() {
+                let s = &mut self.slots[self.dirty[d]];
+                if let Some(p) = s.port.as_mut() {
+                    p.flush(pool);
+                }
+                s.dirty = false;
+            }
+            self.dirty.clear();
+        }
+        if self.turn % HOT_TURNS == 0 {
+            let (slots, turn) = (&mut self.slots, self.turn);
+            self.hot.retain(|&i| {
+                let keep = turn - slots[i].last_rx < HOT_TURNS;
+                slots[i].hot = keep;
+                keep
+            });
+        }
+        self.last_got = got;
+        got
+    }
+
+    #[inline]
+    fn rx_one(
+        &mut self,
+        i: usize,
+        pmd: &mut Pmd,
+        bridge: &Bridge,
+        pool: &mut FramePool,
+        batch: &mut Batch,
+        now_ms: u64,
+    ) -> usize {
+        let no = self.slots[i].cfg.no;
+        let Some(p) = self.slots[i].port.as_mut() else {
+            return 0;
+        };
+        p.rx_burst(pool, batch);
+        if batch.len == 0 {
+            return 0;
+        }
+        let s = &mut self.slots[i];
+        s.last_rx = self.turn;
+        if !s.hot {
+            s.hot = true;
+            self.hot.push(i);
+        }
+        self.mark_dirty(i);
+        if no == self.tap {
+            for d in batch.as_slice() {
+                self.copy(true, pool.data(d));
+            }
+        }
+        if self.slots[i].cfg.uplink {
+            pmd.process_uplink(bridge, pool, self, batch, now_ms);
+        } else {
+            pmd.process(bridge, pool, self, no, batch, now_ms);
+        }
+        batch.len
+    }
+
+    #[inline]
+    fn mark_dirty(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        if !s.dirty {
+            s.dirty = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// Copies a packet for the capture. This allocates, and only runs while
+    /// someone captures this port.
+    #[cold]
+    pub(super) fn copy(&mut self, rx: bool, bytes: &[u8]) {
+        self.captured.push(Captured {
+            at: std::time::SystemTime::now(),
+            rx,
+            bytes: bytes.to_vec(),
+        });
+    }
+}
+
+impl TxPorts for PortSet {
+    #[inline]
+    fn send(
+        &mut self,
+        port: PortNo,
+        pkt: PacketDesc,
+        pool: &mut FramePool,
+    ) -> Result<(), DropReason> {
+        let idx = self.slot_of(port).ok_or(DropReason::PortDown)?;
+        if port == self.tap {
+            self.copy(false, pool.data(&pkt));
+        }
+        self.mark_dirty(idx);
+        match self.slots[idx].port.as_mut() {
+            Some(p) => p.send(pool, pkt),
+            None => Err(DropReason::PortDown),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::mem::EchoPort;
+
+    fn cfg(no: PortNo) -> PortConfig {
+        PortConfig {
+            name: format!("p{no}"),
+            no,
+            kind: Default::default(),
+            uplink: false,
+            local_ip: None,
+            remote_ip: None,
+            key: None,
+            runtime: true,
+            mtu: None,
+        }
+    }
+
+    fn frame(pool: &mut FramePool, dst: u8) -> PacketDesc {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, dst]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xee]);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        pool.alloc_from(&f).unwrap()
+    }
+
+    /// 64 ports: port 1 echoes a batch that keeps the thread busy; a
+    /// packet waiting on a cold port is still received within a rotation
+    /// of the window, and a removed port's number drops as port down.
+    #[test]
+    fn cold_ports_are_seen_while_hot_ones_are_busy() {
+        let mut pool = FramePool::new(256);
+        let mut br = Bridge::default();
+        for no in 1..=64 {
+            br.add_port(no, &format!("p{no}"));
+        }
+        crate::daemon::load_flows(
+            &mut br,
+            "priority=10,in_port=1,actions=IN_PORT\npriority=5,actions=drop\n",
+        )
+        .unwrap();
+        let mut pmd = Pmd::new(Default::default());
+        let mut set = PortSet::new();
+        let busy: Vec<PacketDesc> = (0..32).map(|_| frame(&mut pool, 1)).collect();
+        set.attach(cfg(1), Box::new(EchoPort::new("p1", &busy)));
+        for no in 2..=64 {
+            set.attach(cfg(no), Box::new(EchoPort::new("", &[])));
+        }
+        let mut batch = Batch::default();
+        for _ in 0..10 {
+            assert_eq!(set.poll(&mut pmd, &br, &mut pool, &mut batch, 0), 32);
+        }
+        // A packet for port 40, put there as if it had arrived.
+        let late = frame(&mut pool, 40);
+        let i = set.slot_of(40).unwrap();
+        let p = set.slots[i].port.as_mut().unwrap();
+        p.send(&mut pool, late).unwrap();
+        let mut turns = 0;
+        loop {
+            turns += 1;
+            let got = set.poll(&mut pmd, &br, &mut pool, &mut batch, 0);
+            if got == 33 {
+                break;
+            }
+            assert_eq!(got, 32);
+            assert!(
+                turns <= 64 / WINDOW + 1,
+                "port 40 unseen after {turns} turns"
+            );
+        }
+        assert!(turns > 1, "the busy turns did not skip cold ports");
+        assert!(set.remove(40).is_some());
+        assert!(matches!(
+            set.send(40, frame(&mut pool, 40), &mut pool),
+            Err(DropReason::PortDown)
+        ));
+        assert_eq!(set.len(), 63);
+    }
+}
