@@ -120,6 +120,28 @@ fn containers_on_two_nodes_talk_through_geneve() {
         sw.add_flow("priority=50,in_port=gnv0,actions=drop");
     }
     let logs = || format!("{}\n{}", switches[0].log_text(), switches[1].log_text());
+    // Until both switches have resolved the other's VTEP (the kernel's
+    // route and neighbour, asked once the rules name it) the tunnel drops.
+    let t = std::time::Instant::now();
+    while switches
+        .iter()
+        .any(|s| !s.log_text().contains("tunnel remote resolved"))
+    {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "no tunnel remote resolved:\n{}",
+            logs()
+        );
+        ping(&c1, &pods[1].1, 1);
+    }
+    let t = std::time::Instant::now();
+    while ping(&c1, &pods[1].1, 1) == 0 {
+        assert!(
+            t.elapsed().as_secs() < 10,
+            "c1 never reached c2:\n{}",
+            logs()
+        );
+    }
     assert_eq!(ping(&c1, &pods[1].1, 5), 5, "{}", logs());
     assert_eq!(ping(&c2, &pods[0].1, 3), 3, "{}", logs());
     let server = Command::new("ip")
