@@ -12,7 +12,7 @@
 //! tlv_map = "{class=0x0102,type=0x80,len=4}->tun_metadata0"  # Geneve options; optional
 //! fast_path = "off"        # the XDP fast path (issue 16): "on" or "off" (default off;
 //!                          # not attached by this version yet, see afxdp::fastpath)
-//! runtime_ports = 512      # ports add-port may add (UMEM room for each); default 64
+//! runtime_ports = 512      # most ports add-port may add (512 KiB of UMEM each); default 64
 //!
 //! [[port]]
 //! name = "v1p1"            # interface name
@@ -84,9 +84,9 @@ pub struct SwitchConfig {
     pub policy_log_rate: Option<u32>,
     /// Seconds within which one connection is logged once (default 10).
     pub policy_log_window: Option<u64>,
-    /// How many ports `add-port` may add (default 64). Each poll thread's
-    /// UMEM sets aside room for their rings (512 KiB a port), so this is
-    /// what bounds the switch's memory.
+    /// How many ports `add-port` may add (default 64). Each AF_XDP queue
+    /// of one has a UMEM of its own (512 KiB), so this is what bounds the
+    /// switch's memory.
     pub runtime_ports: Option<usize>,
     /// Whether established flows are offloaded to the XDP fast path.
     #[serde(default)]

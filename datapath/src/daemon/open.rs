@@ -18,8 +18,10 @@
 use super::config::{PortConfig, PortKind};
 use super::pmd::Opener;
 use crate::afxdp::umem::UmemShared;
+use crate::buf::FramePool;
 use crate::port::packet::PacketPort;
 use crate::port::xsk::{ModePref, ProgramKind, Rings, XskPort};
+use crate::port::xsk_own::{OwnUmemPort, OWN_FRAMES};
 use std::sync::Arc;
 
 /// Ring sizes of oxvsd's AF_XDP ports. The fill ring is kept full: a TCP
@@ -36,20 +38,22 @@ pub const RINGS: Rings = Rings {
 /// a full transmit ring.
 pub const FRAMES_PER_PORT: usize = 2 * 4096;
 
-/// Ring sizes of ports added at run time (`add-port`: pods). Every frame a
-/// fill ring holds is UMEM, locked, whether the port is busy or idle, so
-/// 512 pod ports with the configured ports' 4096-frame rings would lock
-/// 8 GiB per poll thread; with these a pod port holds 64 frames (256 KiB).
-/// A pod's bursts are smaller than an uplink's, and the thread refills the
-/// ring on every loop while it spins.
+/// Ring sizes of ports added at run time (`add-port`: pods), each on a
+/// UMEM of its own ([`OwnUmemPort`]). Every frame a fill ring holds is
+/// UMEM, pinned, whether the port is busy or idle, so 512 pod ports with
+/// the configured ports' 4096-frame rings would pin 8 GiB per poll thread;
+/// with these a pod port holds 64 frames. A pod's bursts are smaller than
+/// an uplink's, and the thread refills the ring on every loop while it
+/// spins.
 pub const RUNTIME_RINGS: Rings = Rings {
     size: 256,
     fill: 64,
 };
 
-/// Frames a poll thread's pool sets aside per runtime port: a full fill ring
-/// and as many again in flight to transmit.
-pub const FRAMES_PER_RUNTIME_PORT: usize = 2 * 64;
+/// Frames a poll thread's pool sets aside per runtime port: none for its
+/// rings (it has its own UMEM), a few for the packets copied out of it
+/// that wait in a batch.
+pub const FRAMES_PER_RUNTIME_PORT: usize = 4;
 
 /// Runtime ports a switch is sized for when `[switch] runtime_ports` is not
 /// set.
@@ -112,15 +116,30 @@ fn open_xdp(
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
 ) -> Result<Box<dyn NetPort>, String> {
-    let umem = umem.ok_or("this poll thread has no UMEM")?;
+    let umem = umem.ok_or("this poll thread has no UMEM");
     // An uplink carries the node's own traffic too: only Geneve is taken.
     let program = if cfg.uplink {
         ProgramKind::Uplink
     } else {
         ProgramKind::All
     };
-    let rings = if cfg.runtime { RUNTIME_RINGS } else { RINGS };
-    XskPort::open_detached(&cfg.name, queue, umem, program, ModePref::default(), rings)
+    if cfg.runtime {
+        // A pod port has a small UMEM of its own: sharing the thread's
+        // would cost the kernel a head per frame of it, per port.
+        let own = FramePool::new_umem(OWN_FRAMES).map_err(|e| e.to_string())?;
+        let shared = own.umem_shared().ok_or("no UMEM")?.clone();
+        let p = XskPort::open_detached(
+            &cfg.name,
+            queue,
+            &shared,
+            program,
+            ModePref::default(),
+            RUNTIME_RINGS,
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(Box::new(OwnUmemPort::new(p, own)));
+    }
+    XskPort::open_detached(&cfg.name, queue, umem?, program, ModePref::default(), RINGS)
         .map(|p| Box::new(p) as Box<dyn NetPort>)
         .map_err(|e| e.to_string())
 }

@@ -8,6 +8,7 @@
 pub mod mem;
 pub mod packet;
 pub mod xsk;
+pub mod xsk_own;
 
 use crate::buf::{Batch, FramePool, PacketDesc};
 use crate::stats::PortStats;

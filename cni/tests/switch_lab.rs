@@ -1,0 +1,99 @@
+//! oxvs-cni with a real oxvsd: two containers' namespaces attached by ADD
+//! ping each other and pass TCP through the switch (one `normal` rule added
+//! over the control socket), the ports carry the pods' external ids, and
+//! DEL takes ports, veths and addresses away again. Root only; run it
+//! under `flock /tmp/oxvs-lab.lock` like every lab test.
+
+mod common;
+
+use common::{invoke, ok, ping, root_or_skip, vars, Oxvsd, Sandbox};
+use std::process::{Command, Stdio};
+
+#[test]
+fn two_containers_talk_through_oxvsd_and_del_cleans_up() {
+    if !root_or_skip() {
+        return;
+    }
+    let mut sb = Sandbox::new("s");
+    let node = sb.netns("node");
+    let c1 = sb.netns("c1");
+    let c2 = sb.netns("c2");
+    let sw = Oxvsd::start(&node, &sb.dir, "");
+    sw.add_flow("priority=0,actions=normal");
+    let conf = sb.conf("lab", "1.0.0", &sw.socket, "10.244.12.0/24");
+
+    let mut results = Vec::new();
+    for (id, ns) in [("c1", &c1), ("c2", &c2)] {
+        let a = invoke(
+            Some(&node),
+            &vars("ADD", id, &Sandbox::netns_path(ns), "eth0"),
+            &conf,
+        );
+        assert!(a.ok, "ADD {id}: {} {}\n{}", a.json, a.stderr, sw.log_text());
+        results.push(a.json);
+    }
+    assert_eq!(results[0]["ips"][0]["address"], "10.244.12.2/24");
+    assert_eq!(results[1]["ips"][0]["address"], "10.244.12.3/24");
+    let ports = sw.ports();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    for (p, id) in ports.iter().zip(["c1", "c2"]) {
+        assert_eq!(p.name, cni::names::host_ifname(id, "eth0"));
+        assert_eq!(p.external_ids["container-id"], id);
+        assert_eq!(p.external_ids["iface-id"], "default/web-0");
+        assert!(!p.configured);
+    }
+
+    // The first ping also resolves ARP through the switch.
+    assert_eq!(ping(&c1, "10.244.12.3", 5), 5, "{}", sw.log_text());
+    assert_eq!(ping(&c2, "10.244.12.2", 3), 3);
+    let server = Command::new("ip")
+        .args(["netns", "exec", &c2, "python3", "-c"])
+        .arg(
+            "import socket\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('10.244.12.3',5201)); s.listen(1); s.settimeout(20)\n\
+             c,_=s.accept(); c.settimeout(20); n=0\n\
+             while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d)\n\
+             print(n)",
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &c1,
+        "python3",
+        "-c",
+        "import socket; s=socket.create_connection(('10.244.12.3',5201), timeout=20); \
+         s.sendall(b'x'*4000000); s.close()",
+    ]);
+    let got = server.wait_with_output().expect("server ends");
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "4000000");
+
+    // DEL c1: its port and veth go, c2 is untouched; a second DEL is fine.
+    let d = invoke(
+        Some(&node),
+        &vars("DEL", "c1", &Sandbox::netns_path(&c1), "eth0"),
+        &conf,
+    );
+    assert!(d.ok, "DEL: {} {}", d.json, d.stderr);
+    let names: Vec<String> = sw.ports().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, [cni::names::host_ifname("c2", "eth0")]);
+    let d = invoke(Some(&node), &vars("DEL", "c1", "", "eth0"), &conf);
+    assert!(d.ok, "second DEL: {} {}", d.json, d.stderr);
+    assert_eq!(ping(&c1, "10.244.12.3", 1), 0);
+    let d = invoke(
+        Some(&node),
+        &vars("DEL", "c2", &Sandbox::netns_path(&c2), "eth0"),
+        &conf,
+    );
+    assert!(d.ok);
+    assert!(sw.ports().is_empty());
+    assert_eq!(Sandbox::links(&node), ["lo"]);
+    assert!(sb.allocations("lab").is_empty());
+    let log = sw.log_text();
+    assert!(!log.contains("ERROR"), "{log}");
+}
