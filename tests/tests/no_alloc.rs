@@ -6,28 +6,46 @@
 //! records to the control thread happens outside the counted part, as the
 //! poll loop does it between batches).
 //!
-//! The counter is process-wide, so the tests take turns.
+//! Only the test's own thread is counted: the test harness allocates on its
+//! other threads (printing another test's result, say) whenever it likes,
+//! and the pipeline under test runs on the caller's thread. The tests
+//! still take turns, since the counter is shared.
 
 use datapath::policy_log::PolicyLog;
 use datapath::{MemDatapath, PmdConfig};
 use etherparse::PacketBuilder;
 use oxvs_tests::{datapath, Pkt};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    // Const-initialised with no destructor: reading it never allocates,
+    // so the allocator itself may read it.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread's allocations are being counted.
+fn counting() -> bool {
+    COUNTING.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Starts or stops counting this thread's allocations.
+fn count(on: bool) {
+    COUNTING.with(|c| c.set(on));
+}
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: forwards every call unchanged to the system allocator; the only
 // addition is a relaxed counter increment.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as our caller's.
@@ -38,7 +56,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as our caller's.
@@ -81,11 +99,11 @@ table=1,priority=90,ip,reg0=7,actions=output:2,output:3
     }
     let warm = dp.pmd.stats;
     ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    count(true);
     for _ in 0..2000 {
         round(&mut dp);
     }
-    COUNTING.store(false, Ordering::SeqCst);
+    count(false);
     let n = ALLOCS.load(Ordering::SeqCst);
     let s = dp.pmd.stats;
     assert_eq!(s.upcall, warm.upcall, "no new upcalls in steady state");
@@ -166,11 +184,11 @@ fn reject_and_log_do_not_allocate() {
     }
     let warm = dp.pmd.stats;
     ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    count(true);
     for t in 0..2000 {
         round(&mut dp, 10 + t * 7);
     }
-    COUNTING.store(false, Ordering::SeqCst);
+    count(false);
     let n = ALLOCS.load(Ordering::SeqCst);
     let s = dp.pmd.stats;
     assert_eq!(s.upcall, warm.upcall, "no new upcalls in steady state");
@@ -226,11 +244,11 @@ table=1,priority=20,ip,in_port=2,ct_state=+trk+est,actions=output:1
     }
     out.push(dp.pmd.stats);
     ALLOCS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    count(true);
     for t in 0..2000 {
         round(&mut dp, 10 + t);
     }
-    COUNTING.store(false, Ordering::SeqCst);
+    count(false);
     let n = ALLOCS.load(Ordering::SeqCst);
     let s = dp.pmd.stats;
     assert_eq!(s.upcall, out[0].upcall, "no new upcalls in steady state");
