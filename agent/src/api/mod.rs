@@ -16,9 +16,9 @@
 //!   or `spec.nodeName`: the API server and the scheduler own those;
 //! * [`lease`] is leader election through a `coordination.k8s.io/v1` Lease,
 //!   client-go's algorithm, so only one controller writes at a time;
-//! * [`policy`] defines the AdminNetworkPolicy and BaselineAdminNetworkPolicy
-//!   custom resources (`policy.networking.k8s.io/v1alpha1`) so the next
-//!   issue can watch them with the same machinery;
+//! * [`policy`] makes the compiler's AdminNetworkPolicy and
+//!   BaselineAdminNetworkPolicy types (`policy.networking.k8s.io/v1alpha1`
+//!   custom resources) watchable with the same machinery;
 //! * [`run`] puts it together: the watchers feed one store, the node role
 //!   syncs the switch from it, the controller role (when leader) allocates.
 //!

@@ -1,163 +1,17 @@
 //! The AdminNetworkPolicy and BaselineAdminNetworkPolicy custom resources
 //! of SIG Network's network-policy-api (`policy.networking.k8s.io/v1alpha1`,
-//! cluster-scoped), which `k8s-openapi` does not have. Defined by hand
-//! (the `k8s_openapi::Resource` and `Metadata` traits, so `kube::Api` takes
-//! them) rather than with `kube`'s derive, which would bring a JSON-schema
-//! generator we have no use for: we read these objects, we never install
-//! their CRDs.
+//! cluster-scoped), which `k8s-openapi` does not have, made watchable: the
+//! `k8s_openapi::Resource` and `Metadata` traits (so `kube::Api` takes
+//! them), implemented by hand rather than with `kube`'s derive, which would
+//! bring a JSON-schema generator we have no use for (we read these objects,
+//! we never install their CRDs).
 //!
-//! The fields follow the v1alpha1 API types (`apis/v1alpha1`); anything
-//! else in an object is kept in `extra` so nothing is lost on a read. The
-//! next issue compiles them; today [`super::watch::Reflector`] can list and
-//! watch them.
+//! The types themselves are the compiler's ([`crate::policy::types`]), so
+//! what a reflector lists is what the store holds and the compiler reads:
+//! one definition of the API's fields, not one per reader.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use std::collections::BTreeMap;
-
-/// `AdminNetworkPolicy`: cluster-wide rules with a priority, evaluated
-/// before NetworkPolicy; actions Allow, Deny or Pass.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AdminNetworkPolicy {
-    /// Standard metadata.
-    pub metadata: ObjectMeta,
-    /// The policy.
-    pub spec: AdminNetworkPolicySpec,
-    /// Status (conditions), as the API server stores it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
-}
-
-/// `BaselineAdminNetworkPolicy`: the singleton (`name: default`) evaluated
-/// after NetworkPolicy; actions Allow or Deny.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BaselineAdminNetworkPolicy {
-    /// Standard metadata.
-    pub metadata: ObjectMeta,
-    /// The policy (no priority).
-    pub spec: AdminNetworkPolicySpec,
-    /// Status (conditions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
-}
-
-/// The spec both kinds share (`priority` is ANP only).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AdminNetworkPolicySpec {
-    /// 0-1000, lower first (ANP only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<i32>,
-    /// The pods the policy applies to.
-    pub subject: Subject,
-    /// Ingress rules, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ingress: Vec<Rule>,
-    /// Egress rules, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub egress: Vec<Rule>,
-}
-
-/// `subject`: exactly one of the two.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Subject {
-    /// Every pod of the selected namespaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespaces: Option<LabelSelector>,
-    /// The selected pods of the selected namespaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pods: Option<NamespacedPod>,
-}
-
-/// Pods by namespace selector and pod selector.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NamespacedPod {
-    /// The namespaces.
-    pub namespace_selector: LabelSelector,
-    /// The pods in them.
-    pub pod_selector: LabelSelector,
-}
-
-/// One ingress or egress rule.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    /// Up to 100 characters, shown in logs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// `Allow`, `Deny` or `Pass` (`Pass` is ANP only).
-    pub action: String,
-    /// Ingress peers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub from: Vec<Peer>,
-    /// Egress peers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub to: Vec<Peer>,
-    /// The ports; all when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ports: Option<Vec<Port>>,
-}
-
-/// A peer: exactly one of the fields.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Peer {
-    /// Every pod of the selected namespaces.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespaces: Option<LabelSelector>,
-    /// Selected pods.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pods: Option<NamespacedPod>,
-    /// Selected nodes (egress only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nodes: Option<LabelSelector>,
-    /// CIDRs (egress only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub networks: Option<Vec<String>>,
-    /// Fields of later API versions, kept.
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
-}
-
-/// A port selector: exactly one of the fields.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Port {
-    /// A protocol and port number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port_number: Option<PortNumber>,
-    /// A container port's name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub named_port: Option<String>,
-    /// A protocol and an inclusive range.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port_range: Option<PortRange>,
-}
-
-/// `portNumber`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PortNumber {
-    /// `TCP` (default), `UDP` or `SCTP`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
-    /// The port.
-    pub port: i32,
-}
-
-/// `portRange`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PortRange {
-    /// `TCP` (default), `UDP` or `SCTP`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
-    /// First port.
-    pub start: i32,
-    /// Last port.
-    pub end: i32,
-}
+use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 macro_rules! cluster_resource {
     ($ty:ty, $kind:literal, $plural:literal) => {
@@ -220,14 +74,14 @@ mod tests {
           }
         }"#;
         let anp: AdminNetworkPolicy = serde_json::from_str(json).unwrap();
-        assert_eq!(anp.spec.priority, Some(34));
+        assert_eq!(anp.spec.priority, 34);
         assert_eq!(anp.spec.ingress.len(), 2);
-        assert_eq!(anp.spec.ingress[1].action, "Pass");
         let ports = anp.spec.ingress[1].ports.as_ref().unwrap();
         assert_eq!(ports[0].port_number.as_ref().unwrap().port, 5432);
         assert_eq!(ports[2].port_range.as_ref().unwrap().end, 2000);
+        let to = anp.spec.egress[0].to.as_ref().unwrap();
         assert_eq!(
-            anp.spec.egress[0].to[0].networks.as_deref(),
+            to[0].networks.as_deref(),
             Some(&["0.0.0.0/0".to_string()][..])
         );
         assert_eq!(
