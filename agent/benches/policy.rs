@@ -13,12 +13,14 @@
 //! `cargo bench -p agent --bench policy`
 
 use agent::app::offline_ports;
+use agent::compile::incremental::Incremental;
 use agent::compile::{compile, compile_explained, node_ips, NodeView};
+use agent::object::Object;
 use agent::object::{Kind, ObjectKey};
 use agent::rules::RuleSet;
 use agent::sim::{Outcome, Sim};
 use agent::store::{Event, Store};
-use agent::sync::{plan, Installed};
+use agent::sync::{plan, plan_between, Installed};
 use agent::synth::{config, store, Shape};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::time::{Duration, Instant};
@@ -40,6 +42,19 @@ fn dump(r: &RuleSet) -> String {
         );
     }
     s
+}
+
+fn nv<'a>(
+    store: &'a Store,
+    config: &'a agent::config::Config,
+    ports: &'a agent::compile::PortMap,
+) -> NodeView<'a> {
+    NodeView {
+        store,
+        config,
+        node: NODE,
+        ports,
+    }
 }
 
 fn pod_ip(st: &Store, ns: &str, name: &str) -> std::net::Ipv4Addr {
@@ -153,11 +168,100 @@ fn figures(c: &mut Criterion) {
         r1.flow_count()
     );
 
+    // The same change through each step of the new path, on one store
+    // that keeps changing (as a running agent's does):
+    // (a) full compile + in-memory diff against the last applied set;
+    // (c) the incremental compiler, whose changed keys are the diff.
+    let label_key = ObjectKey::new(Kind::Pod, "ns2", "pod0");
+    let relabel = |st: &mut Store, round: usize| -> Vec<Event> {
+        let mut o = st.get(&label_key).unwrap().clone();
+        o.meta_mut()
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("tier".into(), ["db", "api", "web"][round % 3].into());
+        let ev = Event::Apply(o);
+        st.apply(ev.clone());
+        vec![ev]
+    };
+    let mut st = heavy.clone();
+    let mut last = r1.clone();
+    let mut t_a = Vec::new();
+    for round in 0..15 {
+        relabel(&mut st, round);
+        let t = Instant::now();
+        let r = compile(nv(&st, &cfg, &ports)).unwrap();
+        let p = plan_between(&last, &r);
+        t_a.push(t.elapsed());
+        std::hint::black_box(p);
+        last = r;
+    }
+    let mut inc = Incremental::default();
+    let t = Instant::now();
+    inc.update(nv(&st, &cfg, &ports), &[]).unwrap();
+    let t_first = t.elapsed();
+    let mut t_c = Vec::new();
+    let mut size = (0, 0);
+    for round in 0..201 {
+        let events = relabel(&mut st, round);
+        let t = Instant::now();
+        let up = inc.update(nv(&st, &cfg, &ports), &events).unwrap();
+        let p = up.plan();
+        t_c.push(t.elapsed());
+        size = (p.added, p.removed);
+    }
+    assert_eq!(inc.rules(), &compile(nv(&st, &cfg, &ports)).unwrap());
+    // One endpoint of ns0/svc3 going not-ready and back.
+    let slice = ObjectKey::new(Kind::EndpointSlice, "ns0", "svc3-1");
+    let mut t_e = Vec::new();
+    let mut esize = (0, 0);
+    for round in 0..201 {
+        let Some(Object::EndpointSlice(mut s)) = st.get(&slice).cloned() else {
+            panic!("no slice")
+        };
+        let e = &mut s.endpoints.as_mut().unwrap()[0];
+        e.conditions.get_or_insert_with(Default::default).ready = Some(round % 2 == 1);
+        let ev = Event::Apply(Object::EndpointSlice(s));
+        st.apply(ev.clone());
+        let t = Instant::now();
+        let up = inc.update(nv(&st, &cfg, &ports), &[ev]).unwrap();
+        let p = up.plan();
+        t_e.push(t.elapsed());
+        esize = (p.added, p.removed);
+    }
+    assert_eq!(inc.rules(), &compile(nv(&st, &cfg, &ports)).unwrap());
+    let pct = |v: &mut Vec<Duration>, q: f64| {
+        v.sort();
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    eprintln!(
+        "label change, (a) full compile + in-memory diff: p50 {:.2?}, p99/max {:.2?} (15 rounds)\n\
+         label change, (c) incremental compile, diff from the changed keys: p50 {:.2?}, p99 {:.2?} (201 rounds; +{} -{} flows; first, full update {t_first:.2?})\n\
+         endpoint ready/not ready, (c): p50 {:.2?}, p99 {:.2?} (201 rounds; +{} -{} flows)",
+        pct(&mut t_a, 0.5),
+        pct(&mut t_a, 1.0),
+        pct(&mut t_c, 0.5),
+        pct(&mut t_c, 0.99),
+        size.0,
+        size.1,
+        pct(&mut t_e, 0.5),
+        pct(&mut t_e, 0.99),
+        esize.0,
+        esize.1,
+    );
+
     let mut g = c.benchmark_group("policy");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.bench_function("compile node0 (10k pods, 2k services, 1k policies)", |b| {
         b.iter(|| compile(view(&heavy)).unwrap())
+    });
+    let mut round = 0;
+    g.bench_function("label change: incremental compile + diff", |b| {
+        b.iter(|| {
+            round += 1;
+            let events = relabel(&mut st, round);
+            inc.update(nv(&st, &cfg, &ports), &events).unwrap().plan()
+        })
     });
     g.finish();
 

@@ -1,36 +1,52 @@
-//! The commands of `oxvs-agent`: `compile`, `get`, `flows` and `run` (the
-//! node role against a running oxvsd).
+//! The commands of `oxvs-agent`: `compile`, `get`, `flows`, `run` (the
+//! controller and node roles against a running oxvsd), and kubectl's
+//! `apply -f`, `delete -f` and `delete namespace` over the manifest
+//! directory.
 
 use agent::app::{default_state, offline_ports, ports_from_list, write_state, Cluster};
+use agent::compile::incremental::Incremental;
 use agent::compile::{compile, compile_explained, node_ips, NodeView, PortMap};
 use agent::cookie::{object_bits, OBJECT_MASK};
+use agent::kubectl;
 use agent::object::ObjectKey;
+use agent::podnet::{self, Answers};
 use agent::show;
-use agent::sync::{plan, Installed};
+use agent::store::Event;
+use agent::syncer::Syncer;
 use ctl::client::call;
 use ctl::proto::Command;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 const USAGE: &str = "\
 usage: oxvs-agent COMMAND --config FILE --manifests DIR [OPTIONS]
 
   compile --node N                 print node N's rules (groups, then flows)
-  get pods|services|namespaces [-o wide]
+  get pods|services|namespaces [-o wide] [-n NS]
                                    the objects with their allocations, as kubectl shows them
   flows KIND/NS/NAME [--node N] [--socket S]   (KIND also NetworkPolicy, AdminNetworkPolicy/NAME)
                                    the rules of one object: compiled (every node, or N),
                                    or as installed on the switch at S (dump-flows by cookie)
-  run --node N [--socket S] [--interval MS] [--min-sync MS] [--once]
-                                   node role: keep oxvsd's rules in step with the manifests
-                                   (re-read on change), sending only differences, one bundle each
+  run [--controller] [--node N [--socket S] [--cni-socket P]] [--watch MS] [--interval MS]
+      [--min-sync MS] [--once]
+                                   --controller: save the allocations (the state file) as the
+                                   cluster's one controller; --node: the node role, keeping oxvsd's
+                                   rules in step with the manifests (re-read on change, looked at
+                                   every --watch MS, default 10; switch ports every --interval MS,
+                                   default 1000), sending only differences, one bundle each, never
+                                   two closer than --min-sync MS (default 20), and answering
+                                   oxvs-cni for pod addresses on P (default /run/oxvs/agent.sock)
+  apply -f FILE | delete -f FILE | delete namespace NAME | label pod NAME K=V|K- [-n NS]
+                                   kubectl's changes, made to the manifest directory
+                                   (--manifests DIR only)
 
   trace --from NS/POD --to NS/POD|IP [--proto P] [--port N] [--json] | --probes FILE
                                    a connection's first packet through the compiled rules
                                    (egress at the source node, ingress at the destination):
                                    verdict and the policy rule that decided (--config optional)
 
-  --state FILE   allocations saved by `run` (default DIR/.oxvs-state.json)
+  --state FILE   allocations saved by `run --controller` (default DIR/.oxvs-state.json)
 
   run --kubeconfig FILE|--in-cluster --config FILE [--node N] [--socket S] [--controller]
                                    API mode instead of manifests (oxvs-agent run --help)
@@ -42,23 +58,35 @@ struct Opts {
     state: Option<PathBuf>,
     node: Option<String>,
     socket: Option<PathBuf>,
+    cni_socket: Option<PathBuf>,
+    file: Option<PathBuf>,
+    namespace: Option<String>,
+    controller: bool,
     wide: bool,
     interval: u64,
+    watch: u64,
     min_sync: u64,
     once: bool,
     rest: Vec<String>,
 }
 
-fn parse(args: &[String]) -> Result<Opts, String> {
+/// Parses the options of `cmd`. `-n` is the namespace for `get` (kubectl's
+/// spelling) and the node elsewhere.
+fn parse(cmd: &str, args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         config: None,
         manifests: None,
         state: None,
         node: None,
         socket: None,
+        cni_socket: None,
+        file: None,
+        namespace: None,
+        controller: false,
         wide: false,
         interval: 1000,
-        min_sync: 1000,
+        watch: 10,
+        min_sync: 20,
         once: false,
         rest: Vec::new(),
     };
@@ -69,13 +97,19 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--config" | "-c" => o.config = Some(val(a)?.into()),
             "--manifests" | "-m" => o.manifests = Some(val(a)?.into()),
             "--state" => o.state = Some(val(a)?.into()),
+            "-n" if cmd == "get" || cmd == "label" => o.namespace = Some(val(a)?),
             "--node" | "-n" => o.node = Some(val(a)?),
             "--socket" | "-s" => o.socket = Some(val(a)?.into()),
+            "--cni-socket" => o.cni_socket = Some(val(a)?.into()),
+            "-f" | "--filename" => o.file = Some(val(a)?.into()),
+            "--namespace" => o.namespace = Some(val(a)?),
+            "--controller" => o.controller = true,
             "--interval" => {
                 o.interval = val(a)?
                     .parse()
                     .map_err(|_| "--interval takes milliseconds")?
             }
+            "--watch" => o.watch = val(a)?.parse().map_err(|_| "--watch takes milliseconds")?,
             "--min-sync" => {
                 o.min_sync = val(a)?
                     .parse()
@@ -123,7 +157,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
     if cmd == "run" && agent::api::cli::wanted(&args[1..]) {
         return agent::api::cli::run(&args[1..]);
     }
-    let o = parse(&args[1..])?;
+    let o = parse(cmd, &args[1..])?;
     match cmd.as_str() {
         "compile" => {
             let c = o.load()?;
@@ -147,10 +181,47 @@ pub fn run(args: &[String]) -> Result<String, String> {
                 "namespaces" | "namespace" | "ns" => show::namespaces(&c.store, o.wide),
                 _ => return Err("get pods|services|namespaces [-o wide]".into()),
             };
+            if let Some(ns) = &o.namespace {
+                // kubectl -n: the rows of that namespace (first column).
+                out = out
+                    .lines()
+                    .enumerate()
+                    .filter(|(i, l)| *i == 0 || l.split_whitespace().next() == Some(ns))
+                    .map(|(_, l)| format!("{l}\n"))
+                    .collect();
+            }
             for p in &c.pending {
                 out += &format!("# pending: {p}\n");
             }
             Ok(out)
+        }
+        "apply" => {
+            let dir = o.manifests.as_ref().ok_or("--manifests DIR is needed")?;
+            kubectl::apply(dir, o.file.as_ref().ok_or("apply -f FILE")?)
+        }
+        "delete" => {
+            let dir = o.manifests.as_ref().ok_or("--manifests DIR is needed")?;
+            match (o.rest.as_slice(), &o.file) {
+                ([], Some(f)) => kubectl::delete_file(dir, f),
+                ([kind, name], None)
+                    if agent::object::Kind::parse(kind) == Some(agent::object::Kind::Namespace) =>
+                {
+                    kubectl::delete_namespace(dir, name)
+                }
+                _ => Err("delete -f FILE | delete namespace NAME".into()),
+            }
+        }
+        "label" => {
+            let dir = o.manifests.as_ref().ok_or("--manifests DIR is needed")?;
+            let ns = o.namespace.as_deref().unwrap_or("default");
+            match o.rest.as_slice() {
+                [kind, name, changes @ ..]
+                    if agent::object::Kind::parse(kind) == Some(agent::object::Kind::Pod) =>
+                {
+                    kubectl::label(dir, ns, name, changes)
+                }
+                _ => Err("label pod NAME KEY=VALUE|KEY- ... [-n NS]".into()),
+            }
         }
         "flows" => flows(&o),
         // trace has options of its own (agent::trace::cli parses them).
@@ -230,60 +301,33 @@ fn switch_ports(socket: &Path) -> Option<PortMap> {
     ports_from_list(&json).ok()
 }
 
-/// One sync: compile, compare with the switch, send the difference.
-fn sync_once(c: &Cluster, node: &str, socket: &Path, ports: &PortMap) -> Result<String, String> {
-    let rules = compile(NodeView {
+/// One sync: compile what changed since the last sync (`pending`, the
+/// store events), send the difference (or, when the switch's state is not
+/// known, compare with its dump).
+fn sync_once(
+    c: &Cluster,
+    node: &str,
+    socket: &Path,
+    ports: &PortMap,
+    sync: &mut (Incremental, Syncer),
+    pending: &mut Vec<Event>,
+) -> Result<String, String> {
+    let view = NodeView {
         store: &c.store,
         config: &c.config,
         node,
         ports,
-    })
-    .map_err(|e| e.to_string())?;
-    let flows = call(socket, Command::DumpFlows { filter: None }).map_err(|e| e.to_string())?;
-    let groups = call(socket, Command::DumpGroups).map_err(|e| e.to_string())?;
-    let show = call(socket, Command::Show).map_err(|e| e.to_string())?;
-    let have = Installed::parse(&flows, &groups, &show)?;
-    let p = plan(&rules, &have)?;
-    if p.is_empty() {
-        return Ok(format!(
-            "in step: {} flows, {} groups, nothing sent",
-            rules.flow_count(),
-            rules.group_count()
-        ));
-    }
-    if !p.bundle.is_empty() {
-        call(
-            socket,
-            Command::AddFlows {
-                text: p.bundle.clone(),
-                bundle: true,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    for id in &p.stale_groups {
-        call(
-            socket,
-            Command::DelGroups {
-                filter: Some(format!("group_id={id}")),
-                bundle: true,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(format!(
-        "synced: +{} -{} flows, {} groups changed, {} removed (now {} flows, {} groups)",
-        p.added,
-        p.removed,
-        p.groups,
-        p.stale_groups.len(),
-        rules.flow_count(),
-        rules.group_count()
-    ))
+    };
+    let up = sync.0.update(view, pending).map_err(|e| e.to_string())?;
+    pending.clear();
+    sync.1.sync_delta(socket, sync.0.rules(), up.plan())
 }
 
 fn run_node(o: &Opts) -> Result<String, String> {
-    let node = o.node()?.to_string();
+    let node = o.node.clone();
+    if node.is_none() && !o.controller {
+        return Err("run needs --node NAME (node role), --controller, or both".into());
+    }
     let socket = o
         .socket
         .clone()
@@ -291,26 +335,49 @@ fn run_node(o: &Opts) -> Result<String, String> {
     let dir = o.manifests.clone().ok_or("--manifests DIR is needed")?;
     let state = o.state_path();
     let mut cluster = o.load()?;
+    let answers: Arc<RwLock<Answers>> = Arc::new(RwLock::new(podnet::answers(&cluster.store)));
+    if node.is_some() {
+        let path = o
+            .cni_socket
+            .clone()
+            .unwrap_or_else(|| ctl::podnet::DEFAULT_AGENT_SOCKET.into());
+        podnet::serve(&path, answers.clone())
+            .map_err(|e| format!("pod-network socket {}: {e}", path.display()))?;
+        log(&format!("answering oxvs-cni on {}", path.display()));
+    }
     let mut seen = fingerprint(&dir);
     let mut ports: Option<PortMap> = None;
     let mut dirty = true;
     let mut last_sync: Option<Instant> = None;
+    let mut last_ports: Option<Instant> = None;
+    let mut sync = (Incremental::default(), Syncer::default());
+    let mut pending: Vec<Event> = Vec::new();
     loop {
-        let now_ports = switch_ports(&socket);
-        if now_ports != ports {
-            ports = now_ports;
-            dirty = true;
+        // Ports are a control-socket request: asked every --interval;
+        // manifests are a few stat calls: looked at every --watch.
+        if node.is_some()
+            && last_ports.is_none_or(|t| t.elapsed() >= Duration::from_millis(o.interval))
+        {
+            last_ports = Some(Instant::now());
+            let now_ports = switch_ports(&socket);
+            if now_ports != ports {
+                ports = now_ports;
+                dirty = true;
+            }
         }
         let fp = fingerprint(&dir);
         if fp != seen {
             seen = fp;
             match cluster.reload(&dir, &state) {
                 Ok(()) => {
+                    pending.extend(cluster.events.iter().cloned());
                     if !cluster.events.is_empty() {
                         log(&format!(
                             "manifests changed: {} events",
                             cluster.events.len()
                         ));
+                        *answers.write().unwrap_or_else(|e| e.into_inner()) =
+                            podnet::answers(&cluster.store);
                         dirty = true;
                     }
                 }
@@ -322,19 +389,40 @@ fn run_node(o: &Opts) -> Result<String, String> {
         // kube-proxy's minSyncPeriod: never two syncs closer than min_sync.
         let due = last_sync.is_none_or(|t| t.elapsed() >= Duration::from_millis(o.min_sync));
         if dirty && due {
-            if let Err(e) = write_state(&state, &cluster.store) {
-                log(&format!("allocations not saved: {e}"));
+            // Only the controller writes the allocations: node roles compute
+            // the same ones from the same objects and the saved state, but
+            // several writers of one file would race.
+            if o.controller {
+                if let Err(e) = write_state(&state, &cluster.store) {
+                    log(&format!("allocations not saved: {e}"));
+                }
+                for p in &cluster.pending {
+                    log(&format!("pending: {p}"));
+                }
             }
-            for p in &cluster.pending {
-                log(&format!("pending: {p}"));
-            }
-            let empty = PortMap::new();
-            match sync_once(&cluster, &node, &socket, ports.as_ref().unwrap_or(&empty)) {
-                Ok(msg) => {
-                    log(&msg);
+            match &node {
+                Some(node) => {
+                    let empty = PortMap::new();
+                    let ports = ports.as_ref().unwrap_or(&empty);
+                    match sync_once(&cluster, node, &socket, ports, &mut sync, &mut pending) {
+                        Ok(msg) => {
+                            log(&msg);
+                            dirty = false;
+                        }
+                        Err(e) => {
+                            // Not a busy loop against a switch that is down:
+                            // the retry waits the port interval.
+                            log(&format!("sync failed, will retry: {e}"));
+                            if !o.once {
+                                std::thread::sleep(Duration::from_millis(o.interval));
+                            }
+                        }
+                    }
+                }
+                None => {
+                    pending.clear();
                     dirty = false;
                 }
-                Err(e) => log(&format!("sync failed, will retry: {e}")),
             }
             last_sync = Some(Instant::now());
         }
@@ -345,6 +433,13 @@ fn run_node(o: &Opts) -> Result<String, String> {
                 Ok(String::new())
             };
         }
-        std::thread::sleep(Duration::from_millis(o.interval));
+        // A burst of changes within --min-sync is coalesced into one
+        // sync (kube-proxy's minSyncPeriod), taken as soon as it is due.
+        let mut nap = Duration::from_millis(o.watch.max(1));
+        if let (true, Some(t)) = (dirty, last_sync) {
+            let due_in = Duration::from_millis(o.min_sync).saturating_sub(t.elapsed());
+            nap = nap.min(due_in.max(Duration::from_millis(1)));
+        }
+        std::thread::sleep(nap);
     }
 }

@@ -85,8 +85,16 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Object>, ManifestError> {
     Ok(out)
 }
 
-/// Adds the Pods of every Deployment in `objects`.
+/// Adds the Pods of every Deployment in `objects`, except those a Pod
+/// document of the same name already gives: a Pod, once created, is its own
+/// object (`kubectl label` changes it, not its Deployment), so a written-out
+/// Pod wins over the template it came from.
 pub fn expand(objects: &mut Vec<Object>) {
+    let explicit: std::collections::BTreeSet<_> = objects
+        .iter()
+        .filter(|o| matches!(o, Object::Pod(_)))
+        .map(Object::key)
+        .collect();
     let pods: Vec<Object> = objects
         .iter()
         .filter_map(|o| match o {
@@ -95,6 +103,7 @@ pub fn expand(objects: &mut Vec<Object>) {
         })
         .flatten()
         .map(Object::Pod)
+        .filter(|p| !explicit.contains(&p.key()))
         .collect();
     objects.extend(pods);
 }

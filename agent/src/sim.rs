@@ -149,6 +149,19 @@ fn outcome(mut key: FlowKey, actions: &[DpAction]) -> Outcome {
             DpAction::SetEthDst(m) => key.set(Field::DlDst, mac(m)),
             DpAction::SetIpv4Src(v) => key.set(Field::NwSrc, u32::from_be_bytes(*v).into()),
             DpAction::SetIpv4Dst(v) => key.set(Field::NwDst, u32::from_be_bytes(*v).into()),
+            DpAction::SetArp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => {
+                key.set(Field::NwProto, (*op).into());
+                key.set(Field::ArpSha, mac(sha));
+                key.set(Field::NwSrc, u32::from_be_bytes(*spa).into());
+                key.set(Field::ArpTha, mac(tha));
+                key.set(Field::NwDst, u32::from_be_bytes(*tpa).into());
+            }
             DpAction::SetTpSrc(p) => key.set(Field::TpSrc, (*p).into()),
             DpAction::SetTpDst(p) => key.set(Field::TpDst, (*p).into()),
             DpAction::Output(p) => {

@@ -209,6 +209,67 @@ pub fn plan(want: &RuleSet, have: &Installed) -> Result<Plan, String> {
     Ok(p)
 }
 
+/// Compares `want` with `last`, the rule set this agent applied last
+/// (kept in memory by [`crate::syncer::Syncer`]): both are the compiler's
+/// own canonical text keyed by (table, priority, match), so nothing is
+/// parsed. The bundle has the same shape as [`plan`]'s.
+pub fn plan_between(last: &RuleSet, want: &RuleSet) -> Plan {
+    let mut p = Plan::default();
+    for g in want.groups() {
+        if last.group_by_id(g.id).map(|o| &o.text) != Some(&g.text) {
+            p.bundle.push_str(&g.text);
+            p.bundle.push('\n');
+            p.groups += 1;
+        }
+    }
+    let mut adds = String::new();
+    last.diff_flows(want, |old, new| match (old, new) {
+        (Some(o), None) => {
+            let sep = if o.m.is_empty() { "" } else { "," };
+            p.bundle.push_str(&format!(
+                "delete_strict table={},priority={}{sep}{}\n",
+                o.table, o.priority, o.m
+            ));
+            p.removed += 1;
+        }
+        (_, Some(n)) => {
+            adds.push_str(&n.line());
+            adds.push('\n');
+            p.added += 1;
+        }
+        (None, None) => {}
+    });
+    p.bundle.push_str(&adds);
+    p.stale_groups = last
+        .groups()
+        .filter(|g| !want.has_group(g.id))
+        .map(|g| g.id)
+        .collect();
+    p
+}
+
+/// Reads `dump-tables` output (`  table 40:\n    active=12, matched=3`)
+/// into flows per table.
+pub fn parse_dump_tables(text: &str) -> BTreeMap<u8, usize> {
+    let mut out = BTreeMap::new();
+    let mut table: Option<u8> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line
+            .strip_prefix("table ")
+            .and_then(|r| r.strip_suffix(':'))
+        {
+            table = n.parse().ok();
+        } else if let (Some(t), Some(rest)) = (table, line.strip_prefix("active=")) {
+            let n = rest.split(',').next().unwrap_or("");
+            if let Ok(n) = n.parse() {
+                out.insert(t, n);
+            }
+            table = None;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +290,48 @@ mod tests {
         let names =
             ShowPorts::parse("oxvsd: up\n 3(v1p1): addr:02:00:00:00:00:01\n     state:  up\n");
         assert_eq!(names.port_no("v1p1"), Some(3));
+    }
+
+    #[test]
+    fn dump_tables_parse() {
+        let t = "  table 0:\n    active=3, matched=0\n  table 41:\n    active=7, matched=1\n  other tables: active=0 (matched counts packets credited to rules)\n";
+        let m = parse_dump_tables(t);
+        assert_eq!(m.get(&0), Some(&3));
+        assert_eq!(m.get(&41), Some(&7));
+        assert_eq!(m.len(), 2);
+    }
+
+    /// The in-memory diff says what the parsing one says.
+    #[test]
+    fn plan_between_matches_plan() {
+        let mut a = RuleSet::default();
+        a.flow(0, 100, 0x11, "in_port=1", "goto_table:10");
+        a.flow(0, 90, 0x11, "in_port=2", "drop");
+        a.flow(40, 200, 0x21, "tcp,nw_dst=10.0.0.1,tp_dst=80", "group:7");
+        a.group(crate::rules::Group {
+            id: 7,
+            cookie: 0x21,
+            text: "group_id=7,type=select,bucket=actions=drop".into(),
+        });
+        let mut b = RuleSet::default();
+        b.flow(0, 100, 0x11, "in_port=1", "goto_table:20");
+        b.flow(40, 200, 0x21, "tcp,nw_dst=10.0.0.1,tp_dst=80", "group:7");
+        b.flow(10, 5, 0x31, "", "drop");
+        let fast = plan_between(&a, &b);
+        let mut dump = String::new();
+        for f in a.flows() {
+            let sep = if f.m.is_empty() { "" } else { "," };
+            dump += &format!(
+                " cookie={:#x}, duration=1s, table={}, n_packets=0, n_bytes=0, idle_age=1, priority={}{sep}{} actions={}\n",
+                f.cookie, f.table, f.priority, f.m, f.actions
+            );
+        }
+        let groups = "group_id=7,type=select,bucket=actions=drop\n";
+        let slow = plan(&b, &Installed::parse(&dump, groups, "").unwrap()).unwrap();
+        assert_eq!((fast.added, fast.removed), (slow.added, slow.removed));
+        assert_eq!((fast.added, fast.removed), (2, 1));
+        assert_eq!(fast.stale_groups, vec![7]);
+        assert_eq!(fast.stale_groups, slow.stale_groups);
+        assert!(plan_between(&b, &b).is_empty());
     }
 }

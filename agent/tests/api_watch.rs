@@ -241,8 +241,9 @@ async fn a_relist_replaces_only_its_own_kind() {
 }
 
 /// The small cluster as an API server would hold it (allocated, since the
-/// controller ran), watched by all five reflectors: the store compiles to
-/// the same rules as manifest mode, and a new EndpointSlice reaches them.
+/// controller ran), watched by all eight reflectors (the five kinds and
+/// the three policy kinds): the store compiles to the same rules as
+/// manifest mode, and a new EndpointSlice reaches them.
 #[tokio::test]
 async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
     let c = common::small();
@@ -255,10 +256,10 @@ async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
         .await
         .expect("kubeconfig client");
     let (tx, mut rx) = mpsc::channel(64);
-    let tasks = watch::spawn_all(&client, &tx);
+    let tasks = watch::spawn_all(&client, &tx, true);
     let mut store = Store::default();
     let mut listed = std::collections::BTreeSet::new();
-    while listed.len() < 5 {
+    while listed.len() < 8 {
         let u = tokio::time::timeout(Duration::from_secs(10), rx.recv())
             .await
             .unwrap()
@@ -295,7 +296,7 @@ async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
 
     // Wait for every watch to be open, then add a ready endpoint to the
     // Service `legacy`, whose only slice has no ready endpoint.
-    while api.open_watches() < 5 {
+    while api.open_watches() < 8 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     api.put(json!({
@@ -322,6 +323,83 @@ async fn an_endpointslice_added_through_the_api_reaches_the_nodes_rules() {
         !after.contains("10.244.1.200"),
         "a ready endpoint displaces the serving-terminating one"
     );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// A NetworkPolicy that arrives as a watch event changes the compiled
+/// rules: the incremental compiler (what `run` uses) picks it up from the
+/// store event, and its result equals a full compile.
+#[tokio::test]
+async fn a_network_policy_added_by_a_watch_event_changes_the_rules() {
+    let c = common::small();
+    let api = ApiServer::start().await;
+    for o in c.store.iter().filter(|o| o.kind() != Kind::Deployment) {
+        api.put(to_value(o));
+    }
+    let (tx, mut rx) = mpsc::channel(64);
+    let tasks = watch::spawn_all(&api.client(), &tx, true);
+    let mut store = Store::default();
+    let mut listed = std::collections::BTreeSet::new();
+    while listed.len() < 8 {
+        let u = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(u.change, Change::Listed(_)) {
+            listed.insert(u.kind);
+        }
+        feed(&mut store, u);
+    }
+    // A node with a pod of `production`.
+    let node = store
+        .pods()
+        .filter(|p| p.metadata.namespace.as_deref() == Some("production"))
+        .find_map(|p| agent::alloc::pod_node(p).map(str::to_string))
+        .expect("a production pod on some node");
+    let ports = agent::app::offline_ports(&store, &node);
+    let mut inc = agent::compile::incremental::Incremental::default();
+    macro_rules! view {
+        ($store:expr) => {
+            NodeView {
+                store: $store,
+                config: &c.config,
+                node: &node,
+                ports: &ports,
+            }
+        };
+    }
+    inc.update(view!(&store), &[]).unwrap();
+    let before = inc.rules().clone();
+    while api.open_watches() < 8 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    api.put(json!({
+        "kind": "NetworkPolicy", "apiVersion": "networking.k8s.io/v1",
+        "metadata": {"name": "deny-ingress", "namespace": "production"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}
+    }));
+    let u = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(u.kind, Kind::NetworkPolicy);
+    let events = feed(&mut store, u);
+    assert_eq!(events.len(), 1);
+    let up = inc.update(view!(&store), &events).unwrap();
+    assert!(!up.full, "only the policy fragment");
+    let full = compile(view!(&store)).unwrap();
+    assert_eq!(inc.rules(), &full);
+    assert_ne!(inc.rules(), &before);
+    let owner = agent::object::ObjectKey::new(Kind::NetworkPolicy, "production", "deny-ingress");
+    let c = agent::cookie::cookie(&owner, agent::cookie::Category::Policy);
+    let isolation: Vec<_> = full
+        .flows()
+        .filter(|f| f.cookie == c && f.table == 61 && f.actions == "drop")
+        .collect();
+    assert!(!isolation.is_empty(), "an isolation drop of the new policy");
+    assert!(up.plan().bundle.contains(&format!("cookie={c:#x}")));
     for t in tasks {
         t.abort();
     }

@@ -301,9 +301,11 @@ async fn requests_of(controller: bool) -> Vec<Request> {
     };
     let task = tokio::spawn(serve(api.client(), o));
     // Two lease rounds (create, then update) and the writes, or the five
-    // watches of the node role.
+    // watches of the node role (eight, with the policies).
     api.wait_for("the role's requests", |r| {
-        let watches = r.iter().filter(|q| q.is_watch()).count() >= 5;
+        // The node role also watches the three policy kinds.
+        let want = if controller { 5 } else { 8 };
+        let watches = r.iter().filter(|q| q.is_watch()).count() >= want;
         if controller {
             watches
                 && r.iter().any(|q| q.method == "PUT")

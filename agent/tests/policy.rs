@@ -246,3 +246,58 @@ fn a_label_change_is_a_small_difference_in_one_bundle() {
     assert!(p.added + p.removed <= 3, "+{} -{}", p.added, p.removed);
     assert!(p.bundle.contains("nw_dst=10.244.2.14"), "{}", p.bundle);
 }
+
+/// A pod of namespace `ns` without an address (the controller gives it one
+/// from the namespace's subnet).
+fn unaddressed(ns: &str, name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{namespace: {ns}, name: {name}, labels: {{app: x}}}}\n\
+         spec: {{nodeName: {node}}}\n---\n"
+    )
+}
+
+fn peer_matches(l: &Lab, node: &str) -> Vec<String> {
+    let ports = agent::app::offline_ports(&l.store, node);
+    let r = compile(NodeView {
+        store: &l.store,
+        config: &l.config,
+        node,
+        ports: &ports,
+    })
+    .unwrap();
+    r.flows()
+        .filter(|f| f.table == 61 && f.m.contains("nw_src="))
+        .map(|f| f.m.clone())
+        .collect()
+}
+
+/// A namespace-only peer is matched by the namespace's subnet when the
+/// subnet holds exactly the namespace's pods; one pod elsewhere (an address it
+/// brought) and it is matched pod by pod again. Verdicts are the same.
+#[test]
+fn a_namespace_peer_is_its_subnet_when_that_means_the_same() {
+    let mut text = nodes() + &ns("a") + &ns("b");
+    for i in 0..6 {
+        text += &unaddressed("a", &format!("p{i}"), "node1");
+        text += &unaddressed("b", &format!("p{i}"), "node2");
+    }
+    let policy = ALLOW_A_TO_B.replace("app: db", "app: x");
+    let l = lab(&(text.clone() + &policy));
+    let m = peer_matches(&l, "node2");
+    // One prefix, the namespace's /24, instead of a flow per pod.
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].ends_with(".0/24"), "{m:?}");
+    assert!(l.trace(&probe("a/p0", "b/p0", 9000)).unwrap().allowed());
+    assert!(!l.trace(&probe("b/p1", "b/p0", 9000)).unwrap().allowed());
+
+    // A pod of `a` with an address outside a's subnet: pod by pod.
+    let l = lab(&(text + &pod("a", "odd", "app: x", "10.244.200.7", "node1") + &policy));
+    let m = peer_matches(&l, "node2");
+    assert!(
+        m.iter().any(|m| m.ends_with("nw_src=10.244.200.7")),
+        "{m:?}"
+    );
+    assert!(!m.iter().any(|m| m.contains('/')), "{m:?}");
+    assert!(l.trace(&probe("a/odd", "b/p0", 9000)).unwrap().allowed());
+    assert!(l.trace(&probe("a/p3", "b/p0", 9000)).unwrap().allowed());
+}

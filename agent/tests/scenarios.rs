@@ -274,12 +274,26 @@ fn hairpin_and_arp() {
     assert!(matches!(out, Outcome::Port { port: p, .. } if p == port));
     // ARP for the gateway is answered on the asking port.
     let arp = format!(
-        "in_port={port},arp,arp_op=1,dl_src={},arp_spa={ip},arp_tpa=10.244.0.1",
-        agent::net::mac_for(ip)
+        "in_port={port},arp,arp_op=1,dl_src={m},arp_sha={m},arp_spa={ip},arp_tpa=10.244.0.1",
+        m = agent::net::mac_for(ip)
     );
     let out = n1.sim.send_text(&arp).unwrap();
-    assert!(
-        matches!(out, Outcome::Port { port: p, .. } if p == port),
-        "{out:?}"
+    let Outcome::Port { port: p, key } = &out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*p, port);
+    // The answer is a reply from the gateway's address and MAC to the
+    // asker: the datapath writes these (DpAction::SetArp), so a pod's
+    // kernel accepts it.
+    use flowtable::Field;
+    let gw_mac = agent::net::mac_for("10.244.0.1".parse().unwrap());
+    assert_eq!(key.get(Field::NwProto), 2, "arp_op");
+    assert_eq!(
+        key.get(Field::NwSrc),
+        u32::from(Ipv4Addr::new(10, 244, 0, 1)) as u128
     );
+    assert_eq!(key.get(Field::NwDst), u32::from(ip) as u128);
+    let mac_value = |m: &str| u128::from_str_radix(&m.replace(':', ""), 16).unwrap();
+    assert_eq!(key.get(Field::ArpSha), mac_value(&gw_mac));
+    assert_eq!(key.get(Field::ArpTha), mac_value(&agent::net::mac_for(ip)));
 }

@@ -124,13 +124,14 @@ fn steps<'a>(
 ) -> Result<CniResult, CniError> {
     // CNI spec §4: a failed delegated ADD is followed by a delegated DEL, so
     // the release is recorded before the allocation is asked for.
-    let ipam_result = match Ipam::of(env, conf) {
+    let (ipam_result, ipam_mac) = match Ipam::of(env, conf) {
         Some(ipam) => {
             let r = ipam.add();
             txn.undo.push(Undo::ReleaseIpam(ipam));
-            r?
+            let a = r?;
+            (a.result, a.mac)
         }
-        None => CniResult::default(),
+        None => (CniResult::default(), None),
     };
     let mut addrs = Vec::new();
     for ip in &ipam_result.ips {
@@ -150,7 +151,9 @@ fn steps<'a>(
         addrs.push((cidr, gw));
     }
     let ips: Vec<IpAddr> = addrs.iter().map(|(c, _)| c.addr).collect();
-    let mac = container_mac(&env.container_id, &env.ifname, &ips);
+    // The agent's MAC when it gives one (the same `0a:58:` + address rule,
+    // decided where the address is), else derived here.
+    let mac = ipam_mac.unwrap_or_else(|| container_mac(&env.container_id, &env.ifname, &ips));
     let hmac = host_mac(&env.container_id, &env.ifname);
 
     host.create_veth(&VethSpec {

@@ -186,7 +186,23 @@ pub enum IpamKind {
         /// The plugin's executable name.
         plugin: String,
     },
+    /// `{"type": "oxvs"}`: ask the node's agent (`oxvs-agent run`) over its
+    /// unix socket for the address the controller wrote on the Pod, waiting
+    /// up to `timeout` for it (then code 11, try again later), as
+    /// OVN-Kubernetes's CNI waits for its annotation. Nothing to release:
+    /// the allocation lives on the Pod and goes with it.
+    Oxvs {
+        /// `ipam.socket` (default `/run/oxvs/agent.sock`).
+        socket: PathBuf,
+        /// `ipam.timeoutSeconds` (default 30).
+        timeout: std::time::Duration,
+    },
 }
+
+/// How long `{"type": "oxvs"}` waits for the pod's address by default: a
+/// kubelet's CNI call is itself bounded (the CRI's RunPodSandbox deadline is
+/// minutes), and the controller allocates within a sync of the Pod.
+pub const DEFAULT_OXVS_IPAM_TIMEOUT: f64 = 30.0;
 
 /// The network configuration, as the runtime derives it from a conflist.
 #[derive(Clone, Debug)]
@@ -237,6 +253,11 @@ struct Wire {
 struct IpamWire {
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// `oxvs` only: the agent's socket.
+    socket: Option<PathBuf>,
+    /// `oxvs` only: how long to wait for the address.
+    #[serde(rename = "timeoutSeconds")]
+    timeout: Option<f64>,
 }
 
 /// The version to report errors in: the configuration's when it names one
@@ -315,8 +336,25 @@ impl NetConf {
         }
         let ipam = match w.ipam {
             None => None,
-            Some(IpamWire { kind: None }) => return Err(invalid("ipam has no type".into())),
-            Some(IpamWire { kind: Some(t) }) => {
+            Some(IpamWire { kind: None, .. }) => return Err(invalid("ipam has no type".into())),
+            Some(IpamWire {
+                kind: Some(t),
+                socket,
+                timeout,
+            }) if t == "oxvs" => {
+                let secs = timeout.unwrap_or(DEFAULT_OXVS_IPAM_TIMEOUT);
+                if !(secs > 0.0 && secs <= 3600.0) {
+                    return Err(invalid(format!(
+                        "ipam timeoutSeconds {secs} is outside (0, 3600]"
+                    )));
+                }
+                Some(IpamKind::Oxvs {
+                    socket: socket
+                        .unwrap_or_else(|| PathBuf::from(ctl::podnet::DEFAULT_AGENT_SOCKET)),
+                    timeout: std::time::Duration::from_secs_f64(secs),
+                })
+            }
+            Some(IpamWire { kind: Some(t), .. }) => {
                 if t.is_empty() || t.contains('/') || t == "." || t == ".." {
                     return Err(invalid(format!("ipam type {t:?} is not a plugin name")));
                 }
@@ -443,6 +481,35 @@ mod tests {
                 plugin: "host-local".into()
             })
         );
+    }
+
+    #[test]
+    fn oxvs_ipam_takes_socket_and_timeout() {
+        let c = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"oxvs","ipam":{"type":"oxvs","socket":"/tmp/a.sock","timeoutSeconds":2.5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.ipam,
+            Some(IpamKind::Oxvs {
+                socket: "/tmp/a.sock".into(),
+                timeout: std::time::Duration::from_millis(2500)
+            })
+        );
+        let c = NetConf::parse(br#"{"cniVersion":"1.1.0","name":"oxvs","ipam":{"type":"oxvs"}}"#)
+            .unwrap();
+        assert_eq!(
+            c.ipam,
+            Some(IpamKind::Oxvs {
+                socket: "/run/oxvs/agent.sock".into(),
+                timeout: std::time::Duration::from_secs(30)
+            })
+        );
+        let e = NetConf::parse(
+            br#"{"cniVersion":"1.1.0","name":"oxvs","ipam":{"type":"oxvs","timeoutSeconds":0}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, Code::InvalidConfig);
     }
 
     #[test]

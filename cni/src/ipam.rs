@@ -10,9 +10,14 @@
 //! only to a plugin that says it speaks 1.1.0, and for `GC` a `host-local`
 //! store is read directly and every stale allocation released with a
 //! delegated `DEL`, which `host-local` has always understood.
+//!
+//! The other kind, `{"type": "oxvs"}`, is not a plugin but the node's agent
+//! ([`crate::agent_ipam`]): its allocation lives on the Pod, so DEL, CHECK
+//! and GC have nothing to do for it.
 
 #![forbid(unsafe_code)]
 
+use crate::agent_ipam;
 use crate::config::{Env, IpamKind, NetConf, SUPPORTED_VERSIONS};
 use crate::error::{CniError, Code};
 use crate::result::CniResult;
@@ -20,6 +25,14 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// What ADD got: the addresses, and the MAC when the allocator decides it.
+pub struct Allocated {
+    /// The (abbreviated) IPAM result.
+    pub result: CniResult,
+    /// The pod's MAC, when given (`oxvs`); else derived from the address.
+    pub mac: Option<[u8; 6]>,
+}
 
 /// One delegated call: the attachment it is about (GC's releases name
 /// another container than the invocation's).
@@ -35,16 +48,25 @@ impl<'a> Ipam<'a> {
         conf.ipam.as_ref().map(|kind| Ipam { kind, env, conf })
     }
 
-    /// Allocates addresses for the invocation's attachment.
-    pub fn add(&self) -> Result<CniResult, CniError> {
+    /// Allocates addresses for the invocation's attachment; the agent also
+    /// says which MAC the pod gets.
+    pub fn add(&self) -> Result<Allocated, CniError> {
+        if let IpamKind::Oxvs { socket, timeout } = self.kind {
+            let a = agent_ipam::wait_for(socket, *timeout, self.env, &self.conf.cni_version)?;
+            return Ok(Allocated {
+                result: a.result,
+                mac: Some(a.mac),
+            });
+        }
         let out = self.call("ADD", &self.env.container_id, &self.env.ifname)?;
-        serde_json::from_slice(&out).map_err(|e| {
+        let result = serde_json::from_slice(&out).map_err(|e| {
             CniError::new(
                 Code::Ipam,
                 format!("{}: cannot decode its result", self.plugin()),
                 e.to_string(),
             )
-        })
+        })?;
+        Ok(Allocated { result, mac: None })
     }
 
     /// Releases the invocation's attachment.
@@ -54,18 +76,36 @@ impl<'a> Ipam<'a> {
 
     /// Releases `(container_id, ifname)`.
     pub fn release(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
+        if self.is_agent() {
+            return Ok(());
+        }
         self.call("DEL", container_id, ifname).map(|_| ())
     }
 
     /// Asks the plugin to verify the attachment.
     pub fn check(&self) -> Result<(), CniError> {
+        if self.is_agent() {
+            return Ok(());
+        }
         self.call("CHECK", &self.env.container_id, &self.env.ifname)
             .map(|_| ())
     }
 
     /// Forwards STATUS to a plugin that speaks 1.1.0; an older one has no
-    /// way to say it is unavailable, so it is taken to be available.
+    /// way to say it is unavailable, so it is taken to be available. The
+    /// agent is available when its socket accepts a connection.
     pub fn status(&self) -> Result<(), CniError> {
+        if let IpamKind::Oxvs { socket, .. } = self.kind {
+            return std::os::unix::net::UnixStream::connect(socket)
+                .map(|_| ())
+                .map_err(|e| {
+                    CniError::new(
+                        Code::NotAvailable,
+                        "the node's oxvs-agent does not answer",
+                        format!("{}: {e}", socket.display()),
+                    )
+                });
+        }
         if self.versions()?.iter().any(|v| v == "1.1.0") {
             self.call("STATUS", "", "").map(|_| ())
         } else {
@@ -77,6 +117,9 @@ impl<'a> Ipam<'a> {
     /// 1.1.0, else (host-local) by releasing each stale entry of its store.
     /// Returns the errors met; it goes on after each.
     pub fn gc(&self, valid: &BTreeSet<(String, String)>) -> Vec<CniError> {
+        if self.is_agent() {
+            return Vec::new();
+        }
         match self.versions() {
             Ok(v) if v.iter().any(|v| v == "1.1.0") => {
                 return self.call("GC", "", "").err().into_iter().collect();
@@ -101,7 +144,12 @@ impl<'a> Ipam<'a> {
     fn plugin(&self) -> &str {
         match self.kind {
             IpamKind::Delegate { plugin } => plugin,
+            IpamKind::Oxvs { .. } => "oxvs",
         }
+    }
+
+    fn is_agent(&self) -> bool {
+        matches!(self.kind, IpamKind::Oxvs { .. })
     }
 
     /// host-local's store for this network: `ipam.dataDir` (default

@@ -3,8 +3,8 @@
 //! variables and the network configuration on stdin (CNI spec 1.0.0 and
 //! 1.1.0: ADD, DEL, CHECK, VERSION, STATUS, GC). ADD creates a veth pair
 //! whose container end becomes `CNI_IFNAME` with the addresses and routes
-//! IPAM gives, and adds the host end to oxvsd as a port carrying the pod's
-//! external ids; DEL takes all of it away again, whatever is already gone.
+//! IPAM gives (a delegated plugin, or the node's oxvs-agent), and adds
+//! the host end to oxvsd as a port carrying the pod's external ids; DEL takes all of it away again, whatever is already gone.
 //!
 //! It depends on `ctl` for the control protocol and its client, and on
 //! nothing of the datapath: the switch is another process behind a socket.
@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod add;
+pub mod agent_ipam;
 pub mod config;
 pub mod error;
 pub mod ipam;

@@ -20,6 +20,7 @@ pub mod ctflush;
 pub mod load;
 pub mod odp;
 pub mod ofp;
+pub mod podnet;
 pub mod proto;
 pub mod trace;
 

@@ -41,6 +41,20 @@ pub fn format_dp_actions(actions: &[DpAction]) -> String {
             DpAction::SetIpv6Dst(a) => write!(s, "set(ipv6(dst={}))", std::net::Ipv6Addr::from(*a)),
             DpAction::SetTos(t) => write!(s, "set(ip(tos={t:#x}))"),
             DpAction::SetTtl(t) => write!(s, "set(ip(ttl={t}))"),
+            DpAction::SetArp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => write!(
+                s,
+                "set(arp(sip={},tip={},op={op},sha={},tha={}))",
+                std::net::Ipv4Addr::from(*spa),
+                std::net::Ipv4Addr::from(*tpa),
+                mac(sha),
+                mac(tha)
+            ),
             DpAction::SetTpSrc(p) => write!(s, "set(l4(src={p}))"),
             DpAction::SetTpDst(p) => write!(s, "set(l4(dst={p}))"),
             DpAction::TunnelMetadata { slot, value } => {

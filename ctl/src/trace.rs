@@ -133,6 +133,19 @@ pub fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
             DpAction::SetIpv4Dst(v) => k.set(Field::NwDst, u32::from_be_bytes(*v).into()),
             DpAction::SetIpv6Src(v) => k.set(Field::Ipv6Src, u128::from_be_bytes(*v)),
             DpAction::SetIpv6Dst(v) => k.set(Field::Ipv6Dst, u128::from_be_bytes(*v)),
+            DpAction::SetArp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => {
+                k.set(Field::NwProto, (*op).into());
+                k.set(Field::ArpSha, mac_value(sha));
+                k.set(Field::NwSrc, u32::from_be_bytes(*spa).into());
+                k.set(Field::ArpTha, mac_value(tha));
+                k.set(Field::NwDst, u32::from_be_bytes(*tpa).into());
+            }
             DpAction::SetTpSrc(p) => k.set(Field::TpSrc, (*p).into()),
             DpAction::SetTpDst(p) => k.set(Field::TpDst, (*p).into()),
             DpAction::SetTtl(t) => k.set(Field::NwTtl, (*t).into()),

@@ -89,6 +89,22 @@ pub fn rewrite(
             6 => pkt[l3 + 7] = ttl,
             _ => return Err(DropReason::BadRewrite),
         },
+        DpAction::SetArp {
+            op,
+            sha,
+            spa,
+            tha,
+            tpa,
+        } => {
+            // RFC 826 over Ethernet/IPv4 (extract only gives ARP fields to
+            // that shape): op at 6, then sha, spa, tha, tpa; 28 bytes.
+            let arp = pkt.get_mut(l3..l3 + 28).ok_or(DropReason::BadRewrite)?;
+            arp[6..8].copy_from_slice(&op.to_be_bytes());
+            arp[8..14].copy_from_slice(&sha);
+            arp[14..18].copy_from_slice(&spa);
+            arp[18..24].copy_from_slice(&tha);
+            arp[24..28].copy_from_slice(&tpa);
+        }
         DpAction::SetTpSrc(p) => set_port(pkt, lay, 0, p)?,
         DpAction::SetTpDst(p) => set_port(pkt, lay, 2, p)?,
         DpAction::Output(_)
@@ -194,4 +210,55 @@ fn set_port(pkt: &mut [u8], lay: &Layout, at: usize, port: u16) -> Result<(), Dr
     pkt[p..p + 2].copy_from_slice(&port.to_be_bytes());
     fix_l4_csum(pkt, lay, &old.to_be_bytes(), &port.to_be_bytes());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowtable::key::FlowKey;
+
+    /// An ARP responder's answer: the request turned into a reply in place.
+    #[test]
+    fn set_arp_rewrites_the_arp_header() {
+        let mut frame = vec![0u8; 64];
+        frame[0..6].copy_from_slice(&[0xff; 6]);
+        frame[6..12].copy_from_slice(&[0x0a, 0x58, 10, 244, 0, 2]);
+        frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        // htype 1, ptype IPv4, hlen 6, plen 4, op 1 (request).
+        frame[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        frame[22..28].copy_from_slice(&[0x0a, 0x58, 10, 244, 0, 2]);
+        frame[28..32].copy_from_slice(&[10, 244, 0, 2]);
+        frame[38..42].copy_from_slice(&[10, 244, 0, 1]);
+        let mut key = FlowKey::default();
+        let mut lay = flowtable::extract::extract(&frame[..42], 1, &mut key).unwrap();
+        let mut d = PacketDesc {
+            frame: 0,
+            off: 0,
+            len: 42,
+        };
+        let gw = [0x0a, 0x58, 10, 244, 0, 1];
+        let a = DpAction::SetArp {
+            op: 2,
+            sha: gw,
+            spa: [10, 244, 0, 1],
+            tha: [0x0a, 0x58, 10, 244, 0, 2],
+            tpa: [10, 244, 0, 2],
+        };
+        rewrite(&mut frame, &mut d, &mut lay, &a).unwrap();
+        assert_eq!(&frame[20..22], &[0, 2]);
+        assert_eq!(&frame[22..28], &gw);
+        assert_eq!(&frame[28..32], &[10, 244, 0, 1]);
+        assert_eq!(&frame[32..38], &[0x0a, 0x58, 10, 244, 0, 2]);
+        assert_eq!(&frame[38..42], &[10, 244, 0, 2]);
+        // Cut short: refused, not a panic.
+        let mut d = PacketDesc {
+            frame: 0,
+            off: 0,
+            len: 30,
+        };
+        assert_eq!(
+            rewrite(&mut frame, &mut d, &mut lay, &a),
+            Err(DropReason::BadRewrite)
+        );
+    }
 }

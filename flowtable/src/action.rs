@@ -345,6 +345,20 @@ pub enum DpAction {
     SetIpv6Src([u8; 16]),
     /// Rewrite the IPv6 destination.
     SetIpv6Dst([u8; 16]),
+    /// Rewrite the ARP header's operation and addresses, all at once (what
+    /// an ARP responder's moves and loads leave; OVS's `set(arp(...))`).
+    SetArp {
+        /// The operation (1 request, 2 reply).
+        op: u16,
+        /// Sender hardware address.
+        sha: MacAddr,
+        /// Sender protocol address.
+        spa: [u8; 4],
+        /// Target hardware address.
+        tha: MacAddr,
+        /// Target protocol address.
+        tpa: [u8; 4],
+    },
     /// Rewrite the TCP or UDP source port.
     SetTpSrc(u16),
     /// Rewrite the TCP or UDP destination port.

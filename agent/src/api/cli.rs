@@ -22,7 +22,7 @@ usage: oxvs-agent run (--kubeconfig FILE | --in-cluster) --config FILE
   --identity ID     the Lease holder identity (default $POD_NAME, else HOST_PID)
   --lease-namespace NS  (default $POD_NAMESPACE, else kube-system)
   --lease-name NAME     (default oxvs-controller)
-  --min-sync MS     never two syncs of the switch closer than this (default 1000)
+  --min-sync MS     never two syncs of the switch closer than this (default 20)
 ";
 
 /// Whether `args` (after `run`) ask for API mode.
@@ -79,7 +79,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "kube-system".into());
     let mut lease_name = "oxvs-controller".to_string();
-    let mut min_sync = Duration::from_millis(1000);
+    let mut min_sync = Duration::from_millis(20);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));

@@ -16,11 +16,13 @@ use super::lease::{Elector, Role, Timing};
 use super::watch::{self, Change, Update};
 use super::write::Controller;
 use crate::app::ports_from_list;
+use crate::compile::incremental::Incremental;
 use crate::compile::{compile, NodeView, PortMap};
 use crate::config::Config;
 use crate::object::Kind;
+use crate::store::Event;
 use crate::store::Store;
-use crate::sync::{plan, Installed};
+use crate::syncer::Syncer;
 use ctl::client::call;
 use ctl::proto::Command;
 use std::collections::BTreeSet;
@@ -49,6 +51,16 @@ pub struct Options {
     pub min_sync: Duration,
 }
 
+/// The policy kinds the node role also lists before compiling (a node
+/// that compiled before seeing its NetworkPolicies would let everything
+/// through for a moment). A policy CRD the server does not serve counts
+/// as listed, empty.
+pub const POLICY_KINDS: [Kind; 3] = [
+    Kind::NetworkPolicy,
+    Kind::AdminNetworkPolicy,
+    Kind::BaselineAdminNetworkPolicy,
+];
+
 /// The kinds that must be listed before anything is compiled.
 pub const KINDS: [Kind; 5] = [
     Kind::Node,
@@ -72,13 +84,15 @@ pub fn switch_ports(socket: &Path) -> Option<PortMap> {
 }
 
 /// One sync of the switch at `socket` to `node`'s rules compiled from
-/// `store`: compare, then send only the difference as one bundle.
+/// `store`: compare (with the switch's dump when `syncer` is cold, else
+/// with the set applied last), then send only the difference as one bundle.
 pub fn sync_node(
     store: &Store,
     config: &Config,
     node: &str,
     socket: &Path,
     ports: &PortMap,
+    syncer: &mut Syncer,
 ) -> Result<String, String> {
     let rules = compile(NodeView {
         store,
@@ -87,45 +101,7 @@ pub fn sync_node(
         ports,
     })
     .map_err(|e| e.to_string())?;
-    let s = |e: ctl::client::ClientError| e.to_string();
-    let flows = call(socket, Command::DumpFlows { filter: None }).map_err(s)?;
-    let groups = call(socket, Command::DumpGroups).map_err(s)?;
-    let show = call(socket, Command::Show).map_err(s)?;
-    let have = Installed::parse(&flows, &groups, &show)?;
-    let p = plan(&rules, &have)?;
-    if p.is_empty() {
-        return Ok(format!(
-            "in step: {} flows, nothing sent",
-            rules.flow_count()
-        ));
-    }
-    if !p.bundle.is_empty() {
-        call(
-            socket,
-            Command::AddFlows {
-                text: p.bundle.clone(),
-                bundle: true,
-            },
-        )
-        .map_err(s)?;
-    }
-    for id in &p.stale_groups {
-        call(
-            socket,
-            Command::DelGroups {
-                filter: Some(format!("group_id={id}")),
-                bundle: true,
-            },
-        )
-        .map_err(s)?;
-    }
-    Ok(format!(
-        "synced: +{} -{} flows, {} groups changed, {} removed",
-        p.added,
-        p.removed,
-        p.groups,
-        p.stale_groups.len()
-    ))
+    syncer.sync(socket, rules)
 }
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
@@ -142,7 +118,7 @@ impl Drop for AbortOnDrop {
 pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
     let (tx, mut rx) = mpsc::channel::<Update>(1024);
     // The reflectors end with this function (an aborted task included).
-    let _reflectors = AbortOnDrop(watch::spawn_all(&client, &tx));
+    let _reflectors = AbortOnDrop(watch::spawn_all(&client, &tx, o.node.is_some()));
     drop(tx);
     let mut store = Store::default();
     let mut listed: BTreeSet<Kind> = BTreeSet::new();
@@ -157,8 +133,30 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
     let mut last_sync: Option<Instant> = None;
     let mut tick = tokio::time::interval(o.timing.retry_period.min(Duration::from_secs(1)));
     let mut last_elect: Option<Instant> = None;
+    let needed = KINDS.len()
+        + if o.node.is_some() {
+            POLICY_KINDS.len()
+        } else {
+            0
+        };
+    let mut syncer = Syncer::default();
+    let mut inc = Incremental::default();
+    // Store events since the last compile.
+    let mut pending: Vec<Event> = Vec::new();
+    // After a failed sync, the next waits a second (not min_sync).
+    let mut retry_at: Option<Instant> = None;
     loop {
+        // A dirty node waits for min_sync, not for the next tick.
+        let sync_in = match (node_dirty && listed.len() >= needed, last_sync) {
+            (true, Some(t)) => o.min_sync.saturating_sub(t.elapsed()),
+            (true, None) => Duration::ZERO,
+            _ => Duration::from_secs(3600),
+        }
+        .max(retry_at.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        }));
         tokio::select! {
+            _ = tokio::time::sleep(sync_in), if o.node.is_some() && node_dirty => {}
             u = rx.recv() => {
                 let Some(u) = u else { return Err("every watch ended".into()) };
                 match &u.change {
@@ -170,7 +168,11 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
                     }
                     _ => {}
                 }
-                if !watch::feed(&mut store, u).is_empty() {
+                let events = watch::feed(&mut store, u);
+                if !events.is_empty() {
+                    if o.node.is_some() {
+                        pending.extend(events);
+                    }
                     node_dirty = true;
                     controller_dirty = true;
                 }
@@ -209,7 +211,7 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
                 }
             }
         }
-        if listed.len() < KINDS.len() {
+        if listed.len() < needed {
             continue;
         }
         let leader = elector
@@ -231,28 +233,35 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
                 controller_dirty = true;
             }
         }
-        let due = last_sync.is_none_or(|t| t.elapsed() >= o.min_sync);
+        let due = last_sync.is_none_or(|t| t.elapsed() >= o.min_sync)
+            && retry_at.is_none_or(|t| Instant::now() >= t);
         if let (Some(node), true, true) = (&o.node, node_dirty, due) {
             last_sync = Some(Instant::now());
-            let (store, config, node, socket) = (
-                store.clone(),
-                o.config.clone(),
-                node.clone(),
-                o.socket.clone(),
-            );
+            // Compiled and sent here, on the loop's thread: a warm sync is
+            // the changed fragments and one bundle (milliseconds); only a
+            // cold one (start, after an error) reads the switch's dump.
             let ports = ports.clone().unwrap_or_default();
-            let r = tokio::task::spawn_blocking(move || {
-                sync_node(&store, &config, &node, &socket, &ports)
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
+            let view = NodeView {
+                store: &store,
+                config: &o.config,
+                node,
+                ports: &ports,
+            };
+            let r = inc
+                .update(view, &pending)
+                .map_err(|e| e.to_string())
+                .and_then(|up| syncer.sync_delta(&o.socket, inc.rules(), up.plan()));
+            pending.clear();
             match r {
                 Ok(msg) => {
                     log(&msg);
                     node_dirty = false;
+                    retry_at = None;
                 }
-                Err(e) => log(&format!("sync failed, will retry: {e}")),
+                Err(e) => {
+                    log(&format!("sync failed, will retry: {e}"));
+                    retry_at = Some(Instant::now() + Duration::from_secs(1));
+                }
             }
         }
     }

@@ -19,10 +19,12 @@
 //! results to the agent's loop.
 
 use crate::object::{Kind, Object, ObjectKey};
+use crate::policy::types::{AdminNetworkPolicy, BaselineAdminNetworkPolicy};
 use crate::store::{Event, Store};
 use futures_util::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -55,6 +57,9 @@ watched!(Namespace, Namespace);
 watched!(Pod, Pod);
 watched!(Service, Service);
 watched!(EndpointSlice, EndpointSlice);
+watched!(NetworkPolicy, NetworkPolicy);
+watched!(AdminNetworkPolicy, AdminNetworkPolicy);
+watched!(BaselineAdminNetworkPolicy, BaselineAdminNetworkPolicy);
 
 /// What one step saw.
 #[derive(Debug)]
@@ -253,6 +258,20 @@ impl<K: Watched> Reflector<K> {
                     }
                 }
                 Err(e) => {
+                    // A kind the server does not serve (the policy CRDs not
+                    // installed: 404 on the list) has no objects: say so,
+                    // so the agent does not wait for it, and keep asking.
+                    let missing = matches!(&e, kube::Error::Api(s) if s.code == 404)
+                        && self.version.is_none();
+                    if missing {
+                        let u = Update {
+                            kind: K::KIND,
+                            change: Change::Listed(Vec::new()),
+                        };
+                        if tx.send(u).await.is_err() {
+                            return;
+                        }
+                    }
                     let _ = tx
                         .send(Update {
                             kind: K::KIND,
@@ -338,16 +357,29 @@ pub fn feed(store: &mut Store, u: Update) -> Vec<Event> {
 }
 
 /// Starts a reflector for each kind the compiler reads, all sending to
-/// one channel.
+/// one channel: the five kinds of [`super::run::KINDS`], and with
+/// `policies` the three policy kinds of [`super::run::POLICY_KINDS`]
+/// (the node role's; the controller allocates without them).
 pub fn spawn_all(
     client: &kube::Client,
     tx: &mpsc::Sender<Update>,
+    policies: bool,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
+    let mut tasks = vec![
         tokio::spawn(Reflector::<Node>::new(client.clone()).run(tx.clone())),
         tokio::spawn(Reflector::<Namespace>::new(client.clone()).run(tx.clone())),
         tokio::spawn(Reflector::<Pod>::new(client.clone()).run(tx.clone())),
         tokio::spawn(Reflector::<Service>::new(client.clone()).run(tx.clone())),
         tokio::spawn(Reflector::<EndpointSlice>::new(client.clone()).run(tx.clone())),
-    ]
+    ];
+    if policies {
+        tasks.extend([
+            tokio::spawn(Reflector::<NetworkPolicy>::new(client.clone()).run(tx.clone())),
+            tokio::spawn(Reflector::<AdminNetworkPolicy>::new(client.clone()).run(tx.clone())),
+            tokio::spawn(
+                Reflector::<BaselineAdminNetworkPolicy>::new(client.clone()).run(tx.clone()),
+            ),
+        ]);
+    }
+    tasks
 }

@@ -27,6 +27,7 @@
 //! over pod addresses (`nw_src`/`nw_dst`) and ports, and established
 //! connections pass before any policy rule as in Antrea (docs/policy.md).
 
+pub mod incremental;
 mod pipeline;
 mod pods;
 pub mod policy;
@@ -176,20 +177,34 @@ pub(crate) struct Index<'a> {
 
 impl<'a> Index<'a> {
     pub fn new(store: &'a Store, cfg: &Config) -> Index<'a> {
+        Index::within(store, cfg, None)
+    }
+
+    /// The index, with `slices` and `pods_by_ns` only for the namespaces
+    /// `only` names (when it does): what compiling a few Services needs.
+    pub fn within(
+        store: &'a Store,
+        cfg: &Config,
+        only: Option<&std::collections::BTreeSet<String>>,
+    ) -> Index<'a> {
+        let wanted = |ns: &str| only.is_none_or(|o| o.contains(ns));
         let mut slices: HashMap<_, Vec<_>> = HashMap::new();
         for s in store.endpoint_slices() {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+            if !wanted(ns) {
+                continue;
+            }
             if let Some(svc) = crate::object::label(&s.metadata, "kubernetes.io/service-name") {
-                slices
-                    .entry((s.metadata.namespace.as_deref().unwrap_or("default"), svc))
-                    .or_default()
-                    .push(s);
+                slices.entry((ns, svc)).or_default().push(s);
             }
         }
         let mut pods_by_ns: HashMap<_, Vec<_>> = HashMap::new();
         let mut pod_by_ip = HashMap::new();
         for p in store.pods() {
             let ns = p.metadata.namespace.as_deref().unwrap_or("default");
-            pods_by_ns.entry(ns).or_default().push(p);
+            if wanted(ns) {
+                pods_by_ns.entry(ns).or_default().push(p);
+            }
             if let Some(ip) = crate::alloc::pod_ip(p) {
                 pod_by_ip.insert(ip, (ns, p.metadata.name.as_deref().unwrap_or("")));
             }
@@ -221,6 +236,13 @@ pub(crate) struct Cx<'a> {
     pub node_key: ObjectKey,
     pub out: RuleSet,
     pub explain: policy::Explain,
+    /// Policy selections to start from, and the pods whose labels changed
+    /// since (the incremental compiler's; `None` for a plain compile).
+    pub select_seed: Option<(crate::policy::model::SelectCache, Vec<(String, String)>)>,
+    /// Whether to hand the policy selections back in `select_out`.
+    pub keep_selections: bool,
+    /// The policy selections of this compile, when asked for.
+    pub select_out: Option<crate::policy::model::SelectCache>,
 }
 
 /// Compiles the rules of node `v.node`.
@@ -243,6 +265,9 @@ pub fn compile_explained(v: NodeView<'_>) -> Result<(RuleSet, policy::Explain), 
         node_key: ObjectKey::new(crate::object::Kind::Node, "", v.node),
         out: RuleSet::default(),
         explain: policy::Explain::default(),
+        select_seed: None,
+        keep_selections: false,
+        select_out: None,
     };
     pipeline::compile(&mut cx);
     pods::compile(&mut cx);

@@ -338,6 +338,9 @@ impl Ids {
 
 pub(super) fn compile(cx: &mut Cx<'_>) {
     let view = View::new(cx.v.store, &cx.ix.node_ips);
+    if let Some((cache, changed)) = cx.select_seed.take() {
+        view.seed(cache, &changed);
+    }
     let resolved = view.resolve(cx.v.store);
     let node = cx.v.node;
     let local: Vec<bool> = view.pods.iter().map(|p| p.node == Some(node)).collect();
@@ -438,6 +441,9 @@ pub(super) fn compile(cx: &mut Cx<'_>) {
             let _ = write!(a, "conjunction({id},{k}/{n})");
         }
         cx.out.flow(table, prio, c, m, a);
+    }
+    if cx.keep_selections {
+        cx.select_out = Some(view.take_cache());
     }
     // NetworkPolicy isolation: a selected pod's connections that no rule
     // allowed stop here (and never reach the BaselineAdminNetworkPolicy).

@@ -38,47 +38,57 @@ enum Verdict {
 
 pub(super) fn compile(cx: &mut Cx<'_>) {
     for svc in cx.v.store.services() {
-        if service_type(svc) == "ExternalName" {
+        service(cx, svc);
+    }
+}
+
+/// The rules of one Service (its frontends, groups and endpoints' DNAT).
+/// They depend on the Service, its EndpointSlices, the pods of its
+/// namespace (named target ports, endpoints of a selector without
+/// slices) and the owners of its endpoint addresses; the incremental
+/// compiler ([`super::incremental`]) recompiles them when one of those
+/// changes.
+pub(super) fn service(cx: &mut Cx<'_>, svc: &Service) {
+    if service_type(svc) == "ExternalName" {
+        return;
+    }
+    let Some(cip) = cluster_ip(svc) else { return };
+    let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+    let name = svc.metadata.name.as_deref().unwrap_or("");
+    let key = ObjectKey::new(Kind::Service, ns, name);
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    for (i, sp) in ports.iter().enumerate() {
+        let Some(proto) = Proto::parse(sp.protocol.as_deref()) else {
             continue;
-        }
-        let Some(cip) = cluster_ip(svc) else { continue };
-        let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
-        let name = svc.metadata.name.as_deref().unwrap_or("");
-        let key = ObjectKey::new(Kind::Service, ns, name);
-        let ports = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.clone())
-            .unwrap_or_default();
-        for (i, sp) in ports.iter().enumerate() {
-            let Some(proto) = Proto::parse(sp.protocol.as_deref()) else {
-                continue;
-            };
-            let Ok(port) = u16::try_from(sp.port) else {
-                continue;
-            };
-            let slices = cx
-                .ix
-                .slices
-                .get(&(ns, name))
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let pods = cx.ix.pods_by_ns.get(ns).map(Vec::as_slice).unwrap_or(&[]);
-            let eps = endpoints_from(svc, sp, slices, pods);
-            let fe = Frontends {
-                svc,
-                key: &key,
-                index: i,
-                proto,
-                port,
-                node_port: sp
-                    .node_port
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p > 0),
-                cip,
-            };
-            fe.compile(cx, &eps);
-        }
+        };
+        let Ok(port) = u16::try_from(sp.port) else {
+            continue;
+        };
+        let slices = cx
+            .ix
+            .slices
+            .get(&(ns, name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let pods = cx.ix.pods_by_ns.get(ns).map(Vec::as_slice).unwrap_or(&[]);
+        let eps = endpoints_from(svc, sp, slices, pods);
+        let fe = Frontends {
+            svc,
+            key: &key,
+            index: i,
+            proto,
+            port,
+            node_port: sp
+                .node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0),
+            cip,
+        };
+        fe.compile(cx, &eps);
     }
 }
 

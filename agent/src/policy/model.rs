@@ -203,6 +203,11 @@ pub struct View<'a> {
     by_ip: Vec<(u32, u32)>,
     nodes: Vec<(Labels, Ipv4Addr)>,
     memo: RefCell<HashMap<String, Rc<Vec<u32>>>>,
+    /// The selectors behind `memo`'s keys, for [`View::take_cache`].
+    memo_sel: RefCell<HashMap<String, MemoSel>>,
+    /// Namespaces matched by their subnet: those whose pods all lie in
+    /// the namespace's subnet and no other pod does ([`View::whole_namespace`]).
+    ns_prefixes: HashMap<&'a str, Vec<Cidr>>,
 }
 
 static NO_LABELS: Labels = BTreeMap::new();
@@ -265,6 +270,35 @@ impl<'a> View<'a> {
                 .entry(p.ns.to_string())
                 .or_insert_with(|| [(NS_NAME_LABEL.to_string(), p.ns.to_string())].into());
         }
+        // A peer "every pod of namespace N" is N's subnet when that says
+        // the same: every pod of N has its address in the subnet, and no
+        // pod of another namespace does. The subnet's other addresses (its
+        // network, gateway and broadcast addresses, addresses no pod holds
+        // yet) receive nothing (table 80 drops pod-network addresses that
+        // are no pod's) and send nothing (the spoof guard), so the verdicts
+        // on real traffic are the same; and a new pod of N is covered
+        // before the agent hears of it. One prefix per rule and namespace
+        // instead of one flow per pod, all of one length (a /24 is one
+        // more classifier subtable, where a set of smaller prefixes would
+        // be one per length), and a pod's label change leaves these
+        // clauses alone.
+        let mut ns_prefixes = HashMap::new();
+        for n in store.namespaces() {
+            let name = n.metadata.name.as_deref().unwrap_or("");
+            let Some(subnet) = crate::object::annotation(&n.metadata, crate::alloc::SUBNET)
+                .and_then(|s| s.parse::<Cidr>().ok())
+                .filter(|c| c.len <= 30)
+            else {
+                continue;
+            };
+            let (lo, hi) = ns_range.get(name).copied().unwrap_or((0, 0));
+            let inside = (lo..hi).all(|i| subnet.contains(pods[i as usize].ip));
+            let a = by_ip.partition_point(|&(ip, _)| ip < subnet.first());
+            let b = by_ip.partition_point(|&(ip, _)| ip <= subnet.last());
+            if inside && b - a == (hi - lo) as usize {
+                ns_prefixes.insert(name, vec![subnet]);
+            }
+        }
         let mut nodes = Vec::new();
         for n in store.nodes() {
             let name = n.metadata.name.as_deref().unwrap_or("");
@@ -280,6 +314,8 @@ impl<'a> View<'a> {
             by_ip,
             nodes,
             memo: RefCell::new(HashMap::new()),
+            memo_sel: RefCell::new(HashMap::new()),
+            ns_prefixes,
         }
     }
 
@@ -347,8 +383,93 @@ impl<'a> View<'a> {
             (None, None) => {}
         }
         let out = Rc::new(out);
-        self.memo.borrow_mut().insert(key, out.clone());
+        self.memo.borrow_mut().insert(key.clone(), out.clone());
+        self.memo_sel.borrow_mut().insert(
+            key,
+            (ns.map(str::to_string), ns_sel.cloned(), pod_sel.clone()),
+        );
         out
+    }
+
+    /// The selections this view made, to seed the next one
+    /// ([`View::seed`]) when only pods' labels changed in between.
+    pub fn take_cache(&self) -> SelectCache {
+        let memo = self.memo.borrow();
+        let sel = self.memo_sel.borrow();
+        SelectCache {
+            pods: self
+                .pods
+                .iter()
+                .map(|p| (p.ns.to_string(), p.name.to_string()))
+                .collect(),
+            entries: sel
+                .iter()
+                .filter_map(|(k, s)| Some((k.clone(), (s.clone(), memo.get(k)?.to_vec()))))
+                .collect(),
+        }
+    }
+
+    /// Seeds the memo with the selections of an earlier view of the same
+    /// pods (same pods with addresses, in the same order, namespaces
+    /// unchanged) of which only `changed` pods' labels may differ: every
+    /// cached selection is corrected for those pods alone, instead of
+    /// evaluating every selector over every pod again. Returns whether the
+    /// cache fitted (if not, nothing is seeded).
+    pub fn seed(&self, cache: SelectCache, changed: &[(String, String)]) -> bool {
+        if cache.pods.len() != self.pods.len()
+            || cache
+                .pods
+                .iter()
+                .zip(&self.pods)
+                .any(|((ns, name), p)| ns != p.ns || name != p.name)
+        {
+            return false;
+        }
+        let idx: Vec<u32> = changed
+            .iter()
+            .filter_map(|(ns, name)| {
+                self.pods
+                    .binary_search_by(|p| (p.ns, p.name).cmp(&(ns.as_str(), name.as_str())))
+                    .ok()
+                    .map(|i| i as u32)
+            })
+            .collect();
+        let mut memo = self.memo.borrow_mut();
+        let mut sel = self.memo_sel.borrow_mut();
+        for (key, ((ns, ns_sel, pod_sel), mut pods)) in cache.entries {
+            for &i in &idx {
+                let p = &self.pods[i as usize];
+                let ns_ok = match (&ns_sel, &ns) {
+                    (Some(s), _) => self.ns_labels.get(p.ns).is_some_and(|l| matches(s, l)),
+                    (None, Some(n)) => n == p.ns,
+                    (None, None) => false,
+                };
+                let member = ns_ok && matches(&pod_sel, p.labels);
+                match (member, pods.binary_search(&i)) {
+                    (true, Err(at)) => pods.insert(at, i),
+                    (false, Ok(at)) => {
+                        pods.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            memo.insert(key.clone(), Rc::new(pods));
+            sel.insert(key, (ns, ns_sel, pod_sel));
+        }
+        true
+    }
+
+    /// Every pod of the namespaces `sel` selects, as a peer: the subnet's
+    /// prefixes of a namespace whose subnet holds exactly its pods, the
+    /// pods' addresses of the others.
+    fn whole_namespaces(&self, sel: &LabelSelector, pods: &mut Vec<u32>, cidrs: &mut Vec<Cidr>) {
+        let all = LabelSelector::default();
+        for n in self.namespaces(sel) {
+            match self.ns_prefixes.get(n) {
+                Some(p) => cidrs.extend(p.iter().copied()),
+                None => self.pods_in(n, &all, pods),
+            }
+        }
     }
 
     /// Pods whose address lies in `c`.
@@ -384,10 +505,7 @@ impl<'a> View<'a> {
         let mut cidrs = Vec::new();
         for p in peers {
             if let Some(ns) = &p.namespaces {
-                pods.extend(
-                    self.select(None, Some(ns), &LabelSelector::default())
-                        .iter(),
-                );
+                self.whole_namespaces(ns, &mut pods, &mut cidrs);
             } else if let Some(np) = &p.pods {
                 pods.extend(
                     self.select(None, Some(&np.namespace_selector), &np.pod_selector)
@@ -530,6 +648,9 @@ impl<'a> View<'a> {
             }
             match (&p.namespace_selector, &p.pod_selector) {
                 (None, None) => {} // invalid: the API server refuses it
+                (Some(n), ps) if ps.as_ref().is_none_or(selects_all) => {
+                    self.whole_namespaces(n, &mut pods, &mut cidrs)
+                }
                 (Some(n), ps) => pods.extend(
                     self.select(None, Some(n), ps.as_ref().unwrap_or(&all))
                         .iter(),
@@ -625,6 +746,23 @@ type NpRule<'x> = (
     Option<&'x [NetworkPolicyPeer]>,
     Option<&'x [NetworkPolicyPort]>,
 );
+
+/// A selection's inputs: namespace, namespace selector, pod selector.
+type MemoSel = (Option<String>, Option<LabelSelector>, LabelSelector);
+
+/// The selections of one [`View`], kept between compiles (plain vectors,
+/// so the incremental compiler that holds it can move between threads).
+#[derive(Clone, Debug, Default)]
+pub struct SelectCache {
+    pods: Vec<(String, String)>,
+    entries: HashMap<String, (MemoSel, Vec<u32>)>,
+}
+
+/// Whether a pod selector selects every pod (`{}`).
+fn selects_all(s: &LabelSelector) -> bool {
+    s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+        && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+}
 
 fn peer_set(mut pods: Vec<u32>, cidrs: Vec<Cidr>) -> Peers {
     if cidrs.iter().any(|c| c.len == 0) {

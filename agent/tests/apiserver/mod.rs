@@ -47,6 +47,18 @@ const RESOURCES: &[(&str, &str, &str, bool)] = &[
         "AdminNetworkPolicy",
         false,
     ),
+    (
+        "baselineadminnetworkpolicies",
+        "policy.networking.k8s.io/v1alpha1",
+        "BaselineAdminNetworkPolicy",
+        false,
+    ),
+    (
+        "networkpolicies",
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        true,
+    ),
 ];
 
 fn resource(plural: &str) -> Option<(&'static str, &'static str, &'static str, bool)> {

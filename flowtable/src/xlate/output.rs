@@ -312,6 +312,28 @@ impl Ctx<'_> {
                 ));
             }
         }
+        // ARP's fields live in the IPv4 words (arp_op in nw_proto,
+        // arp_spa/arp_tpa in nw_src/nw_dst) and the two ARP words; an ARP
+        // responder rewrites several, so they are written out together.
+        if dl == dl_type::ARP
+            && [
+                Field::NwProto,
+                Field::NwSrc,
+                Field::NwDst,
+                Field::ArpSha,
+                Field::ArpTha,
+            ]
+            .into_iter()
+            .any(dirty)
+        {
+            self.out.push(DpAction::SetArp {
+                op: f.get(Field::NwProto) as u16,
+                sha: mac(f.get(Field::ArpSha)),
+                spa: (f.get(Field::NwSrc) as u32).to_be_bytes(),
+                tha: mac(f.get(Field::ArpTha)),
+                tpa: (f.get(Field::NwDst) as u32).to_be_bytes(),
+            });
+        }
         if dl == dl_type::IPV6 {
             if dirty(Field::Ipv6Src) {
                 self.out
