@@ -13,9 +13,12 @@ use agent::podnet::{self, Answers};
 use agent::show;
 use agent::store::Event;
 use agent::syncer::Syncer;
+use agent::wake::{self, Wake};
 use ctl::client::call;
 use ctl::proto::Command;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,9 +35,11 @@ usage: oxvs-agent COMMAND --config FILE --manifests DIR [OPTIONS]
       [--min-sync MS] [--once]
                                    --controller: save the allocations (the state file) as the
                                    cluster's one controller; --node: the node role, keeping oxvsd's
-                                   rules in step with the manifests (re-read on change, looked at
-                                   every --watch MS, default 10; switch ports every --interval MS,
-                                   default 1000), sending only differences, one bundle each, never
+                                   rules in step with the manifests (re-read on change: inotify, and
+                                   a look every --watch MS, default 1000; switch ports every
+                                   --interval MS, default 1000, and every 5 ms from oxvs-cni's
+                                   question for a pod until its port is there), sending only
+                                   differences, one bundle each, never
                                    two closer than --min-sync MS (default 20), and answering
                                    oxvs-cni for pod addresses on P (default /run/oxvs/agent.sock)
   apply -f FILE | delete -f FILE | delete namespace NAME | label pod NAME K=V|K- [-n NS]
@@ -85,7 +90,7 @@ fn parse(cmd: &str, args: &[String]) -> Result<Opts, String> {
         controller: false,
         wide: false,
         interval: 1000,
-        watch: 10,
+        watch: 1000,
         min_sync: 20,
         once: false,
         rest: Vec::new(),
@@ -336,36 +341,69 @@ fn run_node(o: &Opts) -> Result<String, String> {
     let state = o.state_path();
     let mut cluster = o.load()?;
     let answers: Arc<RwLock<Answers>> = Arc::new(RwLock::new(podnet::answers(&cluster.store)));
+    // Wake-ups: the manifest directory's inotify watch, and oxvs-cni's
+    // questions (a pod's port follows the answer).
+    let (wake_tx, wake_rx) = std::sync::mpsc::channel();
+    if let Err(e) = wake::watch_dir(&dir, wake_tx.clone()) {
+        log(&format!(
+            "no inotify watch on {} ({e}): looking every --watch {} ms only",
+            dir.display(),
+            o.watch
+        ));
+    }
     if node.is_some() {
         let path = o
             .cni_socket
             .clone()
             .unwrap_or_else(|| ctl::podnet::DEFAULT_AGENT_SOCKET.into());
-        podnet::serve(&path, answers.clone())
+        podnet::serve(&path, answers.clone(), Some(wake_tx.clone()))
             .map_err(|e| format!("pod-network socket {}: {e}", path.display()))?;
         log(&format!("answering oxvs-cni on {}", path.display()));
     }
+    drop(wake_tx);
     let mut seen = fingerprint(&dir);
     let mut ports: Option<PortMap> = None;
     let mut dirty = true;
     let mut last_sync: Option<Instant> = None;
     let mut last_ports: Option<Instant> = None;
+    let mut last_look = Instant::now();
+    let mut look = false;
+    // Pods whose address oxvs-cni was just given: their ports are asked for
+    // every ATTACH_POLL until they appear (or ATTACH_WAIT has passed).
+    let mut attaching: BTreeMap<(String, String), Instant> = BTreeMap::new();
     let mut sync = (Incremental::default(), Syncer::default());
     let mut pending: Vec<Event> = Vec::new();
     loop {
-        // Ports are a control-socket request: asked every --interval;
-        // manifests are a few stat calls: looked at every --watch.
-        if node.is_some()
-            && last_ports.is_none_or(|t| t.elapsed() >= Duration::from_millis(o.interval))
-        {
+        // Ports are a control-socket request: asked every --interval, and
+        // every ATTACH_POLL while a pod's port is awaited; manifests are a
+        // few stat calls: looked at on inotify's word and every --watch.
+        attaching.retain(|_, since| since.elapsed() < ATTACH_WAIT);
+        let port_due = last_ports.is_none_or(|t| {
+            let every = if attaching.is_empty() {
+                Duration::from_millis(o.interval)
+            } else {
+                ATTACH_POLL
+            };
+            t.elapsed() >= every
+        });
+        if node.is_some() && port_due {
             last_ports = Some(Instant::now());
             let now_ports = switch_ports(&socket);
             if now_ports != ports {
+                if let Some(p) = &now_ports {
+                    attaching.retain(|pod, _| !p.contains_key(pod));
+                }
                 ports = now_ports;
                 dirty = true;
             }
         }
-        let fp = fingerprint(&dir);
+        let fp = if look || last_look.elapsed() >= Duration::from_millis(o.watch) {
+            look = false;
+            last_look = Instant::now();
+            fingerprint(&dir)
+        } else {
+            seen.clone()
+        };
         if fp != seen {
             seen = fp;
             match cluster.reload(&dir, &state) {
@@ -435,11 +473,49 @@ fn run_node(o: &Opts) -> Result<String, String> {
         }
         // A burst of changes within --min-sync is coalesced into one
         // sync (kube-proxy's minSyncPeriod), taken as soon as it is due.
-        let mut nap = Duration::from_millis(o.watch.max(1));
+        let mut nap = Duration::from_millis(o.watch.max(1))
+            .saturating_sub(last_look.elapsed())
+            .max(Duration::from_millis(1));
         if let (true, Some(t)) = (dirty, last_sync) {
             let due_in = Duration::from_millis(o.min_sync).saturating_sub(t.elapsed());
             nap = nap.min(due_in.max(Duration::from_millis(1)));
         }
-        std::thread::sleep(nap);
+        if node.is_some() {
+            let every = if attaching.is_empty() {
+                Duration::from_millis(o.interval)
+            } else {
+                ATTACH_POLL
+            };
+            let port_in = last_ports.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()));
+            nap = nap.min(port_in.max(Duration::from_millis(1)));
+        }
+        match wake_rx.recv_timeout(nap) {
+            Ok(w) => {
+                // Take every wake-up already queued: one look serves them all.
+                for w in std::iter::once(w).chain(wake_rx.try_iter()) {
+                    match w {
+                        Wake::Manifests => look = true,
+                        Wake::Attaching(ns, name) => {
+                            if ports
+                                .as_ref()
+                                .is_none_or(|p| !p.contains_key(&(ns.clone(), name.clone())))
+                            {
+                                attaching.insert((ns, name), Instant::now());
+                            }
+                        }
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // Nothing can wake the loop any more (no watch, no socket):
+            // its timers still run it.
+            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(nap),
+        }
     }
 }
+
+/// How often a pod's port is asked for after oxvs-cni got its address.
+const ATTACH_POLL: Duration = Duration::from_millis(5);
+/// How long a pod's port is awaited that way before the ordinary
+/// `--interval` takes over.
+const ATTACH_WAIT: Duration = Duration::from_secs(5);

@@ -44,3 +44,4 @@ pub mod sync;
 pub mod syncer;
 pub mod synth;
 pub mod trace;
+pub mod wake;

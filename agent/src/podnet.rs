@@ -9,11 +9,13 @@
 use crate::alloc::{self, pod_ip, POD_GATEWAY, POD_IP, POD_MAC};
 use crate::object::annotation;
 use crate::store::Store;
+use crate::wake::Wake;
 use ctl::podnet::{read_request, write_answer, PodAnswer};
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -64,8 +66,13 @@ pub fn answer(table: &Answers, namespace: &str, name: &str) -> PodAnswer {
 }
 
 /// Serves `table` on `socket` (a stale socket file is replaced) from a
-/// thread of its own; every connection gets one answer.
-pub fn serve(socket: &Path, table: Arc<RwLock<Answers>>) -> std::io::Result<()> {
+/// thread of its own; every connection gets one answer. Each question is
+/// also told to `wake` (when given): the pod's port follows the answer.
+pub fn serve(
+    socket: &Path,
+    table: Arc<RwLock<Answers>>,
+    wake: Option<Sender<Wake>>,
+) -> std::io::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -90,6 +97,9 @@ pub fn serve(socket: &Path, table: Arc<RwLock<Answers>>) -> std::io::Result<()> 
                     answer(&t, &req.namespace, &req.name)
                 };
                 let _ = write_answer(&mut &conn, &a);
+                if let (Some(w), None) = (&wake, &a.pending) {
+                    let _ = w.send(Wake::Attaching(req.namespace, req.name));
+                }
             }
         })?;
     Ok(())
@@ -162,7 +172,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("oxvs-agent-podnet-{}", std::process::id()));
         let sock = dir.join("agent.sock");
         let table = Arc::new(RwLock::new(Answers::new()));
-        serve(&sock, table.clone()).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        serve(&sock, table.clone(), Some(tx)).unwrap();
         let req = ctl::podnet::PodRequest {
             namespace: "dev".into(),
             name: "web-0".into(),
@@ -172,6 +183,12 @@ mod tests {
         *table.write().unwrap() = answers(&store());
         let a = ctl::podnet::query(&sock, &req, Duration::from_secs(2)).unwrap();
         assert_eq!(a.ip.as_deref(), Some("10.244.1.2/24"));
+        // Only the answer with an address announces a port to come.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(2)).unwrap(),
+            Wake::Attaching("dev".into(), "web-0".into())
+        );
+        assert!(rx.try_recv().is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

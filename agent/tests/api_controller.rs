@@ -228,6 +228,7 @@ async fn the_controller_writes_annotations_and_lb_status_as_merge_patches_and_ne
     seed(&api, &c);
     let seeded = api.rv();
     let o = Options {
+        cni_socket: None,
         config: c.config.clone(),
         node: None,
         socket: PathBuf::from("/nonexistent"),
@@ -375,6 +376,7 @@ async fn a_standby_controller_writes_nothing() {
         .await
         .unwrap();
     let o = Options {
+        cni_socket: None,
         config: c.config.clone(),
         node: None,
         socket: PathBuf::from("/nonexistent"),
@@ -448,4 +450,73 @@ async fn the_binary_in_api_mode_allocates_through_a_kubeconfig() {
         .requests()
         .iter()
         .all(|r| r.headers.get("authorization").map(String::as_str) == Some("Bearer test-token")));
+}
+
+/// The node role in API mode answers oxvs-cni: "pending" until the
+/// controller's annotation is on the Pod (through the watch), then the
+/// address, gateway and MAC it wrote.
+#[tokio::test]
+async fn the_node_role_answers_oxvs_cni_from_the_watched_annotations() {
+    let c = common::small();
+    let api = ApiServer::start().await;
+    seed(&api, &c);
+    let pod = c
+        .store
+        .pods()
+        .find(|p| p.metadata.namespace.as_deref() == Some("frontend"))
+        .or_else(|| c.store.pods().next())
+        .expect("the fixture has pods");
+    let req = ctl::podnet::PodRequest {
+        namespace: pod.metadata.namespace.clone().unwrap(),
+        name: pod.metadata.name.clone().unwrap(),
+    };
+    let dir = std::env::temp_dir().join(format!("oxvs-api-cni-{}", std::process::id()));
+    let sock = dir.join("agent.sock");
+    let o = Options {
+        cni_socket: Some(sock.clone()),
+        config: c.config.clone(),
+        node: Some("node1".into()),
+        socket: PathBuf::from("/nonexistent/oxvsd.sock"),
+        controller: true,
+        identity: "agent-a".into(),
+        lease: ("kube-system".into(), "oxvs-controller".into()),
+        timing: timing(),
+        min_sync: Duration::from_millis(50),
+    };
+    let task = tokio::spawn(serve(api.client(), o));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut answers = Vec::new();
+    let answer = loop {
+        let s = sock.clone();
+        let r = req.clone();
+        let a =
+            tokio::task::spawn_blocking(move || ctl::podnet::query(&s, &r, Duration::from_secs(2)))
+                .await
+                .unwrap();
+        if let Ok(a) = a {
+            if a.ip.is_some() {
+                break a;
+            }
+            answers.push(a);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no address for {req:?} within 20 s; answers: {answers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    task.abort();
+    // What the controller wrote on the Pod is what the socket says.
+    let written = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("/pods/{}", req.name)))
+        .map(|r| r.body)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ip = answer.ip.clone().unwrap();
+    assert!(written.contains(&ip), "{ip} not in the PATCHes: {written}");
+    assert!(written.contains(answer.mac.as_deref().unwrap()));
+    assert!(answer.gateway.is_some() && answer.pending.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
 }

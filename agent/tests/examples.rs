@@ -287,6 +287,7 @@ async fn requests_of(controller: bool) -> Vec<Request> {
         api.put(v);
     }
     let o = Options {
+        cni_socket: None,
         config: c.config.clone(),
         node: (!controller).then(|| "node1".to_string()),
         socket: PathBuf::from("/nonexistent/oxvsd.sock"),

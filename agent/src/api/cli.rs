@@ -13,10 +13,12 @@ use std::time::Duration;
 /// The usage text of API mode.
 pub const USAGE: &str = "\
 usage: oxvs-agent run (--kubeconfig FILE | --in-cluster) --config FILE
-                      [--node N [--socket S]] [--controller] [OPTIONS]
+                      [--node N [--socket S] [--cni-socket P]] [--controller] [OPTIONS]
 
   API mode: list and watch Nodes, Namespaces, Pods, Services and EndpointSlices.
-  --node N          node role: keep the switch at S in step with node N's rules
+  --node N          node role: keep the switch at S in step with node N's rules,
+                    and answer oxvs-cni for pod addresses on --cni-socket P
+                    (default /run/oxvs/agent.sock)
   --controller      controller role, leader-elected through a Lease: allocate and
                     write the allocations back (annotations, Service status)
   --identity ID     the Lease holder identity (default $POD_NAME, else HOST_PID)
@@ -42,6 +44,8 @@ pub struct Args {
     pub node: Option<String>,
     /// The switch's socket.
     pub socket: PathBuf,
+    /// Where the node role answers oxvs-cni.
+    pub cni_socket: PathBuf,
     /// Controller role.
     pub controller: bool,
     /// Lease holder identity.
@@ -72,6 +76,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
     let mut config = None;
     let mut node = None;
     let mut socket = PathBuf::from(ctl::client::DEFAULT_SOCKET);
+    let mut cni_socket = PathBuf::from(ctl::podnet::DEFAULT_AGENT_SOCKET);
     let mut controller = false;
     let mut identity = None;
     let mut lease_namespace = std::env::var("POD_NAMESPACE")
@@ -89,6 +94,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
             "--config" | "-c" => config = Some(PathBuf::from(val()?)),
             "--node" | "-n" => node = Some(val()?),
             "--socket" | "-s" => socket = val()?.into(),
+            "--cni-socket" => cni_socket = val()?.into(),
             "--controller" => controller = true,
             "--identity" => identity = Some(val()?),
             "--lease-namespace" => lease_namespace = val()?,
@@ -112,6 +118,7 @@ pub fn parse(args: &[String]) -> Result<Args, String> {
         config: config.ok_or("--config FILE is needed")?,
         node,
         socket,
+        cni_socket,
         controller,
         identity: identity.unwrap_or_else(default_identity),
         lease_namespace,
@@ -134,6 +141,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
             client,
             Options {
                 config,
+                cni_socket: a.node.is_some().then_some(a.cni_socket),
                 node: a.node,
                 socket: a.socket,
                 controller: a.controller,
@@ -166,6 +174,7 @@ mod tests {
         assert_eq!(a.node.as_deref(), Some("n1"));
         assert!(a.controller);
         assert_eq!(a.identity, "me");
+        assert_eq!(a.cni_socket, PathBuf::from("/run/oxvs/agent.sock"));
         assert_eq!(a.lease_name, "oxvs-controller");
         let a = parse(&args("--in-cluster --config /c --controller")).unwrap();
         assert_eq!(a.source, Source::InCluster);

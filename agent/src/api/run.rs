@@ -20,13 +20,16 @@ use crate::compile::incremental::Incremental;
 use crate::compile::{compile, NodeView, PortMap};
 use crate::config::Config;
 use crate::object::Kind;
+use crate::podnet::{self, Answers};
 use crate::store::Event;
 use crate::store::Store;
 use crate::syncer::Syncer;
+use crate::wake::Wake;
 use ctl::client::call;
 use ctl::proto::Command;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
@@ -39,6 +42,9 @@ pub struct Options {
     pub node: Option<String>,
     /// The switch's control socket (node role).
     pub socket: PathBuf,
+    /// Where the node role answers oxvs-cni for pod addresses
+    /// ([`crate::podnet`]; `None`: not served).
+    pub cni_socket: Option<PathBuf>,
     /// Controller role (leader-elected).
     pub controller: bool,
     /// Our identity for the Lease.
@@ -121,6 +127,33 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
     let _reflectors = AbortOnDrop(watch::spawn_all(&client, &tx, o.node.is_some()));
     drop(tx);
     let mut store = Store::default();
+    // oxvs-cni's questions: answered from a table refreshed after every
+    // change of Pods or Namespaces; each question that got an address
+    // wakes this loop (the pod's port follows), which then asks the switch
+    // for its ports every ATTACH_POLL until that port is there.
+    let answers: Arc<RwLock<Answers>> = Arc::new(RwLock::new(Answers::new()));
+    let (attach_tx, mut attach_rx) = mpsc::unbounded_channel::<(String, String)>();
+    if let Some(path) = &o.cni_socket {
+        let (wake_tx, wake_rx) = std::sync::mpsc::channel::<Wake>();
+        podnet::serve(path, answers.clone(), Some(wake_tx))
+            .map_err(|e| format!("pod-network socket {}: {e}", path.display()))?;
+        std::thread::Builder::new()
+            .name("podnet-wake".into())
+            .spawn(move || {
+                for w in wake_rx {
+                    if let Wake::Attaching(ns, name) = w {
+                        if attach_tx.send((ns, name)).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("podnet-wake thread: {e}"))?;
+        log(&format!("answering oxvs-cni on {}", path.display()));
+    } else {
+        drop(attach_tx);
+    }
+    let mut attaching: BTreeMap<(String, String), Instant> = BTreeMap::new();
     let mut listed: BTreeSet<Kind> = BTreeSet::new();
     let mut elector = o
         .controller
@@ -168,13 +201,37 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
                     }
                     _ => {}
                 }
+                let kind = u.kind;
                 let events = watch::feed(&mut store, u);
+                if !events.is_empty() && matches!(kind, Kind::Pod | Kind::Namespace) && o.cni_socket.is_some() {
+                    *answers.write().unwrap_or_else(|e| e.into_inner()) = podnet::answers(&store);
+                }
                 if !events.is_empty() {
                     if o.node.is_some() {
                         pending.extend(events);
                     }
                     node_dirty = true;
                     controller_dirty = true;
+                }
+            }
+            Some(pod) = attach_rx.recv() => {
+                if ports.as_ref().is_none_or(|p| !p.contains_key(&pod)) {
+                    attaching.insert(pod, Instant::now());
+                }
+            }
+            _ = tokio::time::sleep(ATTACH_POLL), if !attaching.is_empty() => {
+                attaching.retain(|_, since| since.elapsed() < ATTACH_WAIT);
+                let socket = o.socket.clone();
+                let now = tokio::task::spawn_blocking(move || switch_ports(&socket))
+                    .await
+                    .ok()
+                    .flatten();
+                if now != ports {
+                    if let Some(p) = &now {
+                        attaching.retain(|pod, _| !p.contains_key(pod));
+                    }
+                    ports = now;
+                    node_dirty = true;
                 }
             }
             _ = tick.tick() => {
@@ -266,3 +323,9 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
         }
     }
 }
+
+/// How often a pod's port is asked for after oxvs-cni got its address.
+const ATTACH_POLL: Duration = Duration::from_millis(5);
+/// How long a pod's port is awaited that way before the election tick's
+/// port check takes over.
+const ATTACH_WAIT: Duration = Duration::from_secs(5);
