@@ -12,7 +12,7 @@ use agent::object::ObjectKey;
 use agent::podnet::{self, Answers};
 use agent::show;
 use agent::store::Event;
-use agent::syncer::Syncer;
+use agent::syncer::{flush_stale_udp, Syncer};
 use agent::wake::{self, Wake};
 use ctl::client::call;
 use ctl::proto::Command;
@@ -373,6 +373,7 @@ fn run_node(o: &Opts) -> Result<String, String> {
     let mut attaching: BTreeMap<(String, String), Instant> = BTreeMap::new();
     let mut sync = (Incremental::default(), Syncer::default());
     let mut pending: Vec<Event> = Vec::new();
+    let mut udp_backends = None;
     loop {
         // Ports are a control-socket request: asked every --interval, and
         // every ATTACH_POLL while a pod's port is awaited; manifests are a
@@ -446,6 +447,10 @@ fn run_node(o: &Opts) -> Result<String, String> {
                         Ok(msg) => {
                             log(&msg);
                             dirty = false;
+                            for line in flush_stale_udp(&cluster.store, &socket, &mut udp_backends)
+                            {
+                                log(&line);
+                            }
                         }
                         Err(e) => {
                             // Not a busy loop against a switch that is down:

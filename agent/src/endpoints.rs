@@ -19,6 +19,7 @@ use crate::store::Store;
 use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 /// A transport protocol of a Service port.
@@ -224,6 +225,48 @@ fn pod_endpoint(p: &Pod, sp: &ServicePort) -> Option<Endpoint> {
     })
 }
 
+/// Every usable UDP endpoint (address, port) of every Service of `store`.
+/// A UDP "connection" lives in conntrack for as long as packets keep
+/// coming, so one DNATed to an endpoint that has gone would keep going
+/// there; kube-proxy therefore deletes the conntrack entries of each UDP
+/// endpoint it stops using ([`stale_udp`]).
+pub fn udp_backends(store: &Store) -> BTreeSet<(Ipv4Addr, u16)> {
+    let mut out = BTreeSet::new();
+    for svc in store.services() {
+        let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
+        for sp in ports.into_iter().flatten() {
+            if Proto::parse(sp.protocol.as_deref()) != Some(Proto::Udp) {
+                continue;
+            }
+            let eps = endpoints(store, svc, sp);
+            out.extend(usable(&eps).into_iter().map(|e| (e.ip, e.port)));
+        }
+    }
+    out
+}
+
+/// The `flush-conntrack` arguments that delete the Service connections of
+/// each UDP endpoint in `before` and not in `after`: in conntrack zone
+/// `zone`, UDP, whose reply comes from the endpoint's address and port
+/// (kube-proxy's `conntrack -D -p udp --reply-src ADDR`, narrowed to the
+/// port).
+pub fn stale_udp(
+    before: &BTreeSet<(Ipv4Addr, u16)>,
+    after: &BTreeSet<(Ipv4Addr, u16)>,
+    zone: u16,
+) -> Vec<Vec<String>> {
+    before
+        .difference(after)
+        .map(|(ip, port)| {
+            vec![
+                format!("zone={zone}"),
+                "ct_nw_proto=17".to_string(),
+                format!("ct_nw_proto=17,ct_nw_src={ip},ct_tp_src={port}"),
+            ]
+        })
+        .collect()
+}
+
 /// The port a Service port reaches on Pod `p`: a number as given, a name
 /// looked up in the Pod's container ports (with the same protocol), or the
 /// Service port itself when unset.
@@ -247,5 +290,74 @@ pub fn target_port(p: &Pod, sp: &ServicePort) -> Option<u16> {
                 })
                 .and_then(|cp| u16::try_from(cp.container_port).ok())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn store(yaml: &str) -> Store {
+        let mut s = Store::default();
+        s.replace(crate::manifest::parse(yaml, Path::new("test.yaml")).unwrap());
+        s
+    }
+
+    const DNS: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: dns, namespace: kube-system}
+spec:
+  clusterIP: 10.244.240.10
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: 5353}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 5353}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: dns-1
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: dns}
+addressType: IPv4
+ports:
+- {name: dns, port: 5353, protocol: UDP}
+- {name: dns-tcp, port: 5353, protocol: TCP}
+endpoints:
+- addresses: [10.244.1.5]
+  conditions: {ready: true}
+";
+
+    #[test]
+    fn a_udp_endpoint_that_goes_or_is_not_ready_is_flushed_and_tcp_is_not() {
+        let before = udp_backends(&store(DNS));
+        assert_eq!(
+            before,
+            BTreeSet::from([("10.244.1.5".parse().unwrap(), 5353)])
+        );
+        let two = format!("{DNS}- addresses: [10.244.1.6]\n  conditions: {{ready: true}}\n");
+        let after_add = udp_backends(&store(&two));
+        // An endpoint added flushes nothing.
+        assert!(stale_udp(&before, &after_add, 65520).is_empty());
+        // 10.244.1.5 not ready any more: its entries go, in the zone given,
+        // matched on the reply's source (the endpoint after DNAT).
+        let not_ready = two.replacen("{ready: true}", "{ready: false}", 1);
+        let after = udp_backends(&store(&not_ready));
+        assert_eq!(
+            stale_udp(&after_add, &after, 65520),
+            vec![vec![
+                "zone=65520".to_string(),
+                "ct_nw_proto=17".to_string(),
+                "ct_nw_proto=17,ct_nw_src=10.244.1.5,ct_tp_src=5353".to_string(),
+            ]]
+        );
+        // The arguments are ones flush-conntrack takes.
+        for args in stale_udp(&after_add, &after, 65520) {
+            ctl::ctflush::parse(&args).unwrap();
+        }
+        // A TCP-only Service has no UDP backends.
+        let tcp = DNS.replace("protocol: UDP", "protocol: SCTP");
+        assert!(udp_backends(&store(&tcp)).is_empty());
     }
 }

@@ -22,11 +22,14 @@
 //! `--full-every` style resyncs are left to the caller.
 
 use crate::compile::table;
+use crate::endpoints::{stale_udp, udp_backends};
 use crate::rules::RuleSet;
+use crate::store::Store;
 use crate::sync::{parse_dump_tables, plan, plan_between, Installed, Plan};
 use ctl::client::call;
 use ctl::proto::Command;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 /// Sync state of one switch.
@@ -179,4 +182,30 @@ impl Syncer {
             rules.group_count()
         ))
     }
+}
+
+/// After a sync: the conntrack entries of the UDP endpoints no Service
+/// uses any more are deleted (kube-proxy does the same), so a client's
+/// next datagram is balanced again instead of following its old entry to
+/// an endpoint that is gone. `last` is the set at the previous sync (none
+/// at start: a restarted agent does not know what went while it was down,
+/// and those entries expire). Returns a log line per flush.
+pub fn flush_stale_udp(
+    store: &Store,
+    socket: &Path,
+    last: &mut Option<BTreeSet<(Ipv4Addr, u16)>>,
+) -> Vec<String> {
+    let now = udp_backends(store);
+    let mut out = Vec::new();
+    if let Some(before) = last.as_ref() {
+        for args in stale_udp(before, &now, crate::compile::ZONE) {
+            let line = args.join(" ");
+            out.push(match call(socket, Command::FlushConntrack { args }) {
+                Ok(answer) => format!("flush-conntrack {line}: {}", answer.trim()),
+                Err(e) => format!("flush-conntrack {line}: {e}"),
+            });
+        }
+    }
+    *last = Some(now);
+    out
 }

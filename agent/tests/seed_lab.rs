@@ -59,6 +59,8 @@ fn seed_walkthrough_verifies_every_step() {
     for step in [
         "have distinct /24s of the pod block",
         "reaches all 3 of its pods",
+        "UDP through the frontend ClusterIP answers",
+        "is answered by another frontend once",
         "EXTERNAL-IP is <pending>",
         "got an external IP from the pool",
         "SNAT: the pods saw a node IP",

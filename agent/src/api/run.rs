@@ -154,6 +154,9 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
         drop(attach_tx);
     }
     let mut attaching: BTreeMap<(String, String), Instant> = BTreeMap::new();
+    // The usable UDP endpoints at the last sync (their conntrack entries
+    // are flushed when they go).
+    let mut udp_backends = None;
     let mut listed: BTreeSet<Kind> = BTreeSet::new();
     let mut elector = o
         .controller
@@ -314,6 +317,10 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
                     log(&msg);
                     node_dirty = false;
                     retry_at = None;
+                    for line in crate::syncer::flush_stale_udp(&store, &o.socket, &mut udp_backends)
+                    {
+                        log(&line);
+                    }
                 }
                 Err(e) => {
                     log(&format!("sync failed, will retry: {e}"));
