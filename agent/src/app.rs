@@ -126,3 +126,10 @@ pub fn ports_from_list(json: &str) -> Result<PortMap, String> {
     }
     Ok(out)
 }
+
+/// The ports oxvs-cni attached on the switch at `socket` (`list-ports`),
+/// or `None` when the switch does not answer.
+pub fn switch_ports(socket: &std::path::Path) -> Option<PortMap> {
+    let json = ctl::client::call(socket, ctl::proto::Command::ListPorts { json: true }).ok()?;
+    ports_from_list(&json).ok()
+}

@@ -3,7 +3,7 @@
 //! `apply -f`, `delete -f` and `delete namespace` over the manifest
 //! directory.
 
-use agent::app::{default_state, offline_ports, ports_from_list, write_state, Cluster};
+use agent::app::{default_state, offline_ports, switch_ports, write_state, Cluster};
 use agent::compile::incremental::Incremental;
 use agent::compile::{compile, compile_explained, node_ips, NodeView, PortMap};
 use agent::cookie::{object_bits, OBJECT_MASK};
@@ -299,11 +299,6 @@ fn log(msg: &str) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     eprintln!("{}.{:03} oxvs-agent: {msg}", t.as_secs(), t.subsec_millis());
-}
-
-fn switch_ports(socket: &Path) -> Option<PortMap> {
-    let json = call(socket, Command::ListPorts { json: true }).ok()?;
-    ports_from_list(&json).ok()
 }
 
 /// One sync: compile what changed since the last sync (`pending`, the

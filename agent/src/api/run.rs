@@ -15,9 +15,9 @@
 use super::lease::{Elector, Role, Timing};
 use super::watch::{self, Change, Update};
 use super::write::Controller;
-use crate::app::ports_from_list;
+use crate::app::switch_ports;
 use crate::compile::incremental::Incremental;
-use crate::compile::{compile, NodeView, PortMap};
+use crate::compile::{NodeView, PortMap};
 use crate::config::Config;
 use crate::object::Kind;
 use crate::podnet::{self, Answers};
@@ -25,10 +25,8 @@ use crate::store::Event;
 use crate::store::Store;
 use crate::syncer::Syncer;
 use crate::wake::Wake;
-use ctl::client::call;
-use ctl::proto::Command;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -81,33 +79,6 @@ fn log(msg: &str) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     eprintln!("{}.{:03} oxvs-agent: {msg}", t.as_secs(), t.subsec_millis());
-}
-
-/// The ports oxvs-cni attached on the switch at `socket`.
-pub fn switch_ports(socket: &Path) -> Option<PortMap> {
-    let json = call(socket, Command::ListPorts { json: true }).ok()?;
-    ports_from_list(&json).ok()
-}
-
-/// One sync of the switch at `socket` to `node`'s rules compiled from
-/// `store`: compare (with the switch's dump when `syncer` is cold, else
-/// with the set applied last), then send only the difference as one bundle.
-pub fn sync_node(
-    store: &Store,
-    config: &Config,
-    node: &str,
-    socket: &Path,
-    ports: &PortMap,
-    syncer: &mut Syncer,
-) -> Result<String, String> {
-    let rules = compile(NodeView {
-        store,
-        config,
-        node,
-        ports,
-    })
-    .map_err(|e| e.to_string())?;
-    syncer.sync(socket, rules)
 }
 
 struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
