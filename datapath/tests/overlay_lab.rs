@@ -484,3 +484,97 @@ fn reject_answers_across_ipv4_geneve() {
 fn reject_answers_across_ipv6_geneve() {
     reject_across("rj6", true);
 }
+
+/// The kernel's neighbour garbage collector forgets entries that nothing in
+/// the kernel uses, and the switch's packets never pass the kernel's
+/// neighbour code: under churn of other entries, the next hop toward a
+/// remote node vanishes from the kernel while it is still there. Deleting
+/// node 1's entry for node 2, under a ping every 5 ms, with the underlay
+/// bridge holding back broadcasts to node 2 for 300 ms (so the kernel's
+/// first ARP request goes unanswered and it asks again a second later, as
+/// on a loaded network), must cost no packet: the switch keeps the last MAC
+/// while the kernel resolves it again (before, each deletion dropped
+/// packets as `drop_tunnel_no_route` until the answer came).
+#[test]
+fn a_forgotten_underlay_neighbour_costs_no_packet() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up_with("nb", 2, 2, 1);
+    for (n, m) in [(1, 2), (2, 1)] {
+        lab.start_switch_on(
+            &format!("n{n}"),
+            &node_config(n, false, false),
+            &node_flows(n, m, false, false),
+            3,
+        );
+    }
+    let t = Instant::now();
+    while lab.ping("n1-p1", "10.244.2.2", 1) == 0 || lab.ping("n2-p1", "10.244.1.2", 1) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            lab.log_of("n1")
+        );
+    }
+    let before = drop_count(&dump_drops(&lab, "n1"), "drop_tunnel_no_route");
+    let flood = lab.spawn(
+        "n1-p1",
+        "flood",
+        &[
+            "ping",
+            "-q",
+            "-i",
+            "0.005",
+            "-c",
+            "1400",
+            "-W",
+            "1",
+            "10.244.2.2",
+        ],
+    );
+    let flood_to_n2 = |on: &str| {
+        let out = lab.exec(
+            "ul",
+            &["bridge", "link", "set", "dev", "n2", "bcast_flood", on],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut deleted = 0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        flood_to_n2("off");
+        let out = lab.exec("n1", &["ip", "neigh", "del", "192.168.77.2", "dev", "ul0"]);
+        if out.status.success() {
+            deleted += 1;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        flood_to_n2("on");
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    assert!(flood.wait_exit(Duration::from_secs(20)), "the ping ended");
+    let after = drop_count(&dump_drops(&lab, "n1"), "drop_tunnel_no_route");
+    let log = lab.log_of("n1");
+    assert_eq!(deleted, 3, "the kernel's entry was there to delete");
+    assert_eq!(
+        after - before,
+        0,
+        "packets dropped for want of a next hop while the kernel re-resolved\n{log}"
+    );
+    assert!(
+        log.contains("keeping its last MAC"),
+        "the switch saw the neighbour go:\n{log}"
+    );
+    // And the kernel has it again, so the switch is not running on a
+    // remembered MAC for good.
+    let neigh = lab.exec("n1", &["ip", "neigh", "show", "192.168.77.2", "dev", "ul0"]);
+    let neigh = String::from_utf8_lossy(&neigh.stdout).to_string();
+    assert!(neigh.contains("lladdr"), "{neigh}");
+    let summary = flood.log();
+    assert!(
+        summary.contains(" 0% packet loss"),
+        "the pings across: {summary}"
+    );
+}

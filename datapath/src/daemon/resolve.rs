@@ -8,9 +8,18 @@
 //! resolved yet are checked again every loop of the control thread (the
 //! kernel answers within milliseconds on a LAN); every remote is checked
 //! again once a second, so a changed route or neighbour is followed and a
-//! vanished one stops traffic rather than sending it to a stale MAC. Each
+//! vanished route stops traffic rather than sending it elsewhere. Each
 //! resolution logs the pod MTU that fits the tunnel (`pod_mtu`): pods with a
 //! larger MTU get ICMP "too big" answers from the switch.
+//!
+//! A neighbour entry the kernel forgets while its route stays (its garbage
+//! collector removes entries nothing in the kernel uses, and the switch's
+//! packets never pass the kernel's neighbour code, so under churn of other
+//! entries ours go too) is asked for again at once, and meanwhile the last
+//! MAC keeps being used, for up to [`KEEP_STALE`], as OVS's tunnel neighbour
+//! cache keeps its entries: the next hop did not change because the kernel
+//! dropped its note of it. A remote whose neighbour does not come back in
+//! that time stops traffic.
 
 use crate::sys::netlink::Netlink;
 use flowtable::tunnel::TunnelRoute;
@@ -22,6 +31,18 @@ use std::time::{Duration, Instant};
 /// How often every known remote is checked again.
 const REFRESH: Duration = Duration::from_secs(1);
 
+/// How long a route whose neighbour the kernel no longer has keeps its last
+/// MAC while the kernel resolves it again (ARP gives up after about 3 s).
+pub const KEEP_STALE: Duration = Duration::from_secs(10);
+
+/// Why a remote has no route now.
+enum Missing {
+    /// The route is there, the next hop's MAC is not (yet, or any more).
+    Neighbour(String),
+    /// No route, or one through an interface that is not an uplink.
+    Route(String),
+}
+
 /// The control thread's resolver.
 pub struct Resolver {
     nl: Option<Netlink>,
@@ -31,6 +52,9 @@ pub struct Resolver {
     pending: BTreeSet<IpAddr>,
     /// The last problem logged per remote, so each is logged once.
     said: BTreeMap<IpAddr, String>,
+    /// Remotes running on their last MAC while the kernel re-resolves the
+    /// neighbour, since when.
+    stale: BTreeMap<IpAddr, Instant>,
     last_refresh: Instant,
 }
 
@@ -50,6 +74,7 @@ impl Resolver {
             remotes: BTreeSet::new(),
             pending: BTreeSet::new(),
             said: BTreeMap::new(),
+            stale: BTreeMap::new(),
             last_refresh: Instant::now(),
         }
     }
@@ -106,10 +131,30 @@ impl Resolver {
                 }
                 self.pending.remove(&ip);
                 self.said.remove(&ip);
+                if self.stale.remove(&ip).is_some() {
+                    tracing::info!(remote = %ip, "tunnel remote's neighbour resolved again");
+                }
                 br.tunnel_routes.set(ip, Some(*r));
             }
-            Err(why) => {
+            Err(Missing::Neighbour(why)) if br.tunnel_routes.get(&ip).is_some() => {
+                // Resolution is under way (lookup asked the kernel): keep
+                // sending to the last MAC for a while.
                 self.pending.insert(ip);
+                let since = *self.stale.entry(ip).or_insert_with(|| {
+                    tracing::info!(remote = %ip, reason = %why,
+                        "tunnel remote's neighbour gone from the kernel: keeping its last MAC while it is resolved again");
+                    Instant::now()
+                });
+                if since.elapsed() >= KEEP_STALE {
+                    tracing::warn!(remote = %ip, reason = %why, "tunnel remote not reachable: its neighbour did not come back");
+                    self.stale.remove(&ip);
+                    self.said.insert(ip, why.clone());
+                    br.tunnel_routes.set(ip, None);
+                }
+            }
+            Err(Missing::Neighbour(why) | Missing::Route(why)) => {
+                self.pending.insert(ip);
+                self.stale.remove(&ip);
                 if self.said.get(&ip) != Some(why) {
                     tracing::warn!(remote = %ip, reason = %why, "tunnel remote not reachable yet");
                     self.said.insert(ip, why.clone());
@@ -119,23 +164,28 @@ impl Resolver {
         }
     }
 
-    fn lookup(&mut self, ip: IpAddr) -> Result<TunnelRoute, String> {
-        let nl = self.nl.as_mut().ok_or("no netlink socket")?;
-        let hop = nl.next_hop(ip).map_err(|e| format!("no route: {e}"))?;
+    fn lookup(&mut self, ip: IpAddr) -> Result<TunnelRoute, Missing> {
+        let nl = self
+            .nl
+            .as_mut()
+            .ok_or_else(|| Missing::Route("no netlink socket".into()))?;
+        let hop = nl
+            .next_hop(ip)
+            .map_err(|e| Missing::Route(format!("no route: {e}")))?;
         let port = self
             .uplinks
             .iter()
             .find(|(name, _)| crate::sys::if_index(name) == Some(hop.ifindex))
             .map(|(_, no)| *no)
             .ok_or_else(|| {
-                format!(
+                Missing::Route(format!(
                     "the route leaves through interface {}, which is not an uplink port",
                     hop.ifindex
-                )
+                ))
             })?;
         let dst_mac = hop
             .dst_mac
-            .ok_or_else(|| format!("next hop {} not resolved yet", hop.via))?;
+            .ok_or_else(|| Missing::Neighbour(format!("next hop {} not resolved yet", hop.via)))?;
         Ok(TunnelRoute {
             port,
             src_mac: hop.src_mac,
