@@ -214,8 +214,9 @@ impl TunnelState {
         if meta.oam {
             return Err(DropReason::GeneveOam);
         }
-        // A port with a fixed key receives that VNI only (as in OVS).
-        let port = br.ports.tunnel_for_rx(meta.dst, meta.vni)?;
+        // A port with a fixed key receives that VNI only, one with a fixed
+        // remote_ip that remote only (as in OVS).
+        let port = br.ports.tunnel_for_rx(meta.dst, meta.src, meta.vni)?;
         let mut key = TunnelKey {
             id: meta.vni as u64,
             src: meta.src,

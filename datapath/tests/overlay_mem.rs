@@ -5,7 +5,8 @@
 //!   EMC, a megaflow or an upcall, whatever batch it came in, with or
 //!   without conntrack recirculation, and on any poll thread;
 //! - a tunnel port with a fixed `key` receives that VNI only (others are
-//!   `drop_geneve_vni`), a `flow` port receives any into `tun_id`;
+//!   `drop_geneve_vni`), a `flow` port receives any into `tun_id`; one with a
+//!   fixed `remote_ip` receives from that remote only (`drop_geneve_remote`);
 //! - control packets (the O bit) are dropped as `drop_geneve_oam`
 //!   (RFC 8926 §3.4);
 //! - both fragments of a UDP datagram cross the tunnel, on one outer port.
@@ -245,6 +246,30 @@ fn a_fixed_key_port_receives_its_vni_only() {
     assert_eq!(dp.pmd.stats.drops_for(DropReason::GeneveVni), 3);
     assert_eq!(DropReason::GeneveVni.name(), "drop_geneve_vni");
     assert_eq!(dp.pmd.stats.total_drops(), 3);
+}
+
+#[test]
+fn a_fixed_remote_port_receives_from_its_remote_only() {
+    let mut dp = node(&[(GNV, Some(42))], "in_port=gnv100,actions=output:2\n", 1);
+    // gnv100 now takes VNI 42 from 192.168.77.3 only; the frames come from
+    // 192.168.77.2.
+    let fixed = |remote: &str| Tunnel {
+        local: LOCAL.parse().unwrap(),
+        remote: Some(remote.parse().unwrap()),
+        key: Some(42),
+    };
+    dp.bridge
+        .ports
+        .add_tunnel(GNV, "gnv100", fixed("192.168.77.3"));
+    receive(&mut dp, &[from_remote(&inner(), 42, false)]);
+    assert!(dp.take_tx(2).is_empty());
+    assert_eq!(dp.pmd.stats.drops_for(DropReason::GeneveRemote), 1);
+    assert_eq!(DropReason::GeneveRemote.name(), "drop_geneve_remote");
+    // Fixed to the sender: delivered.
+    dp.bridge.ports.add_tunnel(GNV, "gnv100", fixed(REMOTE));
+    receive(&mut dp, &[from_remote(&inner(), 42, false)]);
+    assert_eq!(dp.take_tx(2), vec![inner()]);
+    assert_eq!(dp.pmd.stats.total_drops(), 1);
 }
 
 #[test]

@@ -72,11 +72,16 @@ pub enum DropReason {
     /// endpoints MUST NOT forward the payload"; oxvs has no control
     /// message handler, so it drops them.
     GeneveOam,
+    /// A Geneve packet for a tunnel port's address and VNI from an outer
+    /// source that no such port takes: every candidate has a fixed
+    /// `remote_ip`, none of them this one (as in OVS, `remote_ip = "flow"`
+    /// takes any).
+    GeneveRemote,
 }
 
 impl DropReason {
     /// How many reasons there are (for counter arrays).
-    pub const COUNT: usize = 28;
+    pub const COUNT: usize = 29;
 
     /// Every reason, in counter order.
     pub const ALL: [DropReason; DropReason::COUNT] = [
@@ -108,6 +113,7 @@ impl DropReason {
         DropReason::Rejected,
         DropReason::GeneveVni,
         DropReason::GeneveOam,
+        DropReason::GeneveRemote,
     ];
 
     /// The counter name, `drop_<reason>`.
@@ -141,6 +147,7 @@ impl DropReason {
             DropReason::Rejected => "drop_rejected",
             DropReason::GeneveVni => "drop_geneve_vni",
             DropReason::GeneveOam => "drop_geneve_oam",
+            DropReason::GeneveRemote => "drop_geneve_remote",
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct PortInfo {
 pub struct PortTable {
     ports: BTreeMap<PortNo, PortInfo>,
     held: std::collections::BTreeSet<PortNo>,
+    /// The tunnel ports, in port order: what a received Geneve packet is
+    /// matched against (a node has one or a few of them, and hundreds of
+    /// pod ports that decap should not walk past).
+    tunnels: Vec<(PortNo, crate::tunnel::Tunnel)>,
 }
 
 impl PortTable {
@@ -81,6 +85,8 @@ impl PortTable {
 
     fn insert(&mut self, no: PortNo, name: &str, tunnel: Option<crate::tunnel::Tunnel>) {
         self.held.remove(&no);
+        let was_tunnel = self.ports.get(&no).is_some_and(|p| p.tunnel.is_some());
+        let is_tunnel = tunnel.is_some();
         self.ports.insert(
             no,
             PortInfo {
@@ -90,6 +96,17 @@ impl PortTable {
                 tunnel,
             },
         );
+        if was_tunnel || is_tunnel {
+            self.index_tunnels();
+        }
+    }
+
+    fn index_tunnels(&mut self) {
+        self.tunnels = self
+            .ports
+            .values()
+            .filter_map(|p| p.tunnel.clone().map(|t| (p.no, t)))
+            .collect();
     }
 
     /// Adds (or replaces) a tunnel port. It has no interface of its own:
@@ -105,30 +122,52 @@ impl PortTable {
         self.ports.get(&no).and_then(|p| p.tunnel.as_ref())
     }
 
-    /// The tunnel port where a Geneve packet to `local` with VNI `vni`
-    /// enters the bridge, chosen as Open vSwitch does: a port whose fixed
-    /// `key` is `vni` first, else one whose key is `flow` (which takes any
-    /// VNI into `tun_id`). A port with a fixed key receives that VNI only.
+    /// The tunnel port where a Geneve packet from `remote` to `local`
+    /// with VNI `vni` enters the bridge, chosen as Open vSwitch's
+    /// `tnl_find` does: among the ports with that local address, one whose
+    /// fixed `key` is `vni` before one whose key is `flow` (which takes any
+    /// VNI into `tun_id`), and for each, one whose fixed `remote_ip` is
+    /// `remote` before one whose remote is `flow`. A port with a fixed key
+    /// receives that VNI only, one with a fixed remote that remote only.
     ///
     /// Errors: [`DropReason::GeneveNotOurs`] when no tunnel port has the
     /// address, [`DropReason::GeneveVni`] when some have it but none takes
-    /// this VNI.
-    pub fn tunnel_for_rx(&self, local: std::net::IpAddr, vni: u32) -> Result<PortNo, DropReason> {
-        let mut any_key = None;
+    /// this VNI, [`DropReason::GeneveRemote`] when some take the VNI but
+    /// none this remote.
+    pub fn tunnel_for_rx(
+        &self,
+        local: std::net::IpAddr,
+        remote: std::net::IpAddr,
+        vni: u32,
+    ) -> Result<PortNo, DropReason> {
+        // Rank: 0 = fixed key and remote ... 3 = flow key and remote.
+        let mut best: Option<(u8, PortNo)> = None;
         let mut ours = false;
-        for p in self.ports.values() {
-            let Some(t) = p.tunnel.as_ref().filter(|t| t.local == local) else {
+        let mut vni_taken = false;
+        for (no, t) in &self.tunnels {
+            if t.local != local {
                 continue;
-            };
+            }
             ours = true;
-            match t.key {
-                Some(k) if k == vni => return Ok(p.no),
-                Some(_) => {}
-                None => any_key = any_key.or(Some(p.no)),
+            let key_rank = match t.key {
+                Some(k) if k == vni => 0,
+                Some(_) => continue,
+                None => 2,
+            };
+            vni_taken = true;
+            let remote_rank = match t.remote {
+                Some(r) if r == remote => 0,
+                Some(_) => continue,
+                None => 1,
+            };
+            let rank = key_rank + remote_rank;
+            if best.is_none_or(|(b, _)| rank < b) {
+                best = Some((rank, *no));
             }
         }
-        match any_key {
-            Some(no) => Ok(no),
+        match best {
+            Some((_, no)) => Ok(no),
+            None if vni_taken => Err(DropReason::GeneveRemote),
             None if ours => Err(DropReason::GeneveVni),
             None => Err(DropReason::GeneveNotOurs),
         }
@@ -148,8 +187,11 @@ impl PortTable {
     /// Removes port `no`, keeping its number held (see [`PortTable`]).
     /// False if there was no such port.
     pub fn hold(&mut self, no: PortNo) -> bool {
-        if self.ports.remove(&no).is_none() {
+        let Some(p) = self.ports.remove(&no) else {
             return false;
+        };
+        if p.tunnel.is_some() {
+            self.index_tunnels();
         }
         self.held.insert(no);
         true
@@ -213,16 +255,65 @@ mod tests {
     fn tunnel_for_rx_honours_fixed_keys() {
         let a: std::net::IpAddr = "192.168.77.1".parse().unwrap();
         let b: std::net::IpAddr = "192.168.77.9".parse().unwrap();
+        let r: std::net::IpAddr = "192.168.77.2".parse().unwrap();
         let mut ports = PortTable::default();
         ports.add_tunnel(100, "gnv0", tunnel("192.168.77.1", Some(42)));
-        assert_eq!(ports.tunnel_for_rx(a, 42), Ok(100));
-        assert_eq!(ports.tunnel_for_rx(a, 43), Err(DropReason::GeneveVni));
-        assert_eq!(ports.tunnel_for_rx(b, 42), Err(DropReason::GeneveNotOurs));
+        assert_eq!(ports.tunnel_for_rx(a, r, 42), Ok(100));
+        assert_eq!(ports.tunnel_for_rx(a, r, 43), Err(DropReason::GeneveVni));
+        assert_eq!(
+            ports.tunnel_for_rx(b, r, 42),
+            Err(DropReason::GeneveNotOurs)
+        );
         // A flow port beside it takes every other VNI; the fixed one keeps
         // its own whichever number it has.
         ports.add_tunnel(90, "gnv1", tunnel("192.168.77.1", None));
-        assert_eq!(ports.tunnel_for_rx(a, 42), Ok(100));
-        assert_eq!(ports.tunnel_for_rx(a, 43), Ok(90));
-        assert_eq!(ports.tunnel_for_rx(a, 0xff_ffff), Ok(90));
+        assert_eq!(ports.tunnel_for_rx(a, r, 42), Ok(100));
+        assert_eq!(ports.tunnel_for_rx(a, r, 43), Ok(90));
+        assert_eq!(ports.tunnel_for_rx(a, r, 0xff_ffff), Ok(90));
+    }
+
+    #[test]
+    fn tunnel_for_rx_honours_fixed_remotes_as_ovs_tnl_find_does() {
+        let local: std::net::IpAddr = "192.168.77.1".parse().unwrap();
+        let n2: std::net::IpAddr = "192.168.77.2".parse().unwrap();
+        let n3: std::net::IpAddr = "192.168.77.3".parse().unwrap();
+        let with =
+            |key: Option<u32>, remote: Option<std::net::IpAddr>| Tunnel { local, remote, key };
+        let mut ports = PortTable::default();
+        // Only node 2, VNI 42.
+        ports.add_tunnel(100, "to-n2", with(Some(42), Some(n2)));
+        assert_eq!(ports.tunnel_for_rx(local, n2, 42), Ok(100));
+        assert_eq!(
+            ports.tunnel_for_rx(local, n3, 42),
+            Err(DropReason::GeneveRemote)
+        );
+        assert_eq!(
+            ports.tunnel_for_rx(local, n2, 7),
+            Err(DropReason::GeneveVni)
+        );
+        // A flow-remote port with the same key takes the other remotes; the
+        // fixed one keeps its own.
+        ports.add_tunnel(90, "any", with(Some(42), None));
+        assert_eq!(ports.tunnel_for_rx(local, n2, 42), Ok(100));
+        assert_eq!(ports.tunnel_for_rx(local, n3, 42), Ok(90));
+        // An exact key ranks before an exact remote: a flow-key port fixed
+        // to node 3 does not take VNI 42 from the fixed-key port.
+        ports.add_tunnel(80, "n3-any-key", with(None, Some(n3)));
+        assert_eq!(ports.tunnel_for_rx(local, n3, 42), Ok(90));
+        assert_eq!(ports.tunnel_for_rx(local, n3, 5), Ok(80));
+        assert_eq!(
+            ports.tunnel_for_rx(local, n2, 5),
+            Err(DropReason::GeneveRemote)
+        );
+        // Deleting a port takes it out of the receive choice: node 3's VNI
+        // 42 falls to its flow-key port.
+        assert!(ports.hold(90));
+        assert_eq!(ports.tunnel_for_rx(local, n3, 42), Ok(80));
+        // Replacing a tunnel port by a plain one does too.
+        ports.add(100, "to-n2");
+        assert_eq!(
+            ports.tunnel_for_rx(local, n2, 42),
+            Err(DropReason::GeneveRemote)
+        );
     }
 }
