@@ -135,18 +135,30 @@ enum End {
 
 impl Lab {
     /// Reads the manifests of `dir` (and the config, or [`DEFAULT_CONFIG`]),
-    /// allocates, and compiles every node.
+    /// restores the allocations a running controller saved there
+    /// (`DIR/.oxvs-state.json`, if any: the node a pod was scheduled to
+    /// when it arrived, which a fresh allocation over today's objects need
+    /// not repeat), allocates the rest, and compiles every node.
     pub fn load(config: Option<&Path>, dir: &Path) -> Result<Lab, String> {
         let objects = crate::manifest::load_dir(dir).map_err(|e| e.to_string())?;
         let config = match config {
             Some(p) => Config::load(p)?,
             None => Config::parse(DEFAULT_CONFIG)?,
         };
-        Lab::from_objects(config, objects)
+        let saved = crate::app::read_state(&crate::app::default_state(dir))?;
+        Lab::build(config, objects, &saved)
     }
 
     /// Allocates `objects` and compiles every node.
-    pub fn from_objects(config: Config, mut objects: Vec<Object>) -> Result<Lab, String> {
+    pub fn from_objects(config: Config, objects: Vec<Object>) -> Result<Lab, String> {
+        Lab::build(config, objects, &[])
+    }
+
+    fn build(
+        config: Config,
+        mut objects: Vec<Object>,
+        saved: &[crate::alloc::Patch],
+    ) -> Result<Lab, String> {
         if !objects.iter().any(|o| matches!(o, Object::Node(_))) {
             let made_up: Vec<(String, Ipv4Addr)> = if config.node_ips.is_empty() {
                 DEFAULT_NODES
@@ -166,6 +178,7 @@ impl Lab {
         }
         let mut store = Store::default();
         store.replace(objects);
+        crate::alloc::restore(&mut store, saved);
         crate::alloc::reconcile(&mut store, &config);
         let mut lab = Lab {
             store,
@@ -577,5 +590,6 @@ usage: oxvs-agent trace --manifests DIR [--config FILE]
           one JSON answer per line)
 
   Without --config: pod block 10.244.0.0/16, a /24 per namespace; without Node
-  objects, nodes node1 and node2 and pods spread over them.
+  objects, nodes node1 and node2 and pods spread over them. The allocations a
+  running controller saved in DIR/.oxvs-state.json are kept.
 ";

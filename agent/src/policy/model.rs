@@ -188,9 +188,16 @@ pub struct Resolved {
     /// Every rule, ANP first (by rank), then NetworkPolicy, then BANP.
     pub rules: Vec<PolicyRule>,
     /// NetworkPolicy isolation per direction: pod → the policies (keys,
-    /// with their log flag) that select it for that direction.
-    pub isolated: BTreeMap<(Dir, u32), Vec<(ObjectKey, bool)>>,
+    /// with their log flag) that select it for that direction. A key is
+    /// shared by every pod its policy selects: the map has an entry per
+    /// selected pod of the cluster, and cloning and dropping the key's
+    /// three strings for each showed as ~8 % of a profile of the
+    /// 10 000-pod policy bench.
+    pub isolated: BTreeMap<(Dir, u32), Vec<Isolating>>,
 }
+
+/// A NetworkPolicy that isolates a pod, and whether it logs its denials.
+pub type Isolating = (Rc<ObjectKey>, bool);
 
 /// The store seen by policy: pods with addresses, namespaces' labels and
 /// indices over them.
@@ -668,6 +675,7 @@ impl<'a> View<'a> {
             ns,
             np.metadata.name.as_deref().unwrap_or(""),
         );
+        let shared = Rc::new(owner.clone());
         let Some(spec) = &np.spec else { return };
         let log = annotation(&np.metadata, LOG_ANNOTATION) == Some("true");
         let all = LabelSelector::default();
@@ -696,7 +704,7 @@ impl<'a> View<'a> {
                 r.isolated
                     .entry((dir, p))
                     .or_default()
-                    .push((owner.clone(), log));
+                    .push((shared.clone(), log));
             }
             let rules: Vec<NpRule<'_>> = match dir {
                 Dir::Ingress => spec
