@@ -6,7 +6,8 @@
 //! never reads the store itself and never waits for a sync: a question is
 //! answered at once, from the latest manifests, "pending" included.
 
-use crate::alloc::{self, pod_ip, POD_GATEWAY, POD_IP, POD_MAC};
+use crate::alloc::{self, pod_ip, POD_GATEWAY, POD_IP, POD_MAC, SUBNET};
+use crate::net::{mac_for, Cidr};
 use crate::object::annotation;
 use crate::store::Store;
 use crate::wake::Wake;
@@ -33,11 +34,33 @@ pub fn answers(store: &Store) -> Answers {
             .unwrap_or_else(|| "default".into());
         let name = p.metadata.name.clone().unwrap_or_default();
         let node = alloc::pod_node(p).map(str::to_string);
-        let a = match (annotation(&p.metadata, POD_IP), pod_ip(p)) {
-            (Some(cidr), Some(_)) => PodAnswer {
+        // A pod that reports its address (`status.podIP`) keeps it and gets
+        // no annotations from the controller: its answer is that address in
+        // its namespace's subnet, with the subnet's gateway and the MAC the
+        // controller would have written.
+        let reported = (annotation(&p.metadata, POD_IP).is_none())
+            .then(|| pod_ip(p))
+            .flatten()
+            .and_then(|ip| {
+                let sub = store
+                    .namespace(&ns)
+                    .and_then(|n| annotation(&n.metadata, SUBNET))
+                    .and_then(|s| s.parse::<Cidr>().ok())
+                    .filter(|sub| sub.contains(ip))?;
+                Some((ip, sub))
+            });
+        let a = match (annotation(&p.metadata, POD_IP), pod_ip(p), reported) {
+            (Some(cidr), Some(_), _) => PodAnswer {
                 ip: Some(cidr.to_string()),
                 gateway: annotation(&p.metadata, POD_GATEWAY).map(str::to_string),
                 mac: annotation(&p.metadata, POD_MAC).map(str::to_string),
+                node,
+                pending: None,
+            },
+            (None, _, Some((ip, sub))) => PodAnswer {
+                ip: Some(format!("{ip}/{}", sub.len)),
+                gateway: Some(sub.nth(1).to_string()),
+                mac: Some(mac_for(ip)),
                 node,
                 pending: None,
             },
@@ -165,6 +188,51 @@ mod tests {
             answer(&t, "dev", "web-9").pending.as_deref(),
             Some("no Pod dev/web-9 yet")
         );
+    }
+
+    #[test]
+    fn a_pod_that_reports_its_address_gets_it_in_its_namespaces_subnet() {
+        use k8s_openapi::api::core::v1::PodStatus;
+        let mut s = store();
+        let mut objs: Vec<Object> = s.iter().cloned().collect();
+        for o in &mut objs {
+            match o {
+                Object::Namespace(n) => {
+                    n.metadata
+                        .annotations
+                        .get_or_insert_with(Default::default)
+                        .insert(SUBNET.into(), "10.244.1.0/24".into());
+                }
+                Object::Pod(p) if p.metadata.name.as_deref() == Some("web-1") => {
+                    p.status = Some(PodStatus {
+                        pod_ip: Some("10.244.1.9".into()),
+                        ..Default::default()
+                    });
+                }
+                _ => {}
+            }
+        }
+        objs.push(Object::Pod(Pod {
+            metadata: ObjectMeta {
+                name: Some("elsewhere".into()),
+                namespace: Some("dev".into()),
+                ..Default::default()
+            },
+            status: Some(PodStatus {
+                pod_ip: Some("10.9.9.9".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        s.replace(objs);
+        let t = answers(&s);
+        let a = answer(&t, "dev", "web-1");
+        assert_eq!(a.ip.as_deref(), Some("10.244.1.9/24"));
+        assert_eq!(a.gateway.as_deref(), Some("10.244.1.1"));
+        assert_eq!(a.mac.as_deref(), Some("0a:58:0a:f4:01:09"));
+        assert!(a.pending.is_none());
+        // An address outside its namespace's subnet is not handed out.
+        assert!(answer(&t, "dev", "elsewhere").pending.is_some());
     }
 
     #[test]
