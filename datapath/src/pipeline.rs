@@ -95,6 +95,71 @@ pub struct Pmd {
     /// Records of `log` actions waiting for the control thread (replace
     /// it to change the rate limit or the dedupe window).
     pub policy_log: PolicyLog,
+    /// Keys for the XDP fast path (replace with [`Offers::enabled`] to
+    /// collect them).
+    pub offers: Offers,
+}
+
+/// Flow keys a poll thread offers the XDP fast path (`daemon::fastpath`):
+/// a key whenever the EMC takes it in (the EMC's insertion policy), and
+/// one EMC hit in [`OFFER_HIT_SAMPLE`], so that a flow whose fast-path
+/// entry was flushed by a rule change, but whose EMC entry survived
+/// revalidation, is offered again. Off (the default), it costs one branch
+/// per EMC hit.
+#[derive(Default)]
+pub struct Offers {
+    on: bool,
+    keys: Vec<FlowKey>,
+    hits: u32,
+}
+
+/// Keys held for the control thread at most; more wait for a later
+/// insertion or sample.
+const MAX_OFFERS: usize = 256;
+/// One EMC hit in this many is offered again.
+pub const OFFER_HIT_SAMPLE: u32 = 256;
+
+impl Offers {
+    /// Offers that collect keys (room reserved now, so the packet path
+    /// never allocates).
+    pub fn enabled() -> Offers {
+        Offers {
+            on: true,
+            keys: Vec::with_capacity(MAX_OFFERS),
+            hits: 0,
+        }
+    }
+
+    #[inline]
+    fn inserted(&mut self, key: &FlowKey) {
+        if self.on
+            && self.keys.len() < MAX_OFFERS
+            && crate::afxdp::fastpath::FpKey::from_flow_key(key).is_some()
+        {
+            self.keys.push(*key);
+        }
+    }
+
+    #[inline]
+    fn hit(&mut self, key: &FlowKey) {
+        if self.on {
+            self.hits = self.hits.wrapping_add(1);
+            if self.hits % OFFER_HIT_SAMPLE == 0 {
+                self.inserted(key);
+            }
+        }
+    }
+
+    /// True if keys wait.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Moves the waiting keys to `out` (which the caller sends on).
+    pub fn take(&mut self, out: &mut Vec<FlowKey>) {
+        out.extend_from_slice(&self.keys);
+        self.keys.clear();
+    }
 }
 
 /// Learned rules a poll thread holds for its owner at most; more are
@@ -175,6 +240,7 @@ impl Pmd {
                 crate::policy_log::DEFAULT_RATE,
                 crate::policy_log::DEFAULT_WINDOW_MS,
             ),
+            offers: Offers::default(),
         }
     }
 
@@ -311,6 +377,7 @@ impl Pmd {
             ct,
             learned_flows,
             policy_log,
+            offers,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -348,6 +415,7 @@ impl Pmd {
                 tunnel,
                 ct,
                 policy_log,
+                offers,
                 in_port,
                 now_ms,
             };
@@ -385,6 +453,7 @@ struct Stages<'a> {
     tunnel: &'a mut TunnelState,
     ct: &'a ConnTrack,
     policy_log: &'a mut PolicyLog,
+    offers: &'a mut Offers,
     in_port: PortNo,
     now_ms: u64,
 }
@@ -411,6 +480,7 @@ impl Stages<'_> {
             tunnel,
             ct,
             policy_log,
+            offers,
             in_port,
             now_ms,
         } = self;
@@ -429,6 +499,8 @@ impl Stages<'_> {
                 .filter(|r| megaflows.get(*r).is_some());
             if sc.flows[i].is_none() {
                 miss |= 1 << i;
+            } else {
+                offers.hit(&sc.keys[i]);
             }
         }
         stats.emc_hit += (alive & !miss).count_ones() as u64;
@@ -442,7 +514,9 @@ impl Stages<'_> {
                 let i = hit.trailing_zeros() as usize;
                 hit &= hit - 1;
                 if let Some(r) = sc.flows[i] {
-                    emc.insert(&sc.keys[i], sc.hashes[i], r);
+                    if emc.insert(&sc.keys[i], sc.hashes[i], r) {
+                        offers.inserted(&sc.keys[i]);
+                    }
                 }
             }
             miss = left;
@@ -455,7 +529,9 @@ impl Stages<'_> {
             miss &= miss - 1;
             if let Some(r) = megaflows.lookup(&sc.keys[i]) {
                 stats.megaflow_hit += 1;
-                emc.insert(&sc.keys[i], sc.hashes[i], r);
+                if emc.insert(&sc.keys[i], sc.hashes[i], r) {
+                    offers.inserted(&sc.keys[i]);
+                }
                 sc.flows[i] = Some(r);
                 continue;
             }
@@ -467,7 +543,9 @@ impl Stages<'_> {
             }
             match megaflows.insert(&sc.keys[i], &x, now_ms) {
                 Ok(r) => {
-                    emc.insert(&sc.keys[i], sc.hashes[i], r);
+                    if emc.insert(&sc.keys[i], sc.hashes[i], r) {
+                        offers.inserted(&sc.keys[i]);
+                    }
                     sc.flows[i] = Some(r);
                 }
                 Err(_) => {

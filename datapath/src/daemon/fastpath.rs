@@ -1,0 +1,479 @@
+//! The control thread's side of the XDP fast path: which entries the
+//! kernel holds, why each is right, and keeping them right.
+//!
+//! Poll threads offer flow keys (`ToControl::Offer`): a packet's key when
+//! the EMC takes it in, and a sample of EMC hits (so a flow whose entry was
+//! flushed comes back). The control thread, which owns the master bridge,
+//! translates each offered key again against the current rules and, when
+//! `afxdp::fastpath::offload` can express the result, inserts the entry.
+//! Because every insertion happens here, against the master bridge, and
+//! every change to the bridge happens here too, coherence is one rule:
+//! **when the bridge's version moves, every entry is removed before
+//! anything else happens on this thread** ([`FastPath::sync`]), in
+//! particular before the control socket acknowledges the change. An offer
+//! made under old rules arriving later is translated under the new ones.
+//! This first version flushes everything on any change (rules, groups,
+//! ports, MAC table, tunnel routes) rather than only the entries whose
+//! translation looked up a changed table; the poll threads re-offer what
+//! is still hot.
+//!
+//! Conntrack never reaches the fast path: a `ct` action is refused by
+//! `offload`, and a recirculated pass has a `recirc_id` no fast-path key
+//! has, so `flush-conntrack` and connection expiry have nothing to remove.
+//! Translations that learn (`normal`'s MAC learning, `learn(...)`) are
+//! refused too, so MAC ageing and learned rules' timeouts see every packet.
+//!
+//! Once a second ([`FastPath::tick`]) the entries' packet, byte and
+//! last-use counters, kept by the program, are folded into the rules that
+//! produced them (`dump-flows` counts fast-path packets, idle timeouts see
+//! the traffic), and entries idle for [`IDLE_MS`] are evicted.
+
+use crate::afxdp::fastpath::{
+    offload, tunnel_of, FastPathMaps, FpCounter, FpKey, FpPort, OffloadEnv, OffloadTunnel,
+    PORT_SLOTS, TUNNEL_SLOTS,
+};
+use crate::afxdp::sys::monotonic_ns;
+use encap::Template;
+use flowtable::{Bridge, DpAction, Field, FlowKey, FlowMask, PortNo, Rule};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+/// Entries the kernel map holds by default (`[switch] fast_path_entries`).
+pub const DEFAULT_ENTRIES: u32 = 65_536;
+/// Entries unused this long are evicted (the megaflows' idle time).
+pub const IDLE_MS: u64 = 10_000;
+/// Refused keys remembered per rules version, so a flow the fast path
+/// cannot take is not translated again for every sample.
+const MAX_REFUSED: usize = 65_536;
+
+/// One entry in the kernel and what it came from.
+struct Offloaded {
+    key: FlowKey,
+    actions: Vec<DpAction>,
+    rules: Vec<Arc<Rule>>,
+    /// Counters as last read from the kernel.
+    packets: u64,
+    bytes: u64,
+    used_ms: u64,
+}
+
+/// What the fast path has done since the switch started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FastPathStats {
+    /// The program's counters, summed over CPUs, in `FpCounter::ALL` order.
+    pub program: [u64; FpCounter::ALL.len()],
+    /// Entries in the kernel now.
+    pub entries: usize,
+    /// Entries inserted.
+    pub inserted: u64,
+    /// Offered keys whose translation the fast path cannot express.
+    pub refused: u64,
+    /// Offered keys not inserted because the map was full.
+    pub full: u64,
+    /// Entries removed because the rules (or ports, groups, MACs, routes)
+    /// changed.
+    pub flushed: u64,
+    /// Entries evicted for being idle.
+    pub evicted: u64,
+    /// Map operations the kernel refused.
+    pub errors: u64,
+}
+
+/// Fast-path packets and bytes of one port, in and out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastPathPort {
+    /// Packets that entered on the port and took an entry.
+    pub rx_packets: u64,
+    /// Their bytes (as they arrived).
+    pub rx_bytes: u64,
+    /// Packets an entry sent out of the port.
+    pub tx_packets: u64,
+    /// Their bytes (as they arrived).
+    pub tx_bytes: u64,
+}
+
+/// One remote's template in the tunnel map.
+struct Tunnel {
+    port: PortNo,
+    remote: [u8; 16],
+    tpl: Template,
+    uplink: PortNo,
+    mtu: u16,
+}
+
+/// The fast path's state on the control thread.
+pub struct FastPath {
+    maps: Arc<FastPathMaps>,
+    capacity: usize,
+    /// The bridge version the entries were translated under.
+    version: u64,
+    entries: HashMap<FpKey, Offloaded>,
+    refused: HashSet<FpKey>,
+    /// Template slots (slot = index); emptied with the entries.
+    tunnels: Vec<Tunnel>,
+    /// DEVMAP contents: OpenFlow port -> ifindex.
+    outputs: BTreeMap<PortNo, u32>,
+    /// Interfaces running the program: ifindex -> what it is.
+    ifaces: BTreeMap<u32, FpPort>,
+    /// The tunnel port and IPv4 VTEP Geneve arrivals on an uplink enter.
+    uplink_tunnel: Option<(PortNo, [u8; 4])>,
+    /// Counters.
+    pub stats: FastPathStats,
+    /// Per-port fast-path traffic.
+    pub ports: BTreeMap<PortNo, FastPathPort>,
+}
+
+impl FastPath {
+    /// The fast path over `maps` (holding at most `capacity` entries) for
+    /// a bridge now at `version`; Geneve arrivals on uplinks enter
+    /// `uplink_tunnel` when given.
+    pub fn new(
+        maps: Arc<FastPathMaps>,
+        capacity: u32,
+        version: u64,
+        uplink_tunnel: Option<(PortNo, [u8; 4])>,
+    ) -> FastPath {
+        FastPath {
+            maps,
+            capacity: capacity as usize,
+            version,
+            entries: HashMap::new(),
+            refused: HashSet::new(),
+            tunnels: Vec::new(),
+            outputs: BTreeMap::new(),
+            ifaces: BTreeMap::new(),
+            uplink_tunnel,
+            stats: FastPathStats::default(),
+            ports: BTreeMap::new(),
+        }
+    }
+
+    /// The maps, for the programs attached to ports.
+    pub fn maps(&self) -> &Arc<FastPathMaps> {
+        &self.maps
+    }
+
+    /// Entries in the kernel now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the kernel holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes every entry if `br` is not the bridge they were translated
+    /// under; true if it did. Their last counters are folded into their
+    /// rules first.
+    pub fn sync(&mut self, br: &Bridge, now_ms: u64) -> bool {
+        if br.version() == self.version {
+            return false;
+        }
+        self.version = br.version();
+        self.refused.clear();
+        let mono = monotonic_ns();
+        let entries = std::mem::take(&mut self.entries);
+        for (fk, mut o) in entries {
+            self.fold(&fk, &mut o, now_ms, mono);
+            match self.maps.remove(&fk) {
+                Ok(_) => self.stats.flushed += 1,
+                Err(e) => {
+                    self.stats.errors += 1;
+                    tracing::warn!(error = %e, "fast path: cannot remove an entry");
+                }
+            }
+        }
+        // Templates follow the routes, which are part of the version.
+        self.tunnels.clear();
+        self.stats.entries = 0;
+        true
+    }
+
+    /// Translates each offered key against `br` and inserts the entries
+    /// the fast path can express.
+    pub fn offer(&mut self, br: &Bridge, keys: &[FlowKey], now_ms: u64) {
+        self.sync(br, now_ms);
+        for key in keys {
+            let Some(fk) = FpKey::from_flow_key(key) else {
+                continue;
+            };
+            if self.entries.contains_key(&fk) || self.refused.contains(&fk) {
+                continue;
+            }
+            if self.entries.len() >= self.capacity {
+                self.stats.full += 1;
+                continue;
+            }
+            let x = flowtable::translate(br, key, None);
+            let entry = if x.learned.is_empty() && x.learned_flows.is_empty() {
+                self.tunnel_for(br, &x.actions);
+                offload(key, &x.actions, &Tunnels(&self.tunnels))
+                    .map(|(_, e)| e)
+                    .filter(|e| self.outputs.contains_key(&e.out_port))
+            } else {
+                None
+            };
+            let Some(e) = entry else {
+                self.stats.refused += 1;
+                if self.refused.len() >= MAX_REFUSED {
+                    self.refused.clear();
+                }
+                self.refused.insert(fk);
+                continue;
+            };
+            if let Err(err) = self.maps.insert(&fk, &e) {
+                self.stats.errors += 1;
+                tracing::warn!(error = %err, "fast path: cannot insert an entry");
+                continue;
+            }
+            self.stats.inserted += 1;
+            self.entries.insert(
+                fk,
+                Offloaded {
+                    key: *key,
+                    actions: x.actions,
+                    rules: x.rules,
+                    packets: 0,
+                    bytes: 0,
+                    used_ms: now_ms,
+                },
+            );
+        }
+        self.stats.entries = self.entries.len();
+    }
+
+    /// Makes sure the template a `TunnelPush` in `actions` needs is in the
+    /// tunnel map (one slot per remote).
+    fn tunnel_for(&mut self, br: &Bridge, actions: &[DpAction]) {
+        let Some(&DpAction::TunnelPush { port, dst, .. }) = actions.last() else {
+            return;
+        };
+        if self
+            .tunnels
+            .iter()
+            .any(|t| t.port == port && t.remote == dst)
+            || self.tunnels.len() >= TUNNEL_SLOTS as usize
+        {
+            return;
+        }
+        let v6 = Ipv6Addr::from(dst);
+        let remote = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+        let Some((tpl, uplink, mtu)) = crate::tunnel::template_for(br, port, remote) else {
+            return;
+        };
+        let Some(fp) = tunnel_of(&tpl) else {
+            return;
+        };
+        let slot = self.tunnels.len() as u32;
+        if let Err(e) = self.maps.set_tunnel(slot, &fp) {
+            self.stats.errors += 1;
+            tracing::warn!(error = %e, "fast path: cannot write a tunnel template");
+            return;
+        }
+        self.tunnels.push(Tunnel {
+            port,
+            remote: dst,
+            tpl,
+            uplink,
+            mtu,
+        });
+    }
+
+    /// Reads every entry's counters, folds them into the rules and the
+    /// ports, evicts idle entries, and reads the program's counters.
+    pub fn tick(&mut self, now_ms: u64) {
+        let mono = monotonic_ns();
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.retain(|fk, o| {
+            self.fold(fk, o, now_ms, mono);
+            if now_ms.saturating_sub(o.used_ms) < IDLE_MS {
+                return true;
+            }
+            match self.maps.remove(fk) {
+                Ok(_) => self.stats.evicted += 1,
+                Err(_) => self.stats.errors += 1,
+            }
+            false
+        });
+        self.entries = entries;
+        self.stats.entries = self.entries.len();
+        match self.maps.counters() {
+            Ok(c) => self.stats.program = c,
+            Err(_) => self.stats.errors += 1,
+        }
+    }
+
+    /// Credits what entry `fk` counted since the last read to its rules
+    /// and ports.
+    fn fold(&mut self, fk: &FpKey, o: &mut Offloaded, now_ms: u64, mono_ns: u64) {
+        let e = match self.maps.get(fk) {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(_) => {
+                self.stats.errors += 1;
+                return;
+            }
+        };
+        let packets = e.packets.saturating_sub(o.packets);
+        let bytes = e.bytes.saturating_sub(o.bytes);
+        if packets == 0 {
+            return;
+        }
+        let ago_ms = mono_ns.saturating_sub(e.used_ns) / 1_000_000;
+        let used_ms = now_ms.saturating_sub(ago_ms);
+        for r in &o.rules {
+            r.stats.credit(packets, bytes, used_ms);
+        }
+        let rx = self.ports.entry(fk.in_port).or_default();
+        rx.rx_packets += packets;
+        rx.rx_bytes += bytes;
+        let tx = self.ports.entry(e.out_port).or_default();
+        tx.tx_packets += packets;
+        tx.tx_bytes += bytes;
+        o.packets = e.packets;
+        o.bytes = e.bytes;
+        o.used_ms = o.used_ms.max(used_ms);
+    }
+
+    /// Brings the port and output maps in step with the interfaces the
+    /// poll threads hold: (port, ifindex, attachment mode, uplink). Every
+    /// natively attached AF_XDP port is an output (a driver-mode redirect
+    /// needs a target that can take XDP frames); every port running the
+    /// fast-path program is told its OpenFlow number.
+    pub fn set_interfaces(&mut self, open: &[(PortNo, u32, String, bool)]) {
+        let mut outputs = BTreeMap::new();
+        let mut ifaces = BTreeMap::new();
+        for (no, ifindex, mode, uplink) in open {
+            if mode.starts_with("afxdp native") {
+                outputs.insert(*no, *ifindex);
+            }
+            if mode.contains("fastpath") {
+                let (tun_port, vtep) = match (uplink, self.uplink_tunnel) {
+                    (true, Some(t)) => t,
+                    _ => (0, [0; 4]),
+                };
+                ifaces.insert(
+                    *ifindex,
+                    FpPort {
+                        of_port: *no,
+                        tun_port,
+                        vtep,
+                        pad0: 0,
+                    },
+                );
+            }
+        }
+        if outputs.len() > PORT_SLOTS as usize || ifaces.len() > PORT_SLOTS as usize {
+            tracing::warn!("fast path: more ports than its maps hold; the rest stay slow");
+        }
+        for (no, _) in self
+            .outputs
+            .iter()
+            .filter(|(no, _)| !outputs.contains_key(no))
+        {
+            let _ = self.maps.remove_output(*no);
+        }
+        for (no, idx) in &outputs {
+            if self.outputs.get(no) != Some(idx) {
+                if let Err(e) = self.maps.set_output(*no, *idx) {
+                    self.stats.errors += 1;
+                    tracing::warn!(port = no, error = %e, "fast path: cannot add the output");
+                }
+            }
+        }
+        for idx in self.ifaces.keys().filter(|i| !ifaces.contains_key(i)) {
+            let _ = self.maps.remove_port(*idx);
+        }
+        for (idx, p) in &ifaces {
+            if self.ifaces.get(idx) != Some(p) {
+                if let Err(e) = self.maps.set_port(*idx, p) {
+                    self.stats.errors += 1;
+                    tracing::warn!(ifindex = idx, error = %e, "fast path: cannot add the port");
+                }
+            }
+        }
+        self.outputs = outputs;
+        self.ifaces = ifaces;
+    }
+
+    /// `dump-fastpath`: one line per entry, like `dump-megaflows`.
+    pub fn dump(&self, br: &Bridge, now_ms: u64) -> String {
+        let mut lines: Vec<String> = self
+            .entries
+            .values()
+            .map(|o| {
+                let m = flowtable::Match {
+                    key: o.key,
+                    mask: shown_mask(&o.key),
+                    conj_id: None,
+                };
+                format!(
+                    "{}, packets:{}, bytes:{}, used:{:.3}s, actions:{}\n",
+                    ctl::ofp::format_match(&m, &br.ports),
+                    o.packets,
+                    o.bytes,
+                    now_ms.saturating_sub(o.used_ms) as f64 / 1000.0,
+                    ctl::odp::format_dp_actions(&o.actions)
+                )
+            })
+            .collect();
+        lines.sort();
+        lines.concat()
+    }
+}
+
+/// The fields a fast-path key holds, for printing an entry's exact match
+/// (tunnel fields only for Geneve arrivals, TCP flags only for TCP).
+fn shown_mask(k: &FlowKey) -> FlowMask {
+    let mut m = FlowMask::default();
+    let mut fields = vec![
+        Field::InPort,
+        Field::DlSrc,
+        Field::DlDst,
+        Field::DlType,
+        Field::NwProto,
+        Field::NwTos,
+        Field::NwTtl,
+        Field::TpSrc,
+        Field::TpDst,
+    ];
+    if k.get(Field::TunDst) != 0 {
+        fields.extend([Field::TunId, Field::TunSrc, Field::TunDst]);
+    }
+    if k.get(Field::VlanTci) != 0 {
+        fields.push(Field::VlanTci);
+    }
+    if k.get(Field::DlType) == 0x86dd {
+        fields.extend([Field::Ipv6Src, Field::Ipv6Dst, Field::Ipv6Label]);
+    } else {
+        fields.extend([Field::NwSrc, Field::NwDst]);
+    }
+    if k.get(Field::NwProto) == 6 {
+        fields.push(Field::TcpFlags);
+    }
+    for f in fields {
+        m.set_field(f);
+    }
+    m
+}
+
+/// The templates the fast path holds, as `offload` asks for them.
+struct Tunnels<'a>(&'a [Tunnel]);
+
+impl OffloadEnv for Tunnels<'_> {
+    fn tunnel(&self, port: PortNo, remote: [u8; 16]) -> Option<OffloadTunnel<'_>> {
+        let (slot, t) = self
+            .0
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.port == port && t.remote == remote)?;
+        Some(OffloadTunnel {
+            slot: slot as u32,
+            tpl: &t.tpl,
+            uplink: t.uplink,
+            mtu: t.mtu,
+        })
+    }
+}

@@ -1,0 +1,246 @@
+//! oxvsd with `fast_path = "on"` on real veths: a UDP stream between two
+//! pods is offloaded to the XDP program (its entry listed by
+//! `dump-fastpath`, its packets counted by the program and folded into the
+//! rule's `n_packets`), and a rule change made under that stream takes
+//! effect for every packet sent after `oxvs-ctl` returns: not one of them
+//! reaches the old destination through a stale fast-path entry.
+//!
+//! One node, three pods (scripts/oxvs-lab, whose pods have GRO on so that
+//! frames redirected into their veths are received). The stream's packets
+//! carry a sequence number; the sender's count at the moment the
+//! acknowledgement arrived splits them into before and after.
+//!
+//! Needs root; skips otherwise. Every namespace and process is removed by
+//! the lab's guard, even when a check fails. Run under
+//! `flock /tmp/oxvs-lab.lock`.
+
+mod common;
+
+use common::{ok, root_serial, Lab};
+use datapath::afxdp::enter_netns;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const FLOWS: &str = "\
+priority=100,udp,in_port=1,tp_dst=5000,actions=output:2
+priority=10,in_port=1,actions=output:2
+priority=10,in_port=2,actions=output:1
+priority=10,in_port=3,actions=output:1
+";
+
+/// The rule change: the stream goes to pod 3 instead (addressed to it).
+const TO_P3: &str = "priority=100,udp,in_port=1,tp_dst=5000,\
+                     actions=mod_dl_dst:02:00:00:01:00:03,mod_nw_dst:10.244.1.4,output:3";
+
+/// Receives datagrams on port 5000 in pod namespace `ns` until `stop`;
+/// returns their sequence numbers.
+fn receiver(ns: String, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u64>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        enter_netns(&ns).unwrap();
+        let s = UdpSocket::bind("0.0.0.0:5000").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(n) = s.recv(&mut buf) {
+                if n >= 8 {
+                    got.push(u64::from_be_bytes(buf[..8].try_into().unwrap()));
+                }
+            }
+        }
+        got
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+fn ctl(lab: &Lab, sock: &std::path::Path, args: &[&str]) -> String {
+    let out = lab.oxvs_ctl("n1", sock, args);
+    assert!(
+        out.status.success(),
+        "oxvs-ctl {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `n_packets` of the first `dump-flows` line containing `needle`.
+fn n_packets(dump: &str, needle: &str) -> u64 {
+    dump.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split("n_packets=").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no n_packets for {needle} in\n{dump}"))
+}
+
+/// The fast path's hit count in `pmd-stats`.
+fn hits(stats: &str) -> u64 {
+    stats
+        .lines()
+        .skip_while(|l| !l.starts_with("fast path:"))
+        .find_map(|l| l.trim().strip_prefix("hits: "))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fast path hits in\n{stats}"))
+}
+
+/// Polls `f` every 100 ms for at most `secs` seconds until it holds.
+fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up("fpd", 3);
+    let sock = lab.dir.join("n1").join("oxvsd.sock");
+    std::fs::create_dir_all(lab.dir.join("n1")).unwrap();
+    let switch = format!("fast_path = \"on\"\nsocket = \"{}\"\n", sock.display());
+    lab.start_switch_with(
+        FLOWS,
+        &[("v1p1", 1), ("v1p2", 2), ("v1p3", 3)],
+        "afxdp",
+        &switch,
+        1,
+    );
+    assert!(
+        lab.log().contains("fast path on"),
+        "the program loads:\n{}",
+        lab.log()
+    );
+    assert_eq!(
+        lab.log().matches("mode=afxdp native copy fastpath").count(),
+        3,
+        "every port runs the fast-path program natively:\n{}",
+        lab.log()
+    );
+    ok(&[
+        "ip",
+        "-n",
+        &lab.ns("n1-p1"),
+        "neigh",
+        "replace",
+        "10.244.1.3",
+        "lladdr",
+        "02:00:00:01:00:02",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let p2 = receiver(lab.ns("n1-p2"), stop.clone());
+    let p3 = receiver(lab.ns("n1-p3"), stop.clone());
+    let seq = Arc::new(AtomicU64::new(0));
+    let sending = Arc::new(AtomicBool::new(true));
+    let sender = {
+        let (ns, seq, sending) = (lab.ns("n1-p1"), seq.clone(), sending.clone());
+        std::thread::spawn(move || {
+            enter_netns(&ns).unwrap();
+            let s = UdpSocket::bind("10.244.1.2:40000").unwrap();
+            let mut buf = [0u8; 64];
+            while sending.load(Ordering::Relaxed) {
+                let n = seq.fetch_add(1, Ordering::SeqCst) + 1;
+                buf[..8].copy_from_slice(&n.to_be_bytes());
+                let _ = s.send_to(&buf, "10.244.1.3:5000");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+
+    // The stream is offloaded and the program forwards it.
+    let mut entries = String::new();
+    let offloaded = wait_for(10, || {
+        entries = ctl(&lab, &sock, &["dump-fastpath"]);
+        entries.contains("tp_dst=5000") && hits(&ctl(&lab, &sock, &["pmd-stats"])) > 100
+    });
+    assert!(
+        offloaded,
+        "the stream takes the fast path:\n{entries}\n{}\n{}",
+        ctl(&lab, &sock, &["pmd-stats"]),
+        lab.log()
+    );
+    assert!(entries.contains("actions:2"), "{entries}");
+
+    // The change, under traffic.
+    ctl(&lab, &sock, &["add-flow", TO_P3]);
+    let acked = seq.load(Ordering::SeqCst);
+
+    // The new path is offloaded in turn, and its packets are counted.
+    let moved = wait_for(10, || {
+        entries = ctl(&lab, &sock, &["dump-fastpath"]);
+        entries.contains("actions:set(eth(dst=02:00:00:01:00:03))")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    sending.store(false, Ordering::Relaxed);
+    sender.join().unwrap();
+    let last = seq.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (got2, got3) = (p2.join().unwrap(), p3.join().unwrap());
+    // Counters are folded once a second.
+    std::thread::sleep(Duration::from_millis(2200));
+    let flows = ctl(&lab, &sock, &["dump-flows"]);
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+
+    let stale: Vec<u64> = got2.iter().copied().filter(|&s| s > acked).collect();
+    assert!(
+        stale.is_empty(),
+        "{} packets sent after the acknowledgement reached the old destination \
+         (first {:?}); acked at {acked}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+    let after = got3.iter().filter(|&&s| s > acked).count() as u64;
+    assert!(
+        after * 10 >= (last - acked) * 9,
+        "pod 3 received {after} of the {} packets sent after the change",
+        last - acked
+    );
+    assert!(
+        moved,
+        "the new path is offloaded:\n{entries}\n{stats}\n{}",
+        lab.log()
+    );
+    // dump-flows counts what the fast path forwarded: the new rule saw
+    // (nearly) every packet pod 3 received, most of them in the kernel.
+    let counted = n_packets(&flows, "mod_nw_dst:10.244.1.4");
+    assert!(
+        counted + 10 >= got3.len() as u64 && counted <= last,
+        "the new rule counts {counted}, pod 3 received {}\n{flows}\n{stats}",
+        got3.len()
+    );
+    assert!(
+        hits(&stats) as f64 >= 0.5 * last as f64,
+        "most of the stream took the fast path:\n{stats}"
+    );
+    let ports = ctl(&lab, &sock, &["dump-ports", "3"]);
+    assert!(
+        ports.contains("fastpath rx pkts=0, bytes=0, tx pkts="),
+        "{ports}"
+    );
+    let metrics = ctl(&lab, &sock, &["metrics"]);
+    assert!(
+        metrics.contains("oxvs_fastpath_packets_total{outcome=\"hit\"}"),
+        "{metrics}"
+    );
+    let status = lab.stop_switch();
+    assert!(status.success(), "{}", lab.log());
+    assert!(!lab.xdp_attached("v1p1"), "program detached at exit");
+}
