@@ -101,8 +101,9 @@ pub struct Pmd {
 }
 
 /// Flow keys a poll thread offers the XDP fast path (`daemon::fastpath`):
-/// a key whenever the EMC takes it in (the EMC's insertion policy), and
-/// one EMC hit in [`OFFER_HIT_SAMPLE`], so that a flow whose fast-path
+/// the key of the packet whose upcall installs a megaflow, a key whenever
+/// the EMC takes it in (the EMC's insertion policy), and one EMC hit in
+/// [`OFFER_HIT_SAMPLE`], so that a flow whose fast-path
 /// entry was flushed by a rule change, but whose EMC entry survived
 /// revalidation, is offered again. Off (the default), it costs one branch
 /// per EMC hit.
@@ -543,9 +544,11 @@ impl Stages<'_> {
             }
             match megaflows.insert(&sc.keys[i], &x, now_ms) {
                 Ok(r) => {
-                    if emc.insert(&sc.keys[i], sc.hashes[i], r) {
-                        offers.inserted(&sc.keys[i]);
-                    }
+                    emc.insert(&sc.keys[i], sc.hashes[i], r);
+                    // The packet that installs a megaflow is offered
+                    // whatever the EMC does: a flow of a few packets (a
+                    // ping) would otherwise wait for the EMC's 1 in 100.
+                    offers.inserted(&sc.keys[i]);
                     sc.flows[i] = Some(r);
                 }
                 Err(_) => {

@@ -171,6 +171,10 @@ impl ControlLoop {
             }
             self.end_turn(now_ms);
         }
+        if let Some(f) = self.st.fast.as_mut() {
+            f.tick(self.st.start.elapsed().as_millis() as u64);
+            f.log_totals();
+        }
         self.exited
     }
 

@@ -1,9 +1,9 @@
 //! The control thread's side of the XDP fast path: which entries the
 //! kernel holds, why each is right, and keeping them right.
 //!
-//! Poll threads offer flow keys (`ToControl::Offer`): a packet's key when
-//! the EMC takes it in, and a sample of EMC hits (so a flow whose entry was
-//! flushed comes back). The control thread, which owns the master bridge,
+//! Poll threads offer flow keys (`ToControl::Offer`): the key of a packet
+//! whose upcall installs a megaflow or that the EMC takes in, and a sample
+//! of EMC hits (so a flow whose entry was flushed comes back). The control thread, which owns the master bridge,
 //! translates each offered key again against the current rules and, when
 //! `afxdp::fastpath::offload` can express the result, inserts the entry.
 //! Because every insertion happens here, against the master bridge, and
@@ -196,52 +196,68 @@ impl FastPath {
     pub fn offer(&mut self, br: &Bridge, keys: &[FlowKey], now_ms: u64) {
         self.sync(br, now_ms);
         for key in keys {
-            let Some(fk) = FpKey::from_flow_key(key) else {
-                continue;
-            };
-            if self.entries.contains_key(&fk) || self.refused.contains(&fk) {
-                continue;
+            self.offer_one(br, key, now_ms);
+            // An established TCP connection sends ACK and PSH|ACK segments,
+            // two exact keys: both go in at once, so its segments do not
+            // alternate between the fast and the slow path (and arrive out
+            // of order) while the second waits for an offer of its own.
+            // The sibling is translated like any key: right or refused.
+            let flags = key.get(Field::TcpFlags);
+            if key.get(Field::NwProto) == 6 && flags & !0x08 == 0x10 {
+                let mut sibling = *key;
+                sibling.set(Field::TcpFlags, flags ^ 0x08);
+                self.offer_one(br, &sibling, now_ms);
             }
-            if self.entries.len() >= self.capacity {
-                self.stats.full += 1;
-                continue;
-            }
-            let x = flowtable::translate(br, key, None);
-            let entry = if x.learned.is_empty() && x.learned_flows.is_empty() {
-                self.tunnel_for(br, &x.actions);
-                offload(key, &x.actions, &Tunnels(&self.tunnels))
-                    .map(|(_, e)| e)
-                    .filter(|e| self.outputs.contains_key(&e.out_port))
-            } else {
-                None
-            };
-            let Some(e) = entry else {
-                self.stats.refused += 1;
-                if self.refused.len() >= MAX_REFUSED {
-                    self.refused.clear();
-                }
-                self.refused.insert(fk);
-                continue;
-            };
-            if let Err(err) = self.maps.insert(&fk, &e) {
-                self.stats.errors += 1;
-                tracing::warn!(error = %err, "fast path: cannot insert an entry");
-                continue;
-            }
-            self.stats.inserted += 1;
-            self.entries.insert(
-                fk,
-                Offloaded {
-                    key: *key,
-                    actions: x.actions,
-                    rules: x.rules,
-                    packets: 0,
-                    bytes: 0,
-                    used_ms: now_ms,
-                },
-            );
         }
         self.stats.entries = self.entries.len();
+    }
+
+    /// Translates `key` and inserts its entry if the fast path can take it.
+    fn offer_one(&mut self, br: &Bridge, key: &FlowKey, now_ms: u64) {
+        let Some(fk) = FpKey::from_flow_key(key) else {
+            return;
+        };
+        if self.entries.contains_key(&fk) || self.refused.contains(&fk) {
+            return;
+        }
+        if self.entries.len() >= self.capacity {
+            self.stats.full += 1;
+            return;
+        }
+        let x = flowtable::translate(br, key, None);
+        let entry = if x.learned.is_empty() && x.learned_flows.is_empty() {
+            self.tunnel_for(br, &x.actions);
+            offload(key, &x.actions, &Tunnels(&self.tunnels))
+                .map(|(_, e)| e)
+                .filter(|e| self.outputs.contains_key(&e.out_port))
+        } else {
+            None
+        };
+        let Some(e) = entry else {
+            self.stats.refused += 1;
+            if self.refused.len() >= MAX_REFUSED {
+                self.refused.clear();
+            }
+            self.refused.insert(fk);
+            return;
+        };
+        if let Err(err) = self.maps.insert(&fk, &e) {
+            self.stats.errors += 1;
+            tracing::warn!(error = %err, "fast path: cannot insert an entry");
+            return;
+        }
+        self.stats.inserted += 1;
+        self.entries.insert(
+            fk,
+            Offloaded {
+                key: *key,
+                actions: x.actions,
+                rules: x.rules,
+                packets: 0,
+                bytes: 0,
+                used_ms: now_ms,
+            },
+        );
     }
 
     /// Makes sure the template a `TunnelPush` in `actions` needs is in the
@@ -396,6 +412,24 @@ impl FastPath {
         }
         self.outputs = outputs;
         self.ifaces = ifaces;
+    }
+
+    /// Logs the whole run's counters (at exit), one `key=value` each.
+    pub fn log_totals(&self) {
+        let s = &self.stats;
+        let c = |k: FpCounter| s.program[k as usize];
+        let seen: u64 = s.program.iter().sum::<u64>() - c(FpCounter::Error);
+        tracing::info!(
+            fastpath_hit = c(FpCounter::Hit),
+            fastpath_miss = c(FpCounter::Miss),
+            fastpath_seen = seen,
+            fastpath_inserted = s.inserted,
+            fastpath_refused = s.refused,
+            fastpath_flushed = s.flushed,
+            fastpath_evicted = s.evicted,
+            fastpath_errors = s.errors,
+            "fast path stopped"
+        );
     }
 
     /// `dump-fastpath`: one line per entry, like `dump-megaflows`.
