@@ -1,9 +1,11 @@
 //! oxvsd with `fast_path = "on"` on real veths: a UDP stream between two
 //! pods is offloaded to the XDP program (its entry listed by
 //! `dump-fastpath`, its packets counted by the program and folded into the
-//! rule's `n_packets`), and a rule change made under that stream takes
-//! effect for every packet sent after `oxvs-ctl` returns: not one of them
-//! reaches the old destination through a stale fast-path entry.
+//! rule's `n_packets`); a rule added to a table the stream's translation
+//! never looks up leaves its entries alone; and a rule change made under
+//! that stream takes effect for every packet sent after `oxvs-ctl`
+//! returns: not one of them reaches the old destination through a stale
+//! fast-path entry.
 //!
 //! One node, three pods (scripts/oxvs-lab, whose pods have GRO on so that
 //! frames redirected into their veths are received). The stream's packets
@@ -92,6 +94,16 @@ fn hits(stats: &str) -> u64 {
         .unwrap_or_else(|| panic!("no fast path hits in\n{stats}"))
 }
 
+/// Entries removed by changes so far, from `pmd-stats`.
+fn flushed(stats: &str) -> u64 {
+    stats
+        .split("flushed ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no flushed count in\n{stats}"))
+}
+
 /// Polls `f` every 100 ms for at most `secs` seconds until it holds.
 fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
@@ -177,6 +189,21 @@ fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
         lab.log()
     );
     assert!(entries.contains("actions:2"), "{entries}");
+
+    // A rule in a table no translation of this stream looks up removes
+    // none of its entries (the journal says which tables changed).
+    let before = flushed(&ctl(&lab, &sock, &["pmd-stats"]));
+    ctl(
+        &lab,
+        &sock,
+        &[
+            "add-flow",
+            "table=5,priority=1,udp,tp_dst=5000,actions=drop",
+        ],
+    );
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+    assert_eq!(flushed(&stats), before, "an unrelated table:\n{stats}");
+    assert!(ctl(&lab, &sock, &["dump-fastpath"]).contains("tp_dst=5000"));
 
     // The change, under traffic.
     ctl(&lab, &sock, &["add-flow", TO_P3]);

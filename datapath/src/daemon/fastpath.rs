@@ -8,14 +8,15 @@
 //! `afxdp::fastpath::offload` can express the result, inserts the entry.
 //! Because every insertion happens here, against the master bridge, and
 //! every change to the bridge happens here too, coherence is one rule:
-//! **when the bridge's version moves, every entry is removed before
-//! anything else happens on this thread** ([`FastPath::sync`]), in
-//! particular before the control socket acknowledges the change. An offer
-//! made under old rules arriving later is translated under the new ones.
-//! This first version flushes everything on any change (rules, groups,
-//! ports, MAC table, tunnel routes) rather than only the entries whose
-//! translation looked up a changed table; the poll threads re-offer what
-//! is still hot.
+//! **when the bridge's version moves, every entry the change may affect is
+//! removed before anything else happens on this thread**
+//! ([`FastPath::sync`]), in particular before the control socket
+//! acknowledges the change. An offer made under old rules arriving later
+//! is translated under the new ones. Which entries a change affects is
+//! what the megaflows' revalidation uses: after rule changes only, the
+//! entries whose translation looked up a table the bridge's journal says
+//! changed; after a group, port, MAC table or tunnel route change, all of
+//! them. The poll threads re-offer what is still hot.
 //!
 //! Conntrack never reaches the fast path: a `ct` action is refused by
 //! `offload`, and a recirculated pass has a `recirc_id` no fast-path key
@@ -34,6 +35,7 @@ use crate::afxdp::fastpath::{
 };
 use crate::afxdp::sys::monotonic_ns;
 use encap::Template;
+use flowtable::journal::TableSet;
 use flowtable::{Bridge, DpAction, Field, FlowKey, FlowMask, PortNo, Rule};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
@@ -50,6 +52,8 @@ const MAX_REFUSED: usize = 65_536;
 /// One entry in the kernel and what it came from.
 struct Offloaded {
     key: FlowKey,
+    /// The tables its translation looked up.
+    tables: TableSet,
     actions: Vec<DpAction>,
     rules: Vec<Arc<Rule>>,
     /// Counters as last read from the kernel.
@@ -106,8 +110,9 @@ struct Tunnel {
 pub struct FastPath {
     maps: Arc<FastPathMaps>,
     capacity: usize,
-    /// The bridge version the entries were translated under.
-    version: u64,
+    /// The bridge's (rules, other) versions the entries were translated
+    /// under.
+    version: (u64, u64),
     entries: HashMap<FpKey, Offloaded>,
     refused: HashSet<FpKey>,
     /// Template slots (slot = index); emptied with the entries.
@@ -126,18 +131,18 @@ pub struct FastPath {
 
 impl FastPath {
     /// The fast path over `maps` (holding at most `capacity` entries) for
-    /// a bridge now at `version`; Geneve arrivals on uplinks enter
+    /// a bridge now at `br`'s versions; Geneve arrivals on uplinks enter
     /// `uplink_tunnel` when given.
     pub fn new(
         maps: Arc<FastPathMaps>,
         capacity: u32,
-        version: u64,
+        br: &Bridge,
         uplink_tunnel: Option<(PortNo, [u8; 4])>,
     ) -> FastPath {
         FastPath {
             maps,
             capacity: capacity as usize,
-            version,
+            version: (br.rules_version(), br.other_version()),
             entries: HashMap::new(),
             refused: HashSet::new(),
             tunnels: Vec::new(),
@@ -164,31 +169,49 @@ impl FastPath {
         self.entries.is_empty()
     }
 
-    /// Removes every entry if `br` is not the bridge they were translated
-    /// under; true if it did. Their last counters are folded into their
-    /// rules first.
+    /// Brings the entries in line with `br` before anything else may use
+    /// them: when only rules changed and the bridge's journal covers every
+    /// change since the entries were made, the entries whose translation
+    /// looked up a changed table are removed (no other translation can have
+    /// changed, the argument of the megaflows' revalidation); after any
+    /// other change (groups, ports, MACs, routes) every entry is. Their last
+    /// counters are folded into their rules first. True if any went.
     pub fn sync(&mut self, br: &Bridge, now_ms: u64) -> bool {
-        if br.version() == self.version {
+        let now = (br.rules_version(), br.other_version());
+        if now == self.version {
             return false;
         }
-        self.version = br.version();
+        let changed = match self.version {
+            (rules, other) if other == now.1 => br.tables_changed_since(rules),
+            _ => None,
+        };
+        self.version = now;
         self.refused.clear();
+        if changed.is_none() {
+            // Templates follow the routes, which are part of the version.
+            self.tunnels.clear();
+        }
         let mono = monotonic_ns();
-        let entries = std::mem::take(&mut self.entries);
-        for (fk, mut o) in entries {
-            self.fold(&fk, &mut o, now_ms, mono);
-            match self.maps.remove(&fk) {
+        let mut entries = std::mem::take(&mut self.entries);
+        let mut removed = false;
+        entries.retain(|fk, o| {
+            if changed.as_ref().is_some_and(|c| !c.meets(&o.tables)) {
+                return true;
+            }
+            self.fold(fk, o, now_ms, mono);
+            match self.maps.remove(fk) {
                 Ok(_) => self.stats.flushed += 1,
                 Err(e) => {
                     self.stats.errors += 1;
                     tracing::warn!(error = %e, "fast path: cannot remove an entry");
                 }
             }
-        }
-        // Templates follow the routes, which are part of the version.
-        self.tunnels.clear();
-        self.stats.entries = 0;
-        true
+            removed = true;
+            false
+        });
+        self.entries = entries;
+        self.stats.entries = self.entries.len();
+        removed
     }
 
     /// Translates each offered key against `br` and inserts the entries
@@ -251,6 +274,7 @@ impl FastPath {
             fk,
             Offloaded {
                 key: *key,
+                tables: x.tables,
                 actions: x.actions,
                 rules: x.rules,
                 packets: 0,

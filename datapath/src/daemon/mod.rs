@@ -134,7 +134,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         st.fast = Some(fastpath::FastPath::new(
             maps.clone(),
             fast_entries,
-            st.bridge.version(),
+            &st.bridge,
             uplink_tunnel(&cfg),
         ));
     }
