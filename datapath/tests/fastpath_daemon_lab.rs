@@ -214,6 +214,15 @@ fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
         entries = ctl(&lab, &sock, &["dump-fastpath"]);
         entries.contains("actions:set(eth(dst=02:00:00:01:00:03))")
     });
+    // Every entry in the kernel is what the current rules make.
+    let check = ctl(&lab, &sock, &["revalidate", "--check"]);
+    assert!(
+        check.contains("mismatches: 0, threads")
+            && check.contains("fast path entries checked: ")
+            && check.contains(", mismatches: 0\n")
+            && !check.contains("fast path entries checked: 0,"),
+        "{check}"
+    );
     std::thread::sleep(Duration::from_millis(1500));
     sending.store(false, Ordering::Relaxed);
     sender.join().unwrap();

@@ -355,6 +355,9 @@ impl ControlLoop {
                     answered().count(),
                     self.threads,
                 );
+                if let Some(f) = &self.st.fast {
+                    self.st.cache_check += &f.check(&self.st.bridge);
+                }
                 for c in self.dumps.drain(..) {
                     handle::answer(c, &mut self.st);
                 }

@@ -30,7 +30,7 @@
 //! the traffic), and entries idle for [`IDLE_MS`] are evicted.
 
 use crate::afxdp::fastpath::{
-    offload, tunnel_of, FastPathMaps, FpCounter, FpKey, FpPort, OffloadEnv, OffloadTunnel,
+    offload, tunnel_of, FastPathMaps, FpCounter, FpEntry, FpKey, FpPort, OffloadEnv, OffloadTunnel,
     PORT_SLOTS, TUNNEL_SLOTS,
 };
 use crate::afxdp::sys::monotonic_ns;
@@ -438,6 +438,50 @@ impl FastPath {
         self.ifaces = ifaces;
     }
 
+    /// `revalidate --check`'s part: every entry translated again against
+    /// `br` and offloaded again, compared with what the kernel holds
+    /// (counters aside). A line per entry the current rules would not
+    /// produce.
+    pub fn check(&self, br: &Bridge) -> String {
+        let mut bad = Vec::new();
+        for (fk, o) in &self.entries {
+            let x = flowtable::translate(br, &o.key, None);
+            let want = if x.learned.is_empty() && x.learned_flows.is_empty() {
+                offload(&o.key, &x.actions, &Tunnels(&self.tunnels)).map(|(_, e)| e)
+            } else {
+                None
+            };
+            let have = self.maps.get(fk).ok().flatten();
+            let same = match (want, have) {
+                (Some(w), Some(h)) => without_counters(w) == without_counters(h),
+                _ => false,
+            };
+            if !same {
+                let m = flowtable::Match {
+                    key: o.key,
+                    mask: shown_mask(&o.key),
+                    conj_id: None,
+                };
+                bad.push(format!(
+                    "fastpath: {}: installed {}, the rules now say {}",
+                    ctl::ofp::format_match(&m, &br.ports),
+                    ctl::odp::format_dp_actions(&o.actions),
+                    ctl::odp::format_dp_actions(&x.actions)
+                ));
+            }
+        }
+        let mut s = format!(
+            "fast path entries checked: {}, mismatches: {}\n",
+            self.entries.len(),
+            bad.len()
+        );
+        for l in bad {
+            s += &l;
+            s.push('\n');
+        }
+        s
+    }
+
     /// Logs the whole run's counters (at exit), one `key=value` each.
     pub fn log_totals(&self) {
         let s = &self.stats;
@@ -515,6 +559,14 @@ fn shown_mask(k: &FlowKey) -> FlowMask {
         m.set_field(f);
     }
     m
+}
+
+/// An entry as `offload` makes it: the counters the program keeps zeroed.
+fn without_counters(mut e: FpEntry) -> FpEntry {
+    e.packets = 0;
+    e.bytes = 0;
+    e.used_ns = 0;
+    e
 }
 
 /// The templates the fast path holds, as `offload` asks for them.
