@@ -8,7 +8,9 @@
 //! fast-path entry.
 //!
 //! One node, three pods (scripts/oxvs-lab, whose pods have GRO on so that
-//! frames redirected into their veths are received). The stream's packets
+//! frames redirected into their veths are received; pod 3 starts with it
+//! off, and the switch must leave its port out of the fast path until it
+//! is on). The stream's packets
 //! carry a sequence number; the sender's count at the moment the
 //! acknowledgement arrived splits them into before and after.
 //!
@@ -120,6 +122,19 @@ fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
     let Some(_serial) = root_serial() else { return };
     let mut lab = Lab::up("fpd", 3);
+    // Pod 3 starts without NAPI on its side: redirected frames would be
+    // lost there, so the switch must not make it a fast-path output.
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p3"),
+        "ethtool",
+        "-K",
+        "eth0",
+        "gro",
+        "off",
+    ]);
     let sock = lab.dir.join("n1").join("oxvsd.sock");
     std::fs::create_dir_all(lab.dir.join("n1")).unwrap();
     let switch = format!("fast_path = \"on\"\nsocket = \"{}\"\n", sock.display());
@@ -140,6 +155,25 @@ fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
         3,
         "every port runs the fast-path program natively:\n{}",
         lab.log()
+    );
+    lab.wait_log(
+        |l| l.contains("cannot take redirected frames") && l.contains("port=3"),
+        "that pod 3's port cannot take redirected frames",
+    );
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p3"),
+        "ethtool",
+        "-K",
+        "eth0",
+        "gro",
+        "on",
+    ]);
+    lab.wait_log(
+        |l| l.contains("takes redirected frames now"),
+        "pod 3's port taking redirected frames once GRO is on",
     );
     ok(&[
         "ip",

@@ -123,6 +123,10 @@ pub struct FastPath {
     ifaces: BTreeMap<u32, FpPort>,
     /// The tunnel port and IPv4 VTEP Geneve arrivals on an uplink enter.
     uplink_tunnel: Option<(PortNo, [u8; 4])>,
+    /// Asks the kernel which interfaces take redirected frames.
+    netlink: Option<crate::sys::netlink::Netlink>,
+    /// Outputs found unable to take them, (port, ifindex), said once.
+    no_redirect: HashSet<(PortNo, u32)>,
     /// Counters.
     pub stats: FastPathStats,
     /// Per-port fast-path traffic.
@@ -149,6 +153,8 @@ impl FastPath {
             outputs: BTreeMap::new(),
             ifaces: BTreeMap::new(),
             uplink_tunnel,
+            netlink: None,
+            no_redirect: HashSet::new(),
             stats: FastPathStats::default(),
             ports: BTreeMap::new(),
         }
@@ -386,7 +392,7 @@ impl FastPath {
         let mut outputs = BTreeMap::new();
         let mut ifaces = BTreeMap::new();
         for (no, ifindex, mode, uplink) in open {
-            if mode.starts_with("afxdp native") {
+            if mode.starts_with("afxdp native") && self.takes_redirects(*no, *ifindex) {
                 outputs.insert(*no, *ifindex);
             }
             if mode.contains("fastpath") {
@@ -498,6 +504,44 @@ impl FastPath {
             fastpath_errors = s.errors,
             "fast path stopped"
         );
+    }
+
+    /// Whether interface `ifindex` (port `no`) takes frames redirected to it
+    /// by XDP (`NETDEV_XDP_ACT_NDO_XMIT`). A pod's veth has it only while the
+    /// pod's side has NAPI (GRO on, or an XDP program): without it every
+    /// redirected frame would be dropped, counted only as a drop of the
+    /// ingress interface. Said once per port and interface in the log.
+    fn takes_redirects(&mut self, no: PortNo, ifindex: u32) -> bool {
+        use crate::sys::netlink::{Netlink, XDP_ACT_NDO_XMIT};
+        if self.netlink.is_none() {
+            self.netlink = Netlink::open_generic().ok();
+        }
+        let Some(nl) = self.netlink.as_mut() else {
+            return false;
+        };
+        let ok = match nl.xdp_features(ifindex) {
+            Ok(f) => f & XDP_ACT_NDO_XMIT != 0,
+            Err(_) => false,
+        };
+        let said = self.no_redirect.contains(&(no, ifindex));
+        if !ok && !said {
+            tracing::warn!(
+                port = no,
+                ifindex,
+                "fast path: this interface cannot take redirected frames (a veth whose peer has \
+                 neither GRO nor an XDP program: `ethtool -K eth0 gro on` in the pod); \
+                 packets to it stay on the slow path"
+            );
+            self.no_redirect.insert((no, ifindex));
+        } else if ok && said {
+            tracing::info!(
+                port = no,
+                ifindex,
+                "fast path: the interface takes redirected frames now"
+            );
+            self.no_redirect.remove(&(no, ifindex));
+        }
+        ok
     }
 
     /// `dump-fastpath`: one line per entry, like `dump-megaflows`.
