@@ -307,9 +307,11 @@ fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
     );
     let metrics = ctl(&lab, &sock, &["metrics"]);
     assert!(
-        metrics.contains("oxvs_fastpath_packets_total{outcome=\"hit\"}"),
+        metrics.contains("oxvs_fastpath_packets_total{outcome=\"hit\"}")
+            && metrics.contains("oxvs_fastpath_port_tx_packets_total{port=\"3\"}"),
         "{metrics}"
     );
+    promtool_accepts(&metrics);
     let status = lab.stop_switch();
     assert!(status.success(), "{}", lab.log());
     assert!(!lab.xdp_attached("v1p1"), "program detached at exit");
@@ -402,4 +404,30 @@ fn ctl_on(lab: &Lab, node: &str, sock: &std::path::Path, args: &[&str]) -> Strin
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `promtool check metrics` accepts `text` (Debian's prometheus package).
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -308,15 +308,21 @@ fn fast_path(o: &mut String, f: &super::fastpath::FastPath) {
     );
     family(
         o,
-        "oxvs_fastpath_port_packets_total",
+        "oxvs_fastpath_port_rx_packets_total",
         "counter",
-        "Packets the fast path forwarded, by port and direction.",
-        f.ports.iter().flat_map(|(no, p)| {
-            [
-                (Some(("port_rx", no.to_string())), p.rx_packets),
-                (Some(("port_tx", no.to_string())), p.tx_packets),
-            ]
-        }),
+        "Packets that entered on the port and the fast path forwarded.",
+        f.ports
+            .iter()
+            .map(|(no, p)| (Some(("port", no.to_string())), p.rx_packets)),
+    );
+    family(
+        o,
+        "oxvs_fastpath_port_tx_packets_total",
+        "counter",
+        "Packets the fast path sent out of the port.",
+        f.ports
+            .iter()
+            .map(|(no, p)| (Some(("port", no.to_string())), p.tx_packets)),
     );
 }
 
