@@ -29,7 +29,9 @@ use flowtable::{translate, Bridge, DropReason, FlowKey, FlowSpec, PortNo};
 use std::sync::Arc;
 
 mod execute;
+mod offers;
 use execute::{execute, ExecCtx};
+pub use offers::{Offers, OFFER_HIT_SAMPLE};
 
 /// Where the pipeline sends packets. Ownership of the frame passes with the
 /// descriptor; on error the pipeline frees it and counts the reason.
@@ -98,69 +100,6 @@ pub struct Pmd {
     /// Keys for the XDP fast path (replace with [`Offers::enabled`] to
     /// collect them).
     pub offers: Offers,
-}
-
-/// Flow keys a poll thread offers the XDP fast path (`daemon::fastpath`):
-/// the key of the packet whose upcall installs a megaflow, a key whenever
-/// the EMC takes it in (the EMC's insertion policy), and one EMC hit in
-/// [`OFFER_HIT_SAMPLE`], so that a flow whose fast-path
-/// entry was flushed by a rule change, but whose EMC entry survived
-/// revalidation, is offered again. Off (the default), it costs one branch
-/// per EMC hit.
-#[derive(Default)]
-pub struct Offers {
-    on: bool,
-    keys: Vec<FlowKey>,
-    hits: u32,
-}
-
-/// Keys held for the control thread at most; more wait for a later
-/// insertion or sample.
-const MAX_OFFERS: usize = 256;
-/// One EMC hit in this many is offered again.
-pub const OFFER_HIT_SAMPLE: u32 = 256;
-
-impl Offers {
-    /// Offers that collect keys (room reserved now, so the packet path
-    /// never allocates).
-    pub fn enabled() -> Offers {
-        Offers {
-            on: true,
-            keys: Vec::with_capacity(MAX_OFFERS),
-            hits: 0,
-        }
-    }
-
-    #[inline]
-    fn inserted(&mut self, key: &FlowKey) {
-        if self.on
-            && self.keys.len() < MAX_OFFERS
-            && crate::afxdp::fastpath::FpKey::from_flow_key(key).is_some()
-        {
-            self.keys.push(*key);
-        }
-    }
-
-    #[inline]
-    fn hit(&mut self, key: &FlowKey) {
-        if self.on {
-            self.hits = self.hits.wrapping_add(1);
-            if self.hits % OFFER_HIT_SAMPLE == 0 {
-                self.inserted(key);
-            }
-        }
-    }
-
-    /// True if keys wait.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Moves the waiting keys to `out` (which the caller sends on).
-    pub fn take(&mut self, out: &mut Vec<FlowKey>) {
-        out.extend_from_slice(&self.keys);
-        self.keys.clear();
-    }
 }
 
 /// Learned rules a poll thread holds for its owner at most; more are
