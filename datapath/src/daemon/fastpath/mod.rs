@@ -28,18 +28,25 @@
 //! last-use counters, kept by the program, are folded into the rules that
 //! produced them (`dump-flows` counts fast-path packets, idle timeouts see
 //! the traffic), and entries idle for [`IDLE_MS`] are evicted.
+//!
+//! `ports` keeps the program's maps of interfaces and outputs in step with
+//! the ports the poll threads hold; `report` is `dump-fastpath`, the
+//! `revalidate --check` audit and the exit totals.
 
 use crate::afxdp::fastpath::{
-    offload, tunnel_of, FastPathMaps, FpCounter, FpEntry, FpKey, FpPort, OffloadEnv, OffloadTunnel,
-    PORT_SLOTS, TUNNEL_SLOTS,
+    offload, tunnel_of, FastPathMaps, FpCounter, FpKey, FpPort, OffloadEnv, OffloadTunnel,
+    TUNNEL_SLOTS,
 };
 use crate::afxdp::sys::monotonic_ns;
 use encap::Template;
 use flowtable::journal::TableSet;
-use flowtable::{Bridge, DpAction, Field, FlowKey, FlowMask, PortNo, Rule};
+use flowtable::{Bridge, DpAction, Field, FlowKey, PortNo, Rule};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
+
+mod ports;
+mod report;
 
 /// Entries the kernel map holds by default (`[switch] fast_path_entries`).
 pub const DEFAULT_ENTRIES: u32 = 65_536;
@@ -382,235 +389,6 @@ impl FastPath {
         o.bytes = e.bytes;
         o.used_ms = o.used_ms.max(used_ms);
     }
-
-    /// Brings the port and output maps in step with the interfaces the
-    /// poll threads hold: (port, ifindex, attachment mode, uplink). Every
-    /// natively attached AF_XDP port is an output (a driver-mode redirect
-    /// needs a target that can take XDP frames); every port running the
-    /// fast-path program is told its OpenFlow number.
-    pub fn set_interfaces(&mut self, open: &[(PortNo, u32, String, bool)]) {
-        let mut outputs = BTreeMap::new();
-        let mut ifaces = BTreeMap::new();
-        for (no, ifindex, mode, uplink) in open {
-            if mode.starts_with("afxdp native") && self.takes_redirects(*no, *ifindex) {
-                outputs.insert(*no, *ifindex);
-            }
-            if mode.contains("fastpath") {
-                let (tun_port, vtep) = match (uplink, self.uplink_tunnel) {
-                    (true, Some(t)) => t,
-                    _ => (0, [0; 4]),
-                };
-                ifaces.insert(
-                    *ifindex,
-                    FpPort {
-                        of_port: *no,
-                        tun_port,
-                        vtep,
-                        pad0: 0,
-                    },
-                );
-            }
-        }
-        if outputs.len() > PORT_SLOTS as usize || ifaces.len() > PORT_SLOTS as usize {
-            tracing::warn!("fast path: more ports than its maps hold; the rest stay slow");
-        }
-        for (no, _) in self
-            .outputs
-            .iter()
-            .filter(|(no, _)| !outputs.contains_key(no))
-        {
-            let _ = self.maps.remove_output(*no);
-        }
-        for (no, idx) in &outputs {
-            if self.outputs.get(no) != Some(idx) {
-                if let Err(e) = self.maps.set_output(*no, *idx) {
-                    self.stats.errors += 1;
-                    tracing::warn!(port = no, error = %e, "fast path: cannot add the output");
-                }
-            }
-        }
-        for idx in self.ifaces.keys().filter(|i| !ifaces.contains_key(i)) {
-            let _ = self.maps.remove_port(*idx);
-        }
-        for (idx, p) in &ifaces {
-            if self.ifaces.get(idx) != Some(p) {
-                if let Err(e) = self.maps.set_port(*idx, p) {
-                    self.stats.errors += 1;
-                    tracing::warn!(ifindex = idx, error = %e, "fast path: cannot add the port");
-                }
-            }
-        }
-        self.outputs = outputs;
-        self.ifaces = ifaces;
-    }
-
-    /// `revalidate --check`'s part: every entry translated again against
-    /// `br` and offloaded again, compared with what the kernel holds
-    /// (counters aside). A line per entry the current rules would not
-    /// produce.
-    pub fn check(&self, br: &Bridge) -> String {
-        let mut bad = Vec::new();
-        for (fk, o) in &self.entries {
-            let x = flowtable::translate(br, &o.key, None);
-            let want = if x.learned.is_empty() && x.learned_flows.is_empty() {
-                offload(&o.key, &x.actions, &Tunnels(&self.tunnels)).map(|(_, e)| e)
-            } else {
-                None
-            };
-            let have = self.maps.get(fk).ok().flatten();
-            let same = match (want, have) {
-                (Some(w), Some(h)) => without_counters(w) == without_counters(h),
-                _ => false,
-            };
-            if !same {
-                let m = flowtable::Match {
-                    key: o.key,
-                    mask: shown_mask(&o.key),
-                    conj_id: None,
-                };
-                bad.push(format!(
-                    "fastpath: {}: installed {}, the rules now say {}",
-                    ctl::ofp::format_match(&m, &br.ports),
-                    ctl::odp::format_dp_actions(&o.actions),
-                    ctl::odp::format_dp_actions(&x.actions)
-                ));
-            }
-        }
-        let mut s = format!(
-            "fast path entries checked: {}, mismatches: {}\n",
-            self.entries.len(),
-            bad.len()
-        );
-        for l in bad {
-            s += &l;
-            s.push('\n');
-        }
-        s
-    }
-
-    /// Logs the whole run's counters (at exit), one `key=value` each.
-    pub fn log_totals(&self) {
-        let s = &self.stats;
-        let c = |k: FpCounter| s.program[k as usize];
-        let seen: u64 = s.program.iter().sum::<u64>() - c(FpCounter::Error);
-        tracing::info!(
-            fastpath_hit = c(FpCounter::Hit),
-            fastpath_miss = c(FpCounter::Miss),
-            fastpath_seen = seen,
-            fastpath_inserted = s.inserted,
-            fastpath_refused = s.refused,
-            fastpath_flushed = s.flushed,
-            fastpath_evicted = s.evicted,
-            fastpath_errors = s.errors,
-            "fast path stopped"
-        );
-    }
-
-    /// Whether interface `ifindex` (port `no`) takes frames redirected to it
-    /// by XDP (`NETDEV_XDP_ACT_NDO_XMIT`). A pod's veth has it only while the
-    /// pod's side has NAPI (GRO on, or an XDP program): without it every
-    /// redirected frame would be dropped, counted only as a drop of the
-    /// ingress interface. Said once per port and interface in the log.
-    fn takes_redirects(&mut self, no: PortNo, ifindex: u32) -> bool {
-        use crate::sys::netlink::{Netlink, XDP_ACT_NDO_XMIT};
-        if self.netlink.is_none() {
-            self.netlink = Netlink::open_generic().ok();
-        }
-        let Some(nl) = self.netlink.as_mut() else {
-            return false;
-        };
-        let ok = match nl.xdp_features(ifindex) {
-            Ok(f) => f & XDP_ACT_NDO_XMIT != 0,
-            Err(_) => false,
-        };
-        let said = self.no_redirect.contains(&(no, ifindex));
-        if !ok && !said {
-            tracing::warn!(
-                port = no,
-                ifindex,
-                "fast path: this interface cannot take redirected frames (a veth whose peer has \
-                 neither GRO nor an XDP program: `ethtool -K eth0 gro on` in the pod); \
-                 packets to it stay on the slow path"
-            );
-            self.no_redirect.insert((no, ifindex));
-        } else if ok && said {
-            tracing::info!(
-                port = no,
-                ifindex,
-                "fast path: the interface takes redirected frames now"
-            );
-            self.no_redirect.remove(&(no, ifindex));
-        }
-        ok
-    }
-
-    /// `dump-fastpath`: one line per entry, like `dump-megaflows`.
-    pub fn dump(&self, br: &Bridge, now_ms: u64) -> String {
-        let mut lines: Vec<String> = self
-            .entries
-            .values()
-            .map(|o| {
-                let m = flowtable::Match {
-                    key: o.key,
-                    mask: shown_mask(&o.key),
-                    conj_id: None,
-                };
-                format!(
-                    "{}, packets:{}, bytes:{}, used:{:.3}s, actions:{}\n",
-                    ctl::ofp::format_match(&m, &br.ports),
-                    o.packets,
-                    o.bytes,
-                    now_ms.saturating_sub(o.used_ms) as f64 / 1000.0,
-                    ctl::odp::format_dp_actions(&o.actions)
-                )
-            })
-            .collect();
-        lines.sort();
-        lines.concat()
-    }
-}
-
-/// The fields a fast-path key holds, for printing an entry's exact match
-/// (tunnel fields only for Geneve arrivals, TCP flags only for TCP).
-fn shown_mask(k: &FlowKey) -> FlowMask {
-    let mut m = FlowMask::default();
-    let mut fields = vec![
-        Field::InPort,
-        Field::DlSrc,
-        Field::DlDst,
-        Field::DlType,
-        Field::NwProto,
-        Field::NwTos,
-        Field::NwTtl,
-        Field::TpSrc,
-        Field::TpDst,
-    ];
-    if k.get(Field::TunDst) != 0 {
-        fields.extend([Field::TunId, Field::TunSrc, Field::TunDst]);
-    }
-    if k.get(Field::VlanTci) != 0 {
-        fields.push(Field::VlanTci);
-    }
-    if k.get(Field::DlType) == 0x86dd {
-        fields.extend([Field::Ipv6Src, Field::Ipv6Dst, Field::Ipv6Label]);
-    } else {
-        fields.extend([Field::NwSrc, Field::NwDst]);
-    }
-    if k.get(Field::NwProto) == 6 {
-        fields.push(Field::TcpFlags);
-    }
-    for f in fields {
-        m.set_field(f);
-    }
-    m
-}
-
-/// An entry as `offload` makes it: the counters the program keeps zeroed.
-fn without_counters(mut e: FpEntry) -> FpEntry {
-    e.packets = 0;
-    e.bytes = 0;
-    e.used_ns = 0;
-    e
 }
 
 /// The templates the fast path holds, as `offload` asks for them.
