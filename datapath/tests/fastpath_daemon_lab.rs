@@ -8,9 +8,9 @@
 //! fast-path entry.
 //!
 //! One node, three pods (scripts/oxvs-lab, whose pods have GRO on so that
-//! frames redirected into their veths are received; pod 3 starts with it
-//! off, and the switch must leave its port out of the fast path until it
-//! is on). The stream's packets
+//! frames redirected into their veths are received; pod 3 has it off until
+//! the stream has moved to it, and the switch must leave its port out of
+//! the fast path until it is on, then offload the stream toward it). The stream's packets
 //! carry a sequence number; the sender's count at the moment the
 //! acknowledgement arrived splits them into before and after.
 //!
@@ -162,21 +162,6 @@ fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
     );
     ok(&[
         "ip",
-        "netns",
-        "exec",
-        &lab.ns("n1-p3"),
-        "ethtool",
-        "-K",
-        "eth0",
-        "gro",
-        "on",
-    ]);
-    lab.wait_log(
-        |l| l.contains("takes redirected frames now"),
-        "pod 3's port taking redirected frames once GRO is on",
-    );
-    ok(&[
-        "ip",
         "-n",
         &lab.ns("n1-p1"),
         "neigh",
@@ -243,7 +228,30 @@ fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
     ctl(&lab, &sock, &["add-flow", TO_P3]);
     let acked = seq.load(Ordering::SeqCst);
 
-    // The new path is offloaded in turn, and its packets are counted.
+    // Pod 3 cannot take redirected frames yet: the stream reaches it
+    // through the poll thread. Once its GRO is on, its port becomes an
+    // output and the new path is offloaded in turn.
+    std::thread::sleep(Duration::from_millis(500));
+    let slow = ctl(&lab, &sock, &["dump-fastpath"]);
+    assert!(
+        !slow.contains("set(eth(dst=02:00:00:01:00:03))"),
+        "no entry toward pod 3 while it lacks NAPI:\n{slow}"
+    );
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p3"),
+        "ethtool",
+        "-K",
+        "eth0",
+        "gro",
+        "on",
+    ]);
+    lab.wait_log(
+        |l| l.contains("takes redirected frames now"),
+        "pod 3's port taking redirected frames once GRO is on",
+    );
     let moved = wait_for(10, || {
         entries = ctl(&lab, &sock, &["dump-fastpath"]);
         entries.contains("actions:set(eth(dst=02:00:00:01:00:03))")

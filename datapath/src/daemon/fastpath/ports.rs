@@ -65,6 +65,10 @@ impl FastPath {
                 }
             }
         }
+        if outputs != self.outputs {
+            // A key refused for want of its output may be taken now.
+            self.refused.clear();
+        }
         self.outputs = outputs;
         self.ifaces = ifaces;
     }
