@@ -150,6 +150,9 @@ pub enum Command {
     },
     /// `dump-megaflows`.
     DumpMegaflows,
+    /// `dump-fastpath`: the XDP fast path's entries, one line each like
+    /// `dump-megaflows`, with the counters the program keeps.
+    DumpFastpath,
     /// `revalidate --check`: every poll thread brings its caches in line
     /// with the current rules, then translates every megaflow again from
     /// scratch and checks every EMC entry against its megaflow. The answer

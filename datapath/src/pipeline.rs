@@ -29,7 +29,9 @@ use flowtable::{translate, Bridge, DropReason, FlowKey, FlowSpec, PortNo};
 use std::sync::Arc;
 
 mod execute;
+mod offers;
 use execute::{execute, ExecCtx};
+pub use offers::{Offers, OFFER_HIT_SAMPLE};
 
 /// Where the pipeline sends packets. Ownership of the frame passes with the
 /// descriptor; on error the pipeline frees it and counts the reason.
@@ -95,6 +97,9 @@ pub struct Pmd {
     /// Records of `log` actions waiting for the control thread (replace
     /// it to change the rate limit or the dedupe window).
     pub policy_log: PolicyLog,
+    /// Keys for the XDP fast path (replace with [`Offers::enabled`] to
+    /// collect them).
+    pub offers: Offers,
 }
 
 /// Learned rules a poll thread holds for its owner at most; more are
@@ -175,6 +180,7 @@ impl Pmd {
                 crate::policy_log::DEFAULT_RATE,
                 crate::policy_log::DEFAULT_WINDOW_MS,
             ),
+            offers: Offers::default(),
         }
     }
 
@@ -311,6 +317,7 @@ impl Pmd {
             ct,
             learned_flows,
             policy_log,
+            offers,
             ..
         } = self;
         let sc = &mut **scratch;
@@ -348,6 +355,7 @@ impl Pmd {
                 tunnel,
                 ct,
                 policy_log,
+                offers,
                 in_port,
                 now_ms,
             };
@@ -385,6 +393,7 @@ struct Stages<'a> {
     tunnel: &'a mut TunnelState,
     ct: &'a ConnTrack,
     policy_log: &'a mut PolicyLog,
+    offers: &'a mut Offers,
     in_port: PortNo,
     now_ms: u64,
 }
@@ -411,6 +420,7 @@ impl Stages<'_> {
             tunnel,
             ct,
             policy_log,
+            offers,
             in_port,
             now_ms,
         } = self;
@@ -429,6 +439,8 @@ impl Stages<'_> {
                 .filter(|r| megaflows.get(*r).is_some());
             if sc.flows[i].is_none() {
                 miss |= 1 << i;
+            } else {
+                offers.hit(&sc.keys[i]);
             }
         }
         stats.emc_hit += (alive & !miss).count_ones() as u64;
@@ -442,7 +454,9 @@ impl Stages<'_> {
                 let i = hit.trailing_zeros() as usize;
                 hit &= hit - 1;
                 if let Some(r) = sc.flows[i] {
-                    emc.insert(&sc.keys[i], sc.hashes[i], r);
+                    if emc.insert(&sc.keys[i], sc.hashes[i], r) {
+                        offers.inserted(&sc.keys[i]);
+                    }
                 }
             }
             miss = left;
@@ -455,7 +469,9 @@ impl Stages<'_> {
             miss &= miss - 1;
             if let Some(r) = megaflows.lookup(&sc.keys[i]) {
                 stats.megaflow_hit += 1;
-                emc.insert(&sc.keys[i], sc.hashes[i], r);
+                if emc.insert(&sc.keys[i], sc.hashes[i], r) {
+                    offers.inserted(&sc.keys[i]);
+                }
                 sc.flows[i] = Some(r);
                 continue;
             }
@@ -468,6 +484,10 @@ impl Stages<'_> {
             match megaflows.insert(&sc.keys[i], &x, now_ms) {
                 Ok(r) => {
                     emc.insert(&sc.keys[i], sc.hashes[i], r);
+                    // The packet that installs a megaflow is offered
+                    // whatever the EMC does: a flow of a few packets (a
+                    // ping) would otherwise wait for the EMC's 1 in 100.
+                    offers.inserted(&sc.keys[i]);
                     sc.flows[i] = Some(r);
                 }
                 Err(_) => {

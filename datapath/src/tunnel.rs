@@ -246,6 +246,17 @@ impl TunnelState {
     }
 }
 
+/// The template for `remote` through tunnel port `port`, the uplink it
+/// leaves by and that uplink's MTU, as a poll thread would build it: what
+/// the XDP fast path copies into its tunnel map.
+pub fn template_for(br: &Bridge, port: PortNo, remote: IpAddr) -> Option<(Template, PortNo, u16)> {
+    let dst = match remote {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    build(br, port, remote, dst).map(|e| (e.tpl, e.out, e.mtu))
+}
+
 /// Builds the template for `remote` through tunnel port `port`.
 fn build(br: &Bridge, port: PortNo, remote: IpAddr, dst: [u8; 16]) -> Option<Entry> {
     let t = br.ports.tunnel(port)?;

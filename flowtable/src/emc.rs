@@ -75,11 +75,12 @@ impl Emc {
         None
     }
 
-    /// Maybe caches `key -> flow` (with the configured probability). The
-    /// victim is an empty or matching slot, else the one with the smaller
-    /// stored hash, which is as good as random and costs nothing.
+    /// Maybe caches `key -> flow` (with the configured probability); true
+    /// if it did. The victim is an empty or matching slot, else the one
+    /// with the smaller stored hash, which is as good as random and costs
+    /// nothing.
     #[inline]
-    pub fn insert(&mut self, key: &FlowKey, hash: u32, flow: MegaflowRef) {
+    pub fn insert(&mut self, key: &FlowKey, hash: u32, flow: MegaflowRef) -> bool {
         if self.inv_prob > 1 {
             // xorshift32: a cheap per-cache random stream; no clock, no syscall.
             let mut x = self.rng;
@@ -88,7 +89,7 @@ impl Emc {
             x ^= x << 5;
             self.rng = x;
             if x % self.inv_prob != 0 {
-                return;
+                return false;
             }
         }
         let [a, b] = self.slots(hash);
@@ -105,6 +106,7 @@ impl Emc {
             flow: Some(flow),
             key: *key,
         };
+        true
     }
 
     /// Empties the cache.

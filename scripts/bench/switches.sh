@@ -79,7 +79,7 @@ sw_stop() {
 # The flow table of a variant, in ovs-ofctl syntax (oxvsd reads the same).
 flows_of() {
     case $1 in
-        flows) printf 'in_port=1,actions=output:2\nin_port=2,actions=output:1\n' ;;
+        flows | fastpath) printf 'in_port=1,actions=output:2\nin_port=2,actions=output:1\n' ;;
         normal) printf 'actions=NORMAL\n' ;;
     esac
 }
@@ -90,11 +90,14 @@ oxvsd_start() {
     lab=$(sw_get "$id" lab)
     node=$(sw_get "$id" node)
     flows_of "$(sw_get "$id" variant)" | sed 's/NORMAL/normal/' >"$d/node.flows"
+    local fast=off
+    [[ $(sw_get "$id" variant) == fastpath ]] && fast=on
     cat >"$d/node.toml" <<EOF
 [switch]
 flows = "node.flows"
 log = "info"
 poll_cores = [$POLL_CORE]
+fast_path = "$fast"
 
 [[port]]
 name = "v${node}p1"
@@ -144,8 +147,10 @@ oxvsd_stop() {
         sw_error "$id" "oxvsd did not log a clean stop after SIGTERM: $(tail -n 5 "$d/oxvsd.log" 2>/dev/null | paste -sd '|')"
     # "poll thread stopped rx=.. emc_hit=.. megaflow_hit=.. upcall=.. drops=.. port_down=..":
     # the counters of the whole session.
+    # With the fast path, "fast path stopped fastpath_hit=.. fastpath_seen=..": its totals.
     stats=$(sed -n 's/.*poll thread stopped //p' "$d/oxvsd.log" 2>/dev/null | tail -n 1)
-    if [[ -n $stats ]]; then
+    stats="$stats $(sed -n 's/.*fast path stopped //p' "$d/oxvsd.log" 2>/dev/null | tail -n 1)"
+    if [[ -n ${stats// /} ]]; then
         tr ' ' '\n' <<<"$stats" | jq -Rn '[inputs | select(contains("=")) | split("=")
             | {key: .[0], value: (.[1] | tonumber? // .)}] | from_entries' >"$d/exit_stats.json"
     fi

@@ -34,6 +34,7 @@ Flows and groups (every change is one transaction; --bundle says so):
   del-groups [--bundle] [group_id=N] dump-groups
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
+  dump-fastpath                      the XDP fast path entries (fast_path = on)
   revalidate --check                 re-translate every cached megaflow against
                                      the live rules; lists any mismatch
   dump-conntrack [zone=N]
@@ -401,6 +402,7 @@ pub fn parse(
                 "dump-drops" => Command::DumpDrops,
                 "pmd-stats" => Command::PmdStats,
                 "dump-megaflows" => Command::DumpMegaflows,
+                "dump-fastpath" => Command::DumpFastpath,
                 "metrics" => Command::Metrics,
                 other => return Err(format!("unknown command {other:?}\n{USAGE}")),
             };

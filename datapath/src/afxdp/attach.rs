@@ -14,6 +14,7 @@
 //! process's link is closed by the kernel the same way.
 
 use super::bpf::{self, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use super::fastpath::FastPathMaps;
 use super::program::{ProgramKind, XdpAction};
 use super::{retry_busy, XskError};
 use std::fmt::Write as _;
@@ -78,6 +79,9 @@ pub struct XdpAttachment {
     key: (u64, u64, u32),
     kind: ProgramKind,
     mode: AttachMode,
+    /// The fast-path program (misses to the XSKMAP) rather than the plain
+    /// redirect.
+    fast: bool,
 }
 
 static REGISTRY: Mutex<Vec<Weak<XdpAttachment>>> = Mutex::new(Vec::new());
@@ -90,12 +94,14 @@ fn netns_id() -> io::Result<(u64, u64)> {
 
 /// The attachment of `kind` on `ifindex` in the calling thread's namespace:
 /// the existing one, or a new one attached in the first mode of `pref` the
-/// interface accepts.
+/// interface accepts. With `fast`, the program is the XDP fast path over
+/// those maps (its misses go to the same XSKMAP), else the plain redirect.
 pub fn attach(
     ifname: &str,
     ifindex: u32,
     kind: ProgramKind,
     pref: AttachPref,
+    fast: Option<&FastPathMaps>,
 ) -> Result<Arc<XdpAttachment>, XskError> {
     let sys = |op, err| XskError::Sys {
         op,
@@ -107,7 +113,7 @@ pub fn attach(
     let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     reg.retain(|w| w.strong_count() > 0);
     if let Some(a) = reg.iter().filter_map(Weak::upgrade).find(|a| a.key == key) {
-        if a.kind != kind {
+        if a.kind != kind || a.fast != fast.is_some() {
             return Err(XskError::ProgramMismatch {
                 ifname: ifname.to_string(),
                 have: a.kind,
@@ -125,12 +131,14 @@ pub fn attach(
     }
 
     let map = bpf::create_xskmap(MAP_ENTRIES).map_err(|e| sys("bpf(BPF_MAP_CREATE, XSKMAP)", e))?;
-    let prog = bpf::load_program(kind, map.as_fd(), XdpAction::Pass).map_err(|e| {
-        XskError::ProgramLoad {
-            name: kind.name(),
-            err: e.err,
-            log: e.log,
-        }
+    let loaded = match fast {
+        Some(maps) => maps.load(kind, map.as_fd(), XdpAction::Pass),
+        None => bpf::load_program(kind, map.as_fd(), XdpAction::Pass),
+    };
+    let prog = loaded.map_err(|e| XskError::ProgramLoad {
+        name: kind.name(),
+        err: e.err,
+        log: e.log,
     })?;
     let mut attempts = String::new();
     for &mode in pref.modes() {
@@ -147,6 +155,7 @@ pub fn attach(
                     key,
                     kind,
                     mode,
+                    fast: fast.is_some(),
                 });
                 reg.push(Arc::downgrade(&a));
                 return Ok(a);
@@ -188,5 +197,10 @@ impl XdpAttachment {
     /// Which program.
     pub fn kind(&self) -> ProgramKind {
         self.kind
+    }
+
+    /// Whether the program is the XDP fast path.
+    pub fn is_fast_path(&self) -> bool {
+        self.fast
     }
 }

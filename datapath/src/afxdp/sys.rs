@@ -205,6 +205,19 @@ pub fn own_fd(fd: i64) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Nanoseconds of CLOCK_MONOTONIC: the clock of `bpf_ktime_get_ns()`, so
+/// the time an XDP program stamped can be compared with now.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists, and on failure `ts` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Whether the effective user is root (the tests that need the kernel skip
 /// otherwise).
 pub fn is_root() -> bool {

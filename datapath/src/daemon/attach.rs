@@ -22,15 +22,22 @@
 
 use super::config::PortConfig;
 use super::inbox::{Inbox, ToPmd};
+use crate::afxdp::fastpath::FastPathMaps;
 use crate::afxdp::umem::UmemShared;
 use crate::port::NetPort;
 use flowtable::PortNo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Opens queue `q` of a port for the poll thread with UMEM `umem`.
+/// Opens queue `q` of a port for the poll thread with UMEM `umem`, with
+/// the XDP fast path over the given maps when the switch runs one.
 pub type Opener = Arc<
-    dyn Fn(&PortConfig, u32, Option<&Arc<UmemShared>>) -> Result<Box<dyn NetPort>, String>
+    dyn Fn(
+            &PortConfig,
+            u32,
+            Option<&Arc<UmemShared>>,
+            Option<&Arc<FastPathMaps>>,
+        ) -> Result<Box<dyn NetPort>, String>
         + Send
         + Sync,
 >;
@@ -72,16 +79,33 @@ pub struct Attacher {
     open: Opener,
     threads: Vec<ThreadHandle>,
     ports: BTreeMap<PortNo, Entry>,
+    fast: Option<Arc<FastPathMaps>>,
 }
 
 impl Attacher {
-    /// An attacher for these poll threads (index = queue), holding nothing.
-    pub fn new(open: Opener, threads: Vec<ThreadHandle>) -> Attacher {
+    /// An attacher for these poll threads (index = queue), holding nothing;
+    /// with `fast`, AF_XDP ports run the XDP fast path over those maps.
+    pub fn new(
+        open: Opener,
+        threads: Vec<ThreadHandle>,
+        fast: Option<Arc<FastPathMaps>>,
+    ) -> Attacher {
         Attacher {
             open,
             threads,
             ports: BTreeMap::new(),
+            fast,
         }
+    }
+
+    /// The interfaces some poll thread holds open: (port, ifindex, how the
+    /// lowest thread has it attached, uplink).
+    pub fn open_interfaces(&self) -> Vec<(PortNo, u32, String, bool)> {
+        self.ports
+            .iter()
+            .filter(|(_, e)| e.on.iter().any(|&o| o))
+            .filter_map(|(no, e)| Some((*no, e.ifindex?, e.mode.clone()?, e.cfg.uplink)))
+            .collect()
     }
 
     /// Makes the ports those of `want` (ports with an interface): new
@@ -208,7 +232,7 @@ impl Attacher {
             if e.on[t] {
                 continue;
             }
-            match (self.open)(&e.cfg, t as u32, th.umem.as_ref()) {
+            match (self.open)(&e.cfg, t as u32, th.umem.as_ref(), self.fast.as_ref()) {
                 Ok(port) => {
                     if e.mode.is_none() {
                         e.mode = Some(port.mode());

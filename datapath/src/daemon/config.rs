@@ -10,8 +10,8 @@
 //! state = "/var/lib/oxvs/rules"     # accepted rule changes persisted here; optional
 //! metrics = "127.0.0.1:9477"        # Prometheus text endpoint; optional
 //! tlv_map = "{class=0x0102,type=0x80,len=4}->tun_metadata0"  # Geneve options; optional
-//! fast_path = "off"        # the XDP fast path (issue 16): "on" or "off" (default off;
-//!                          # not attached by this version yet, see afxdp::fastpath)
+//! fast_path = "off"        # the XDP fast path (issue 16): "on" or "off" (default off)
+//! fast_path_entries = 65536  # most flows the fast path holds; default 65536
 //! runtime_ports = 512      # most ports add-port may add (512 KiB of UMEM each); default 64
 //!
 //! [[port]]
@@ -91,6 +91,9 @@ pub struct SwitchConfig {
     /// Whether established flows are offloaded to the XDP fast path.
     #[serde(default)]
     pub fast_path: FastPathMode,
+    /// Most entries the fast path holds (default 65536; 104 bytes each
+    /// plus the key's 80, in kernel memory).
+    pub fast_path_entries: Option<u32>,
 }
 
 /// `fast_path` in `[switch]`.
@@ -100,10 +103,9 @@ pub enum FastPathMode {
     /// Every packet goes through the poll threads (today's datapath).
     #[default]
     Off,
-    /// Offload established flows to the XDP program
-    /// (`afxdp::fastpath`). The program, its maps and the offload rules
-    /// exist and are tested; the poll threads do not attach or fill it
-    /// yet, so the daemon says so and runs as with `off`.
+    /// AF_XDP ports run the XDP fast-path program (`afxdp::fastpath`)
+    /// instead of the plain redirect, and flows the poll threads cache are
+    /// offloaded to it (`daemon::fastpath`).
     On,
 }
 
@@ -375,6 +377,13 @@ impl Config {
         if self.switch.runtime_ports.is_some_and(|n| n > 4096) {
             return Err("runtime_ports: expected at most 4096".into());
         }
+        if self
+            .switch
+            .fast_path_entries
+            .is_some_and(|n| !(1..=4_000_000).contains(&n))
+        {
+            return Err("fast_path_entries: expected 1..=4000000".into());
+        }
         if self.switch.policy_log_window.is_some_and(|w| w > 3600) {
             return Err("policy_log_window: expected at most 3600 seconds".into());
         }
@@ -526,6 +535,8 @@ mod tests {
         assert_eq!(c.switch.fast_path, FastPathMode::On);
         let e = Config::parse("[switch]\nfast_path = \"yes\"\n").unwrap_err();
         assert!(e.contains("unknown variant"), "{e}");
+        let c = Config::parse("[switch]\nfast_path_entries = 0\n").unwrap();
+        assert!(c.check().unwrap_err().contains("fast_path_entries"));
     }
 
     #[test]

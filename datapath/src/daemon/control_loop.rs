@@ -119,7 +119,7 @@ impl ControlLoop {
         // Every port, configured or restored, is opened now: the rules
         // are already in place, so the first packet meets them.
         attacher.sync(&st.registry.interfaces());
-        ControlLoop {
+        let mut l = ControlLoop {
             synced: st.registry.generation(),
             attacher,
             last_tick: Instant::now(),
@@ -142,7 +142,9 @@ impl ControlLoop {
             dump_lines: BTreeMap::new(),
             dump_asked_at: Instant::now(),
             capture: None,
-        }
+        };
+        l.fast_interfaces();
+        l
     }
 
     /// Turns until `shutdown` is set and every poll thread has exited (or
@@ -168,6 +170,10 @@ impl ControlLoop {
                 self.handle(msg, now_ms);
             }
             self.end_turn(now_ms);
+        }
+        if let Some(f) = self.st.fast.as_mut() {
+            f.tick(self.st.start.elapsed().as_millis() as u64);
+            f.log_totals();
         }
         self.exited
     }
@@ -219,6 +225,11 @@ impl ControlLoop {
                 self.dump_lines.insert(thread, (seq, lines, check));
             }
             ToControl::PolicyLog(recs) => self.policy.write(&recs, &self.st.bridge.log_names),
+            ToControl::Offer(keys) => {
+                if let Some(f) = self.st.fast.as_mut() {
+                    f.offer(&self.st.bridge, &keys, now_ms);
+                }
+            }
             ToControl::Captured(pkts) => {
                 if let Some(cap) = self.capture.as_mut() {
                     cap.add(&pkts);
@@ -254,10 +265,15 @@ impl ControlLoop {
     /// have the port open, or have given it back.
     fn answer(&mut self, c: handle::Call) {
         let resp = handle::handle(c.req, &mut self.st);
+        // A change is in force before it is acknowledged: no fast-path
+        // entry of the old rules is left, and the poll threads have the
+        // new snapshot to pick up before their next batch.
+        self.publish();
         if self.st.registry.generation() != self.synced {
             self.synced = self.st.registry.generation();
             let done = self.attacher.sync(&self.st.registry.interfaces());
             self.st.port_modes = self.attacher.modes();
+            self.fast_interfaces();
             // `show` and `dump-ports` drop a deleted port and list an added
             // one now, not at the next report.
             for r in self.reports.values_mut() {
@@ -318,6 +334,12 @@ impl ControlLoop {
             self.last_tick = Instant::now();
             self.attacher.tick();
             self.st.port_modes = self.attacher.modes();
+            self.fast_interfaces();
+            let now = self.st.now_ms();
+            if let Some(f) = self.st.fast.as_mut() {
+                f.sync(&self.st.bridge, now);
+                f.tick(now);
+            }
         }
         if !self.dumps.is_empty() {
             let seq = self.dump.load(Ordering::Relaxed);
@@ -333,6 +355,9 @@ impl ControlLoop {
                     answered().count(),
                     self.threads,
                 );
+                if let Some(f) = &self.st.fast {
+                    self.st.cache_check += &f.check(&self.st.bridge);
+                }
                 for c in self.dumps.drain(..) {
                     handle::answer(c, &mut self.st);
                 }
@@ -357,9 +382,26 @@ impl ControlLoop {
                 tracing::info!(rules = gone.len(), "rules expired");
             }
         }
+        self.publish();
+    }
+
+    /// Publishes the bridge if it changed, after removing every fast-path
+    /// entry translated under the old one.
+    fn publish(&mut self) {
+        if let Some(f) = self.st.fast.as_mut() {
+            let now = self.st.start.elapsed().as_millis() as u64;
+            f.sync(&self.st.bridge, now);
+        }
         if self.st.bridge.version() != self.published_version {
             self.published_version = self.st.bridge.version();
             self.published.publish(self.st.bridge.clone());
+        }
+    }
+
+    /// Tells the fast path which interfaces the poll threads hold.
+    fn fast_interfaces(&mut self) {
+        if let Some(f) = self.st.fast.as_mut() {
+            f.set_interfaces(&self.attacher.open_interfaces());
         }
     }
 }

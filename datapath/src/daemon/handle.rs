@@ -177,6 +177,13 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             Ok(st.flush_conntrack(&filter))
         }
         Command::DumpMegaflows => Ok(st.megaflows.iter().map(|l| format!("{l}\n")).collect()),
+        Command::DumpFastpath => match &st.fast {
+            Some(f) => Ok(f.dump(&st.bridge, st.now_ms())),
+            None => Err(Failure::new(
+                FailureKind::Rejected,
+                "the fast path is off (fast_path = \"on\" in [switch] turns it on)",
+            )),
+        },
         Command::RevalidateCheck => Ok(st.cache_check.clone()),
         Command::Trace { packet } => {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;

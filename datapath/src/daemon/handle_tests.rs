@@ -840,3 +840,13 @@ mod ports {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+#[test]
+fn dump_fastpath_says_when_the_fast_path_is_off() {
+    let mut st = state();
+    let f = err(&mut st, Command::DumpFastpath);
+    assert_eq!(f.kind, FailureKind::Rejected);
+    assert!(f.message.contains("fast_path = \"on\""), "{}", f.message);
+    assert!(!ok(&mut st, Command::PmdStats).contains("fast path"));
+    assert!(!ok(&mut st, Command::Metrics).contains("oxvs_fastpath"));
+}

@@ -263,7 +263,67 @@ pub fn render(st: &ControlState) -> String {
         "Connections in the conntrack table.",
         [(None, st.conntrack_len)],
     );
+    if let Some(f) = &st.fast {
+        fast_path(&mut o, f);
+    }
     o
+}
+
+/// The XDP fast path's families (only when it runs).
+fn fast_path(o: &mut String, f: &super::fastpath::FastPath) {
+    use crate::afxdp::fastpath::FpCounter;
+    let s = &f.stats;
+    family(
+        o,
+        "oxvs_fastpath_packets_total",
+        "counter",
+        "Packets the XDP fast path saw, by outcome: hit (forwarded in the kernel), miss, or the reason it left them to the slow path.",
+        FpCounter::ALL.iter().map(|&c| {
+            (
+                Some(("outcome", c.name().trim_start_matches("fastpath_").to_string())),
+                s.program[c as usize],
+            )
+        }),
+    );
+    family(
+        o,
+        "oxvs_fastpath_entries",
+        "gauge",
+        "Exact-match entries in the fast path.",
+        [(None, s.entries as u64)],
+    );
+    family(
+        o,
+        "oxvs_fastpath_entry_changes_total",
+        "counter",
+        "Fast-path entries inserted, flushed by a change of rules, ports, groups, MACs or routes, and evicted when idle; offers refused or not taken for want of room.",
+        [
+            ("inserted", s.inserted),
+            ("flushed", s.flushed),
+            ("evicted", s.evicted),
+            ("refused", s.refused),
+            ("full", s.full),
+        ]
+        .map(|(k, v)| (Some(("event", k.to_string())), v)),
+    );
+    family(
+        o,
+        "oxvs_fastpath_port_rx_packets_total",
+        "counter",
+        "Packets that entered on the port and the fast path forwarded.",
+        f.ports
+            .iter()
+            .map(|(no, p)| (Some(("port", no.to_string())), p.rx_packets)),
+    );
+    family(
+        o,
+        "oxvs_fastpath_port_tx_packets_total",
+        "counter",
+        "Packets the fast path sent out of the port.",
+        f.ports
+            .iter()
+            .map(|(no, p)| (Some(("port", no.to_string())), p.tx_packets)),
+    );
 }
 
 /// How long one scrape may take to arrive and be answered.

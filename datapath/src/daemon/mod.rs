@@ -9,6 +9,7 @@ pub mod attach;
 pub mod config;
 pub mod control;
 mod control_loop;
+pub mod fastpath;
 pub mod handle;
 mod handle_ports;
 pub mod inbox;
@@ -113,12 +114,14 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         .collect();
     let mut resolver = resolve::Resolver::new(uplinks);
     resolver.want(&fixed_remotes, &mut bridge);
-    if cfg.switch.fast_path == config::FastPathMode::On {
-        tracing::warn!(
-            "fast_path = \"on\": this version builds and tests the XDP fast path but does not \
-             attach it yet; every packet goes through the poll threads"
-        );
-    }
+    let fast_entries = cfg
+        .switch
+        .fast_path_entries
+        .unwrap_or(fastpath::DEFAULT_ENTRIES);
+    let fast_maps = match cfg.switch.fast_path {
+        config::FastPathMode::On => fast_path_maps(fast_entries),
+        config::FastPathMode::Off => None,
+    };
     let runtime_ports = cfg
         .switch
         .runtime_ports
@@ -127,6 +130,14 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let restored = load_rules(&cfg, &mut bridge, &mut registry)?;
     let mut st = ControlState::new(bridge);
     st.registry = registry;
+    if let Some(maps) = &fast_maps {
+        st.fast = Some(fastpath::FastPath::new(
+            maps.clone(),
+            fast_entries,
+            &st.bridge,
+            uplink_tunnel(&cfg),
+        ));
+    }
     // One clock for rule times, in this thread and in the poll threads.
     let epoch = st.start;
     st.persist = cfg.switch.state.clone().map(persist::StateFile::new);
@@ -203,6 +214,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
             dump: dump.clone(),
             tap: tap.clone(),
             ct: ct.clone(),
+            fast_path: fast_maps.is_some(),
         };
         let h = std::thread::Builder::new()
             .name(format!("oxvs-pmd{id}"))
@@ -219,7 +231,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         published,
         control_loop::Shared { dump, tap, ct },
         handles.len(),
-        attach::Attacher::new(open, attach_to),
+        attach::Attacher::new(open, attach_to, fast_maps),
     );
     let exited = control.run(&from_pmd, &shutdown);
     for h in handles {
@@ -245,6 +257,48 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         );
     }
     Ok(())
+}
+
+/// The fast path's maps, once its program has passed the verifier; `None`
+/// (with the reason logged) when the kernel refuses either, and then every
+/// packet goes through the poll threads as with `fast_path = "off"`.
+fn fast_path_maps(entries: u32) -> Option<Arc<crate::afxdp::fastpath::FastPathMaps>> {
+    use crate::afxdp::{bpf, ProgramKind, XdpAction};
+    let maps = match crate::afxdp::fastpath::FastPathMaps::create(entries) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "fast path off: cannot create its maps");
+            return None;
+        }
+    };
+    let probe = bpf::create_xskmap(1).and_then(|xsk| {
+        for kind in [ProgramKind::All, ProgramKind::Uplink] {
+            maps.load(kind, std::os::fd::AsFd::as_fd(&xsk), XdpAction::Pass)
+                .map_err(|e| {
+                    std::io::Error::other(format!("{}: {}\n{}", kind.name(), e.err, e.log))
+                })?;
+        }
+        Ok(())
+    });
+    if let Err(e) = probe {
+        tracing::warn!(error = %e, "fast path off: the kernel refuses its program");
+        return None;
+    }
+    tracing::info!(entries, "fast path on");
+    Some(Arc::new(maps))
+}
+
+/// The tunnel port and IPv4 VTEP Geneve arrivals on an uplink enter by in
+/// the fast path: the first tunnel port with an IPv4 local address (the
+/// program pops IPv4 Geneve only; arrivals for any other port miss).
+fn uplink_tunnel(cfg: &Config) -> Option<(flowtable::PortNo, [u8; 4])> {
+    cfg.ports.iter().find_map(|p| {
+        let t = p.tunnel().ok()??;
+        match t.local {
+            std::net::IpAddr::V4(v4) => Some((p.no, v4.octets())),
+            std::net::IpAddr::V6(_) => None,
+        }
+    })
 }
 
 /// The rules at start: the persisted state if there is one (it holds every

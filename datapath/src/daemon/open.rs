@@ -17,6 +17,7 @@
 
 use super::config::{PortConfig, PortKind};
 use super::pmd::Opener;
+use crate::afxdp::fastpath::FastPathMaps;
 use crate::afxdp::umem::UmemShared;
 use crate::buf::FramePool;
 use crate::port::packet::PacketPort;
@@ -75,6 +76,7 @@ pub fn open_port(
     cfg: &PortConfig,
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
+    fast: Option<&Arc<FastPathMaps>>,
 ) -> Result<Box<dyn NetPort>, String> {
     if queue > 0 {
         if cfg.kind == PortKind::AfPacket {
@@ -93,8 +95,8 @@ pub fn open_port(
     match cfg.kind {
         PortKind::Geneve => Err(format!("{} is a tunnel port: it has no interface", cfg.name)),
         PortKind::AfPacket => open_packet(cfg, true),
-        PortKind::Afxdp => open_xdp(cfg, queue, umem),
-        PortKind::Auto => open_xdp(cfg, queue, umem).or_else(|why| {
+        PortKind::Afxdp => open_xdp(cfg, queue, umem, fast),
+        PortKind::Auto => open_xdp(cfg, queue, umem, fast).or_else(|why| {
             tracing::warn!(port = %cfg.name, queue, reason = %why, "AF_XDP unavailable; falling back to AF_PACKET");
             open_packet(cfg, queue == 0)
         }),
@@ -115,7 +117,9 @@ fn open_xdp(
     cfg: &PortConfig,
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
+    fast: Option<&Arc<FastPathMaps>>,
 ) -> Result<Box<dyn NetPort>, String> {
+    let fast = fast.map(|f| &**f);
     let umem = umem.ok_or("this poll thread has no UMEM");
     // An uplink carries the node's own traffic too: only Geneve is taken.
     let program = if cfg.uplink {
@@ -128,20 +132,29 @@ fn open_xdp(
         // would cost the kernel a head per frame of it, per port.
         let own = FramePool::new_umem(OWN_FRAMES).map_err(|e| e.to_string())?;
         let shared = own.umem_shared().ok_or("no UMEM")?.clone();
-        let p = XskPort::open_detached(
+        let p = XskPort::open_detached_with(
             &cfg.name,
             queue,
             &shared,
             program,
             ModePref::default(),
             RUNTIME_RINGS,
+            fast,
         )
         .map_err(|e| e.to_string())?;
         return Ok(Box::new(OwnUmemPort::new(p, own)));
     }
-    XskPort::open_detached(&cfg.name, queue, umem?, program, ModePref::default(), RINGS)
-        .map(|p| Box::new(p) as Box<dyn NetPort>)
-        .map_err(|e| e.to_string())
+    XskPort::open_detached_with(
+        &cfg.name,
+        queue,
+        umem?,
+        program,
+        ModePref::default(),
+        RINGS,
+        fast,
+    )
+    .map(|p| Box::new(p) as Box<dyn NetPort>)
+    .map_err(|e| e.to_string())
 }
 
 /// The opener `oxvsd` uses.

@@ -69,6 +69,8 @@ pub enum ToControl {
     Captured(Vec<Captured>),
     /// Policy log records (`log(name=...)`), to be written as lines.
     PolicyLog(Vec<crate::policy_log::LogRecord>),
+    /// Flow keys offered to the XDP fast path (`daemon::fastpath`).
+    Offer(Vec<flowtable::FlowKey>),
     /// A port the thread gave back, to be closed by the control thread.
     Released {
         /// The thread.
@@ -179,6 +181,8 @@ pub struct PmdThread {
     pub tap: Arc<Tap>,
     /// The switch's connection table.
     pub ct: Arc<flowtable::conntrack::ConnTrack>,
+    /// Offer flow keys to the XDP fast path.
+    pub fast_path: bool,
 }
 
 impl PmdThread {
@@ -193,6 +197,9 @@ impl PmdThread {
         let mut pmd = Pmd::new(self.cfg);
         pmd.ct = self.ct.clone();
         pmd.policy_log = crate::policy_log::PolicyLog::new(self.policy_log.0, self.policy_log.1);
+        if self.fast_path {
+            pmd.offers = crate::pipeline::Offers::enabled();
+        }
         let mut seen = 0u64;
         let mut bridge: Arc<Bridge> = self.published.changed_since(&mut seen).unwrap_or_default();
         let mut ports = PortSet::new();
@@ -264,6 +271,11 @@ impl PmdThread {
                 let mut recs = Vec::new();
                 pmd.policy_log.take(&mut recs);
                 let _ = self.to_control.send(ToControl::PolicyLog(recs));
+            }
+            if !pmd.offers.is_empty() {
+                let mut keys = Vec::new();
+                pmd.offers.take(&mut keys);
+                let _ = self.to_control.send(ToControl::Offer(keys));
             }
             pmd.take_learned(&mut learned);
             if !learned.is_empty() {

@@ -105,6 +105,8 @@ pub struct ControlState {
     /// How each port a poll thread holds is attached, as the control
     /// thread opened it (known before the next report).
     pub port_modes: std::collections::BTreeMap<u32, String>,
+    /// The XDP fast path's entries and counters, when it runs.
+    pub fast: Option<super::fastpath::FastPath>,
 }
 
 impl ControlState {
@@ -123,6 +125,7 @@ impl ControlState {
             conntrack: None,
             registry: Default::default(),
             port_modes: Default::default(),
+            fast: None,
         }
     }
 
@@ -230,6 +233,14 @@ impl ControlState {
                 p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped,
                 t.pipeline_sent, t.pipeline_dropped, t.pipeline_made
             );
+            if let Some(f) = &self.fast {
+                let fp = f.ports.get(&p.no).copied().unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "           fastpath rx pkts={}, bytes={}, tx pkts={}, bytes={}",
+                    fp.rx_packets, fp.rx_bytes, fp.tx_packets, fp.tx_bytes
+                );
+            }
         }
         Ok(s)
     }
@@ -336,8 +347,37 @@ impl ControlState {
             );
         }
         let _ = writeln!(s, "conntrack connections: {}", self.conntrack_len);
+        if let Some(f) = &self.fast {
+            s.push_str(&fast_path_stats(&f.stats));
+        }
         s
     }
+}
+
+/// The fast path's part of `pmd-stats`.
+fn fast_path_stats(f: &super::fastpath::FastPathStats) -> String {
+    use crate::afxdp::fastpath::FpCounter;
+    let c = |k: FpCounter| f.program[k as usize];
+    let seen: u64 = f.program.iter().sum::<u64>() - c(FpCounter::Error);
+    let mut s = String::from("fast path:\n");
+    let _ = writeln!(
+        s,
+        "  hits: {} ({:.1}% of the packets it saw)",
+        c(FpCounter::Hit),
+        ratio(c(FpCounter::Hit), seen) * 100.0
+    );
+    let _ = writeln!(s, "  misses: {}", c(FpCounter::Miss));
+    let punts: Vec<String> = FpCounter::ALL[2..]
+        .iter()
+        .map(|&k| format!("{} {}", k.name().trim_start_matches("fastpath_"), c(k)))
+        .collect();
+    let _ = writeln!(s, "  to the slow path: {}", punts.join(", "));
+    let _ = writeln!(
+        s,
+        "  entries: {} (inserted {}, refused {}, full {}, flushed {}, evicted {}, errors {})",
+        f.entries, f.inserted, f.refused, f.full, f.flushed, f.evicted, f.errors
+    );
+    s
 }
 
 /// Most connections one `dump-conntrack` lists.

@@ -207,6 +207,20 @@ impl XskPort {
         pref: ModePref,
         rings: Rings,
     ) -> Result<XskPort, XskError> {
+        XskPort::open_detached_with(ifname, queue, umem, program, pref, rings, None)
+    }
+
+    /// [`XskPort::open_detached`] with the XDP fast path over `fast` as the
+    /// interface's program (its misses reach this socket as before).
+    pub fn open_detached_with(
+        ifname: &str,
+        queue: u32,
+        umem: &Arc<UmemShared>,
+        program: ProgramKind,
+        pref: ModePref,
+        rings: Rings,
+        fast: Option<&crate::afxdp::fastpath::FastPathMaps>,
+    ) -> Result<XskPort, XskError> {
         if !rings.size.is_power_of_two() || !(64..=32768).contains(&rings.size) {
             return Err(XskError::RingSize { size: rings.size });
         }
@@ -227,7 +241,7 @@ impl XskPort {
             err: e.err,
         };
 
-        let xdp = attach::attach(ifname, ifindex, program, pref.attach)?;
+        let xdp = attach::attach(ifname, ifindex, program, pref.attach, fast)?;
         let mut sock = XskSocket::new(rings.size).map_err(sys_err)?;
         let at = Target {
             ifname,
@@ -505,7 +519,12 @@ impl NetPort for XskPort {
 
     fn mode(&self) -> String {
         let copy = if self.zerocopy { "zerocopy" } else { "copy" };
-        format!("afxdp {} {copy}", self.attach.name())
+        let fast = if self.xdp.is_fast_path() {
+            " fastpath"
+        } else {
+            ""
+        };
+        format!("afxdp {} {copy}{fast}", self.attach.name())
     }
 
     fn rx_burst(&mut self, pool: &mut FramePool, batch: &mut Batch) {

@@ -38,6 +38,17 @@ const NDA_LLADDR: u16 = 2;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_MTU: u16 = 4;
 const NTF_USE: u8 = 0x01;
+const GENL_ID_CTRL: u16 = 0x10;
+const CTRL_CMD_GETFAMILY: u8 = 3;
+const CTRL_ATTR_FAMILY_ID: u16 = 1;
+const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+const NETDEV_CMD_DEV_GET: u8 = 1;
+const NETDEV_A_DEV_IFINDEX: u16 = 1;
+const NETDEV_A_DEV_XDP_FEATURES: u16 = 3;
+/// `NETDEV_XDP_ACT_NDO_XMIT`: the interface takes frames redirected to it
+/// by XDP. A veth has it only while its peer has NAPI (GRO on, or an XDP
+/// program of its own); without it a redirect into the veth is dropped.
+pub const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
 /// Neighbour states whose address can be used: REACHABLE, STALE, DELAY,
 /// PROBE, NOARP, PERMANENT (STALE and later still carry the last address;
 /// the kernel re-confirms it on its own traffic).
@@ -84,17 +95,28 @@ pub struct Route {
 pub struct Netlink {
     fd: OwnedFd,
     seq: u32,
+    /// The generic netlink family id of "netdev", once asked.
+    netdev_family: Option<u16>,
 }
 
 impl Netlink {
     /// Opens the socket.
     pub fn open() -> io::Result<Netlink> {
+        Netlink::open_protocol(libc::NETLINK_ROUTE)
+    }
+
+    /// Opens a generic netlink socket (for [`Netlink::xdp_features`]).
+    pub fn open_generic() -> io::Result<Netlink> {
+        Netlink::open_protocol(libc::NETLINK_GENERIC)
+    }
+
+    fn open_protocol(protocol: i32) -> io::Result<Netlink> {
         // SAFETY: socket(2) takes no pointers.
         let raw = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
+                protocol,
             )
         };
         if raw < 0 {
@@ -120,7 +142,11 @@ impl Netlink {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Netlink { fd, seq: 0 })
+        Ok(Netlink {
+            fd,
+            seq: 0,
+            netdev_family: None,
+        })
     }
 
     /// The route to `dst`, as `ip route get DST` reports it.
@@ -245,6 +271,46 @@ impl Netlink {
             via,
             mtu: link.mtu,
         })
+    }
+
+    /// The XDP features of interface `ifindex` (`NETDEV_A_DEV_XDP_FEATURES`
+    /// of the generic netlink family "netdev", as `ynl` shows them; bits
+    /// `NETDEV_XDP_ACT_*`). Needs a socket from [`Netlink::open_generic`].
+    pub fn xdp_features(&mut self, ifindex: u32) -> io::Result<u64> {
+        let family = match self.netdev_family {
+            Some(f) => f,
+            None => {
+                let mut m = Msg::new(GENL_ID_CTRL, NLM_F_REQUEST);
+                m.put(&[CTRL_CMD_GETFAMILY, 1, 0, 0]);
+                m.attr(CTRL_ATTR_FAMILY_NAME, b"netdev\0");
+                let mut id = None;
+                self.call(&mut m, |_, body| {
+                    let a = body.get(4..).unwrap_or_default();
+                    for (ty, v) in attrs(a) {
+                        if ty == CTRL_ATTR_FAMILY_ID && v.len() >= 2 {
+                            id = Some(u16::from_ne_bytes([v[0], v[1]]));
+                        }
+                    }
+                })?;
+                let id = id.ok_or_else(|| io::Error::other("no netdev netlink family"))?;
+                self.netdev_family = Some(id);
+                id
+            }
+        };
+        let mut m = Msg::new(family, NLM_F_REQUEST);
+        m.put(&[NETDEV_CMD_DEV_GET, 1, 0, 0]);
+        m.attr(NETDEV_A_DEV_IFINDEX, &ifindex.to_ne_bytes());
+        let mut features = None;
+        self.call(&mut m, |_, body| {
+            let a = body.get(4..).unwrap_or_default();
+            for (ty, v) in attrs(a) {
+                if ty == NETDEV_A_DEV_XDP_FEATURES && v.len() >= 8 {
+                    let b: [u8; 8] = v[..8].try_into().expect("8 bytes");
+                    features = Some(u64::from_ne_bytes(b));
+                }
+            }
+        })?;
+        features.ok_or_else(|| io::Error::other("no XDP features in the answer"))
     }
 
     /// Sends one request and feeds each answer's (type, body) to `each`
@@ -433,5 +499,14 @@ mod tests {
         let l = nl.link(lo).expect("lo link");
         assert_eq!(l.mac, [0; 6]);
         assert!(l.mtu >= 1500);
+    }
+
+    #[test]
+    fn xdp_features_of_loopback_and_a_bad_index() {
+        let mut nl = Netlink::open_generic().expect("generic netlink socket");
+        let lo = crate::sys::if_index("lo").expect("lo");
+        let f = nl.xdp_features(lo).expect("lo's XDP features");
+        assert_eq!(f & XDP_ACT_NDO_XMIT, 0, "lo takes no redirected frames");
+        assert!(nl.xdp_features(0x7fff_fff0).is_err(), "no such interface");
     }
 }

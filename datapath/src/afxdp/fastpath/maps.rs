@@ -123,6 +123,11 @@ impl FastPathMaps {
         update(self.ports.as_fd(), &ifindex, port)
     }
 
+    /// Forgets interface `ifindex`: its packets go to the slow path.
+    pub fn remove_port(&self, ifindex: u32) -> io::Result<bool> {
+        bpf::map_delete(self.ports.as_fd(), bytes_of(&ifindex))
+    }
+
     /// Makes OpenFlow port `of_port` an output through interface `ifindex`
     /// (of the calling thread's namespace).
     pub fn set_output(&self, of_port: u32, ifindex: u32) -> io::Result<()> {

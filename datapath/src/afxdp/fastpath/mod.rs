@@ -1,6 +1,6 @@
 //! The XDP fast path: established flows forwarded inside the driver,
 //! without the AF_XDP hop (issue 16). This module is the program, its maps
-//! and their shared layout; the switch does not attach it yet.
+//! and their shared layout; `daemon::fastpath` fills it and keeps it coherent.
 //!
 //! The program runs on a pod port or an uplink. It parses Ethernet (one
 //! 802.1Q tag), IPv4 without options or IPv6 without extension headers,

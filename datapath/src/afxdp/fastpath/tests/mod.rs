@@ -406,5 +406,6 @@ fn forwards(
 }
 
 mod forward;
+mod pipeline;
 mod punt;
 mod random;

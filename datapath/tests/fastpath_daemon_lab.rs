@@ -1,0 +1,441 @@
+//! oxvsd with `fast_path = "on"` on real veths: a UDP stream between two
+//! pods is offloaded to the XDP program (its entry listed by
+//! `dump-fastpath`, its packets counted by the program and folded into the
+//! rule's `n_packets`); a rule added to a table the stream's translation
+//! never looks up leaves its entries alone; and a rule change made under
+//! that stream takes effect for every packet sent after `oxvs-ctl`
+//! returns: not one of them reaches the old destination through a stale
+//! fast-path entry.
+//!
+//! One node, three pods (scripts/oxvs-lab, whose pods have GRO on so that
+//! frames redirected into their veths are received; pod 3 has it off until
+//! the stream has moved to it, and the switch must leave its port out of
+//! the fast path until it is on, then offload the stream toward it). The stream's packets
+//! carry a sequence number; the sender's count at the moment the
+//! acknowledgement arrived splits them into before and after.
+//!
+//! Needs root; skips otherwise. Every namespace and process is removed by
+//! the lab's guard, even when a check fails. Run under
+//! `flock /tmp/oxvs-lab.lock`.
+
+mod common;
+
+use common::{ok, root_serial, Lab};
+use datapath::afxdp::enter_netns;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const FLOWS: &str = "\
+priority=100,udp,in_port=1,tp_dst=5000,actions=output:2
+priority=10,in_port=1,actions=output:2
+priority=10,in_port=2,actions=output:1
+priority=10,in_port=3,actions=output:1
+";
+
+/// The rule change: the stream goes to pod 3 instead (addressed to it).
+const TO_P3: &str = "priority=100,udp,in_port=1,tp_dst=5000,\
+                     actions=mod_dl_dst:02:00:00:01:00:03,mod_nw_dst:10.244.1.4,output:3";
+
+/// Receives datagrams on port 5000 in pod namespace `ns` until `stop`;
+/// returns their sequence numbers.
+fn receiver(ns: String, stop: Arc<AtomicBool>) -> JoinHandle<Vec<u64>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        enter_netns(&ns).unwrap();
+        let s = UdpSocket::bind("0.0.0.0:5000").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(n) = s.recv(&mut buf) {
+                if n >= 8 {
+                    got.push(u64::from_be_bytes(buf[..8].try_into().unwrap()));
+                }
+            }
+        }
+        got
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+fn ctl(lab: &Lab, sock: &std::path::Path, args: &[&str]) -> String {
+    let out = lab.oxvs_ctl("n1", sock, args);
+    assert!(
+        out.status.success(),
+        "oxvs-ctl {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        lab.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `n_packets` of the first `dump-flows` line containing `needle`.
+fn n_packets(dump: &str, needle: &str) -> u64 {
+    dump.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split("n_packets=").nth(1))
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no n_packets for {needle} in\n{dump}"))
+}
+
+/// The fast path's hit count in `pmd-stats`.
+fn hits(stats: &str) -> u64 {
+    stats
+        .lines()
+        .skip_while(|l| !l.starts_with("fast path:"))
+        .find_map(|l| l.trim().strip_prefix("hits: "))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no fast path hits in\n{stats}"))
+}
+
+/// Entries removed by changes so far, from `pmd-stats`.
+fn flushed(stats: &str) -> u64 {
+    stats
+        .split("flushed ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no flushed count in\n{stats}"))
+}
+
+/// Polls `f` every 100 ms for at most `secs` seconds until it holds.
+fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn a_rule_change_under_traffic_leaves_no_stale_fast_path_entry() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up("fpd", 3);
+    // Pod 3 starts without NAPI on its side: redirected frames would be
+    // lost there, so the switch must not make it a fast-path output.
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p3"),
+        "ethtool",
+        "-K",
+        "eth0",
+        "gro",
+        "off",
+    ]);
+    let sock = lab.dir.join("n1").join("oxvsd.sock");
+    std::fs::create_dir_all(lab.dir.join("n1")).unwrap();
+    let switch = format!("fast_path = \"on\"\nsocket = \"{}\"\n", sock.display());
+    lab.start_switch_with(
+        FLOWS,
+        &[("v1p1", 1), ("v1p2", 2), ("v1p3", 3)],
+        "afxdp",
+        &switch,
+        1,
+    );
+    assert!(
+        lab.log().contains("fast path on"),
+        "the program loads:\n{}",
+        lab.log()
+    );
+    assert_eq!(
+        lab.log().matches("mode=afxdp native copy fastpath").count(),
+        3,
+        "every port runs the fast-path program natively:\n{}",
+        lab.log()
+    );
+    lab.wait_log(
+        |l| l.contains("cannot take redirected frames") && l.contains("port=3"),
+        "that pod 3's port cannot take redirected frames",
+    );
+    ok(&[
+        "ip",
+        "-n",
+        &lab.ns("n1-p1"),
+        "neigh",
+        "replace",
+        "10.244.1.3",
+        "lladdr",
+        "02:00:00:01:00:02",
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let p2 = receiver(lab.ns("n1-p2"), stop.clone());
+    let p3 = receiver(lab.ns("n1-p3"), stop.clone());
+    let seq = Arc::new(AtomicU64::new(0));
+    let sending = Arc::new(AtomicBool::new(true));
+    let sender = {
+        let (ns, seq, sending) = (lab.ns("n1-p1"), seq.clone(), sending.clone());
+        std::thread::spawn(move || {
+            enter_netns(&ns).unwrap();
+            let s = UdpSocket::bind("10.244.1.2:40000").unwrap();
+            let mut buf = [0u8; 64];
+            while sending.load(Ordering::Relaxed) {
+                let n = seq.fetch_add(1, Ordering::SeqCst) + 1;
+                buf[..8].copy_from_slice(&n.to_be_bytes());
+                let _ = s.send_to(&buf, "10.244.1.3:5000");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        })
+    };
+
+    // The stream is offloaded and the program forwards it.
+    let mut entries = String::new();
+    let offloaded = wait_for(10, || {
+        entries = ctl(&lab, &sock, &["dump-fastpath"]);
+        entries.contains("tp_dst=5000") && hits(&ctl(&lab, &sock, &["pmd-stats"])) > 100
+    });
+    assert!(
+        offloaded,
+        "the stream takes the fast path:\n{entries}\n{}\n{}",
+        ctl(&lab, &sock, &["pmd-stats"]),
+        lab.log()
+    );
+    assert!(entries.contains("actions:2"), "{entries}");
+
+    // A rule in a table no translation of this stream looks up removes
+    // none of its entries (the journal says which tables changed).
+    let before = flushed(&ctl(&lab, &sock, &["pmd-stats"]));
+    ctl(
+        &lab,
+        &sock,
+        &[
+            "add-flow",
+            "table=5,priority=1,udp,tp_dst=5000,actions=drop",
+        ],
+    );
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+    assert_eq!(flushed(&stats), before, "an unrelated table:\n{stats}");
+    assert!(ctl(&lab, &sock, &["dump-fastpath"]).contains("tp_dst=5000"));
+
+    // The change, under traffic.
+    ctl(&lab, &sock, &["add-flow", TO_P3]);
+    let acked = seq.load(Ordering::SeqCst);
+
+    // Pod 3 cannot take redirected frames yet: the stream reaches it
+    // through the poll thread. Once its GRO is on, its port becomes an
+    // output and the new path is offloaded in turn.
+    std::thread::sleep(Duration::from_millis(500));
+    let slow = ctl(&lab, &sock, &["dump-fastpath"]);
+    assert!(
+        !slow.contains("set(eth(dst=02:00:00:01:00:03))"),
+        "no entry toward pod 3 while it lacks NAPI:\n{slow}"
+    );
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns("n1-p3"),
+        "ethtool",
+        "-K",
+        "eth0",
+        "gro",
+        "on",
+    ]);
+    lab.wait_log(
+        |l| l.contains("takes redirected frames now"),
+        "pod 3's port taking redirected frames once GRO is on",
+    );
+    let moved = wait_for(10, || {
+        entries = ctl(&lab, &sock, &["dump-fastpath"]);
+        entries.contains("actions:set(eth(dst=02:00:00:01:00:03))")
+    });
+    // Every entry in the kernel is what the current rules make.
+    let check = ctl(&lab, &sock, &["revalidate", "--check"]);
+    assert!(
+        check.contains("mismatches: 0, threads")
+            && check.contains("fast path entries checked: ")
+            && check.contains(", mismatches: 0\n")
+            && !check.contains("fast path entries checked: 0,"),
+        "{check}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    sending.store(false, Ordering::Relaxed);
+    sender.join().unwrap();
+    let last = seq.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (got2, got3) = (p2.join().unwrap(), p3.join().unwrap());
+    // Counters are folded once a second.
+    std::thread::sleep(Duration::from_millis(2200));
+    let flows = ctl(&lab, &sock, &["dump-flows"]);
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+
+    let stale: Vec<u64> = got2.iter().copied().filter(|&s| s > acked).collect();
+    assert!(
+        stale.is_empty(),
+        "{} packets sent after the acknowledgement reached the old destination \
+         (first {:?}); acked at {acked}",
+        stale.len(),
+        &stale[..stale.len().min(5)]
+    );
+    let after = got3.iter().filter(|&&s| s > acked).count() as u64;
+    assert!(
+        after * 10 >= (last - acked) * 9,
+        "pod 3 received {after} of the {} packets sent after the change",
+        last - acked
+    );
+    assert!(
+        moved,
+        "the new path is offloaded:\n{entries}\n{stats}\n{}",
+        lab.log()
+    );
+    // dump-flows counts what the fast path forwarded: the new rule saw
+    // (nearly) every packet pod 3 received, most of them in the kernel.
+    let counted = n_packets(&flows, "mod_nw_dst:10.244.1.4");
+    assert!(
+        counted + 10 >= got3.len() as u64 && counted <= last,
+        "the new rule counts {counted}, pod 3 received {}\n{flows}\n{stats}",
+        got3.len()
+    );
+    assert!(
+        hits(&stats) as f64 >= 0.5 * last as f64,
+        "most of the stream took the fast path:\n{stats}"
+    );
+    let ports = ctl(&lab, &sock, &["dump-ports", "3"]);
+    assert!(
+        ports.contains("fastpath rx pkts=0, bytes=0, tx pkts="),
+        "{ports}"
+    );
+    let metrics = ctl(&lab, &sock, &["metrics"]);
+    assert!(
+        metrics.contains("oxvs_fastpath_packets_total{outcome=\"hit\"}")
+            && metrics.contains("oxvs_fastpath_port_tx_packets_total{port=\"3\"}"),
+        "{metrics}"
+    );
+    promtool_accepts(&metrics);
+    let status = lab.stop_switch();
+    assert!(status.success(), "{}", lab.log());
+    assert!(!lab.xdp_attached("v1p1"), "program detached at exit");
+}
+
+/// Node `n`'s flows (peer node `m`): its pods by address, the other node's
+/// /24 into Geneve with VNI 42, arrivals routed to the pod (gateway MAC,
+/// pod MAC, TTL decremented).
+fn overlay_flows(n: u32, m: u32) -> String {
+    let mut f = format!(
+        "priority=80,ip,nw_dst=10.244.{m}.0/24,\
+         actions=set_field:192.168.77.{m}->tun_dst,set_field:42->tun_id,output:gnv0\n"
+    );
+    for p in 1..=2u32 {
+        f += &format!(
+            "priority=100,in_port=gnv0,tun_id=42,ip,nw_dst=10.244.{n}.{ip},\
+             actions=mod_dl_src:0a:00:00:00:{n:02x}:fe,mod_dl_dst:02:00:00:{n:02x}:00:{p:02x},\
+             dec_ttl,output:v{n}p{p}\n",
+            ip = p + 1
+        );
+    }
+    f
+}
+
+fn overlay_config(n: u32) -> String {
+    format!(
+        "[switch]\nflows = \"node.flows\"\nlog = \"info\"\nsocket = \"oxvsd.sock\"\n\
+         fast_path = \"on\"\n\
+         [[port]]\nname = \"v{n}p1\"\nno = 1\nkind = \"afxdp\"\n\
+         [[port]]\nname = \"v{n}p2\"\nno = 2\nkind = \"afxdp\"\n\
+         [[port]]\nname = \"ul0\"\nno = 10\nkind = \"afxdp\"\nuplink = true\n\
+         [[port]]\nname = \"gnv0\"\nno = 100\nkind = \"geneve\"\n\
+         local_ip = \"192.168.77.{n}\"\nkey = 42\n"
+    )
+}
+
+/// Two nodes, Geneve between them, the fast path on both: a TCP transfer
+/// from a pod of node 1 to a pod of node 2 arrives whole (its digest
+/// checked), with node 1's entries pushing Geneve and node 2's popping it
+/// inside XDP, and most segments and acknowledgements taking them.
+#[test]
+fn pods_across_nodes_over_geneve_inside_xdp() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up_with("fpo", 2, 2, 1);
+    for (n, m) in [(1, 2), (2, 1)] {
+        lab.start_switch_on(
+            &format!("n{n}"),
+            &overlay_config(n),
+            &overlay_flows(n, m),
+            3,
+        );
+    }
+    // The first packet toward a remote makes the switch resolve its route.
+    let _ = lab.ping("n1-p1", "10.244.2.3", 1);
+    let _ = lab.ping("n2-p2", "10.244.1.2", 1);
+    assert_eq!(
+        lab.ping("n1-p1", "10.244.2.3", 10),
+        10,
+        "ping across\n{}\n{}",
+        lab.log_of("n1"),
+        lab.log_of("n2")
+    );
+    let (n, got, sent) = lab.tcp_transfer("n1-p1", "n2-p2", "10.244.2.3", 8 << 20);
+    assert_eq!(n, 8 << 20, "bytes received\n{}", lab.log_of("n1"));
+    assert_eq!(got, sent, "payload digest");
+    // Counters are read once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let sock = |n: u32| lab.dir.join(format!("n{n}")).join("oxvsd.sock");
+    let fp1 = ctl_on(&lab, "n1", &sock(1), &["dump-fastpath"]);
+    let fp2 = ctl_on(&lab, "n2", &sock(2), &["dump-fastpath"]);
+    assert!(
+        fp1.contains("tnl_push(tnl_port(100),geneve(vni=0x2a),dst=192.168.77.2)"),
+        "node 1 pushes Geneve in XDP:\n{fp1}"
+    );
+    assert!(
+        fp2.contains("tun_id=0x2a") && fp2.contains("actions:set(eth(src=0a:00:00:00:02:fe))"),
+        "node 2 pops it in XDP:\n{fp2}"
+    );
+    for (node, n) in [("n1", 1), ("n2", 2)] {
+        let stats = ctl_on(&lab, node, &sock(n), &["pmd-stats"]);
+        assert!(hits(&stats) > 1000, "{node}: {stats}");
+    }
+}
+
+fn ctl_on(lab: &Lab, node: &str, sock: &std::path::Path, args: &[&str]) -> String {
+    let out = lab.oxvs_ctl(node, sock, args);
+    assert!(
+        out.status.success(),
+        "oxvs-ctl {args:?} on {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `promtool check metrics` accepts `text` (Debian's prometheus package).
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (apt-get install prometheus)");
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
