@@ -512,6 +512,31 @@ mod tests {
         assert_eq!(e.code, Code::InvalidConfig);
     }
 
+    /// The conflist the README tells a node to install, handed to the
+    /// plugin as a runtime does (libcni gives each plugin of the list the
+    /// list's `cniVersion` and `name`).
+    #[test]
+    fn the_shipped_conflist_is_valid() {
+        let list: serde_json::Value =
+            serde_json::from_str(include_str!("../../examples/cni/10-oxvs.conflist")).unwrap();
+        let plugins = list["plugins"].as_array().unwrap();
+        assert_eq!(plugins.len(), 1);
+        let mut conf = plugins[0].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        let c = NetConf::parse(conf.to_string().as_bytes()).unwrap();
+        assert_eq!((c.cni_version.as_str(), c.name.as_str()), ("1.0.0", "oxvs"));
+        assert_eq!(c.socket, PathBuf::from("/run/oxvs/oxvsd.sock"));
+        assert_eq!(c.mtu, 1450);
+        assert_eq!(c.port_kind.as_deref(), Some("auto"));
+        assert_eq!(
+            c.ipam,
+            Some(IpamKind::Delegate {
+                plugin: "host-local".into()
+            })
+        );
+    }
+
     #[test]
     fn reply_version_falls_back() {
         assert_eq!(reply_version(br#"{"cniVersion":"1.0.0"}"#), "1.0.0");

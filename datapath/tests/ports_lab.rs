@@ -4,7 +4,8 @@
 //! when the veth appears); traffic crosses the new ports; `del-port`
 //! detaches the XDP program and leaves the rules naming the port, whose
 //! packets count `drop_port_down`; after a SIGKILL the restarted switch has
-//! the added ports back from its state file.
+//! the added ports back from its state file. And a pod's first exchange is
+//! answered when `add-port` returns, even while other ports are deleted.
 //!
 //! Needs root; without it the test says why and passes.
 
@@ -273,4 +274,63 @@ fn ports_added_and_deleted_at_run_time_under_traffic() {
     assert_eq!(lab.ping("n1-p3", "10.244.1.6", 3), 3, "{}", lab.log());
     let out = run(&["ip", "-n", &lab.ns("n1"), "-d", "link", "show", "v1p4"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("xdp"));
+}
+
+/// `add-port` answers only once the port forwards both ways: a pod whose
+/// kernel may send one ARP request (`mcast_solicit = 1`, so a lost request
+/// or reply is never retried) pings a peer the moment `add-port` returns,
+/// round after round, while the previous round's pod is deleted at the same
+/// time (closing its socket keeps the control thread busy right after the
+/// new port comes up). Every first exchange must be answered. Each round's
+/// pod has an address and MAC of its own, so no MAC table entry of an
+/// earlier pod is involved.
+#[test]
+fn a_pods_first_exchange_is_answered_when_add_port_returns() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up("ready", 1);
+    let dir = lab.dir.join("n1");
+    let sock = dir.join("oxvsd.sock");
+    std::fs::create_dir_all(&dir).unwrap();
+    lab.start_switch_on("n1", &config(&dir), "priority=0,actions=normal\n", 0);
+    wait_socket(&lab, &sock);
+    assert_eq!(ctl_ok(&lab, &sock, &["add-port", "v1p1"]), "1\n");
+    let lost: Vec<u32> = (2..32)
+        .filter(|&p| {
+            make_pod(&lab, p);
+            let pod = lab.ns(&format!("n1-p{p}"));
+            ok(&[
+                "ip",
+                "netns",
+                "exec",
+                &pod,
+                "sysctl",
+                "-qw",
+                "net.ipv4.neigh.eth0.mcast_solicit=1",
+            ]);
+            let answered = std::thread::scope(|s| {
+                let del = (p > 2).then(|| {
+                    let (lab, sock) = (&lab, &sock);
+                    s.spawn(move || ctl_ok(lab, sock, &["del-port", &format!("v1p{}", p - 1)]))
+                });
+                ctl_ok(&lab, &sock, &["add-port", &format!("v1p{p}")]);
+                let out = lab.exec(
+                    &format!("n1-p{p}"),
+                    &["ping", "-c", "1", "-W", "3", "-q", "10.244.1.2"],
+                );
+                if let Some(d) = del {
+                    d.join().expect("del-port");
+                }
+                String::from_utf8_lossy(&out.stdout).contains(" 1 received")
+            });
+            if p > 2 {
+                ok(&["ip", "netns", "del", &lab.ns(&format!("n1-p{}", p - 1))]);
+            }
+            !answered
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "the first exchange of pods {lost:?} was lost\n{}",
+        lab.log()
+    );
 }

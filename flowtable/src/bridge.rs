@@ -382,9 +382,16 @@ impl Bridge {
         self.bump(Touched::All);
     }
 
-    /// Applies what translations learned.
+    /// Applies what translations learned, except on ports that are gone.
+    /// Learning reaches the control thread after the fact (from upcalls
+    /// in flight, and from the poll threads' refresh of megaflows used in
+    /// the last second), so it can name a port deleted meanwhile; taken,
+    /// it would put back the MACs `remove_port` flushed, pointing at a
+    /// number the next pod may get, and a pod coming back with the same
+    /// MAC (the same address) on another port would have the replies to
+    /// its first packets sent to the old number until it is learned again.
     pub fn learn(&mut self, learned: &[Learn], now_ms: u64) {
-        for l in learned {
+        for l in learned.iter().filter(|l| self.ports.contains(l.port)) {
             self.macs.learn(l, now_ms);
         }
     }

@@ -8,7 +8,10 @@
 //! publishes the bridge if anything changed. Handling the queue before
 //! publishing matters under a burst of learned rules: the poll threads take
 //! one snapshot per turn instead of one per message, and the rule table
-//! being learned into, shared with the last snapshot, is copied once.
+//! being learned into, shared with the last snapshot, is copied once. The
+//! exception is an `add-port` or `del-port` answer that the poll threads
+//! release mid-turn: the bridge is published before it is sent, so a
+//! client never acts on a switch whose threads still see its port down.
 
 use super::handle;
 use super::pmd::{self, PmdReport, ToControl};
@@ -184,9 +187,6 @@ impl ControlLoop {
             ToControl::Learned(l) => self.st.bridge.learn(&l, now_ms),
             ToControl::LearnedFlows(specs) => add_learned(&mut self.st, specs, now_ms),
             ToControl::PortState { thread, no, up } => {
-                if up {
-                    self.event(Event::Up(no, thread));
-                }
                 let m = self.up_on.entry(no).or_default();
                 if up {
                     *m |= 1 << thread;
@@ -194,6 +194,11 @@ impl ControlLoop {
                     *m &= !(1 << thread);
                 }
                 self.st.bridge.set_port_up(no, *m != 0);
+                // After the bridge says so: the answer it may release is
+                // sent with the bridge published (`flush_waiting`).
+                if up {
+                    self.event(Event::Up(no, thread));
+                }
             }
             ToControl::Released {
                 thread,
@@ -315,12 +320,27 @@ impl ControlLoop {
 
     /// Sends the answers that wait for nothing more (or, with `timeout`,
     /// whose time is up).
+    ///
+    /// The bridge is published first. The event that completed an
+    /// `add-port` marked the port up in the master bridge only; the poll
+    /// threads flood to it, and send to the MAC it learns, once they hold a
+    /// snapshot saying so. Left to the end of the turn, which may go on for
+    /// tens of milliseconds (another client's change persisted, a deleted
+    /// port's socket closed), the snapshot came after the answer: the pod,
+    /// started meanwhile, had its first ARP request flooded and the reply
+    /// to it dropped, and waited for its kernel's retry a second later.
+    /// Published before the answer, the snapshot is taken by every poll
+    /// thread at the top of its next loop, before any batch that can hold
+    /// an answer to what the pod sends.
     fn flush_waiting(&mut self, timeout: bool) {
         let now = Instant::now();
         let (ready, keep): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|w| w.events.is_empty() || (timeout && now >= w.deadline));
         self.waiting = keep;
+        if !ready.is_empty() {
+            self.publish();
+        }
         for w in ready {
             let _ = w.reply.send(w.resp);
         }
@@ -385,8 +405,8 @@ impl ControlLoop {
         self.publish();
     }
 
-    /// Publishes the bridge if it changed, after removing every fast-path
-    /// entry translated under the old one.
+    /// Hands the poll threads the bridge as it now is, if it changed, after
+    /// removing every fast-path entry translated under the old one.
     fn publish(&mut self) {
         if let Some(f) = self.st.fast.as_mut() {
             let now = self.st.start.elapsed().as_millis() as u64;

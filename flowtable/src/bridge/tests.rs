@@ -153,3 +153,25 @@ fn a_deleted_port_named_by_rules_keeps_its_number_held() {
     );
     assert!(!br.remove_port(2));
 }
+
+#[test]
+fn what_was_learned_on_a_deleted_port_is_not_taken() {
+    let mut br = Bridge::default();
+    br.add_port(1, "p1");
+    br.add_port(2, "p2");
+    let mac = [0x0a, 0x58, 10, 244, 1, 7];
+    let on = |port| crate::mac::Learn { vlan: 0, mac, port };
+    br.learn(&[on(2)], 0);
+    assert_eq!(br.macs.lookup(0, &mac), Some(2));
+    assert!(br.remove_port(2));
+    assert_eq!(br.macs.lookup(0, &mac), None);
+    // A late report from before the deletion changes nothing, and a port
+    // never added is not learned either.
+    let v = br.version();
+    br.learn(&[on(2), on(9)], 10);
+    assert_eq!(br.macs.lookup(0, &mac), None);
+    assert_eq!(br.version(), v);
+    // The same MAC on a live port is learned as ever.
+    br.learn(&[on(1)], 20);
+    assert_eq!(br.macs.lookup(0, &mac), Some(1));
+}
