@@ -183,6 +183,10 @@ fn steps<'a>(
     let ioctl = sys::ioctl_socket_in(Some(ns)).map_err(|e| kernel("socket in the container", e))?;
     sys::set_tx_checksum(&ioctl, &env.ifname, false)
         .map_err(|e| kernel("turn transmit checksum offload off", e))?;
+    // GRO on: the pod's veth then receives what oxvsd's XDP fast path
+    // redirects into it from the host side (docs/architecture.md).
+    sys::set_gro(&ioctl, &env.ifname, true)
+        .map_err(|e| kernel("turn generic receive offload on", e))?;
     inside
         .set_up(&env.ifname)
         .map_err(|e| kernel("bring the container interface up", e))?;

@@ -42,7 +42,8 @@ fn add_check_del_with_a_stand_in_switch() {
     assert_eq!(r["ips"][0]["interface"], 1);
     assert_eq!(r["routes"][0]["dst"], "0.0.0.0/0");
 
-    // The container side: up, MAC, MTU, address, default route, tx off.
+    // The container side: up, MAC, MTU, address, default route, tx off,
+    // GRO on.
     let link = ok(&["ip", "-n", &c1, "-d", "link", "show", "eth0"]);
     assert!(
         link.contains("0a:58:0a:f4:08:02") && link.contains("mtu 1450"),
@@ -57,6 +58,8 @@ fn add_check_del_with_a_stand_in_switch() {
     assert!(route.contains("via 10.244.8.1 dev eth0"), "{route}");
     let k = ok(&["ip", "netns", "exec", &c1, "ethtool", "-k", "eth0"]);
     assert!(k.contains("tx-checksumming: off"), "{k}");
+    // GRO on, so the fast path can redirect into the pod's veth.
+    assert!(k.contains("generic-receive-offload: on"), "{k}");
     // The host side, and the port with the pod's external ids.
     let hl = ok(&["ip", "-n", &node, "link", "show", &host]);
     assert!(hl.contains("mtu 1450") && hl.contains("UP"), "{hl}");

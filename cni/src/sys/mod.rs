@@ -118,6 +118,9 @@ pub fn set_recv_timeout(fd: &OwnedFd, secs: i64) -> io::Result<()> {
 /// `ETHTOOL_GTXCSUM` / `ETHTOOL_STXCSUM` (linux/ethtool.h).
 const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_STXCSUM: u32 = 0x17;
+/// `ETHTOOL_GGRO` / `ETHTOOL_SGRO`.
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
 
 /// `struct ethtool_value`.
 #[repr(C)]
@@ -169,6 +172,19 @@ pub fn set_tx_checksum(sock: &OwnedFd, name: &str, on: bool) -> io::Result<()> {
 /// Whether transmit checksum offload of `name` is on.
 pub fn tx_checksum(sock: &OwnedFd, name: &str) -> io::Result<bool> {
     ethtool_value(sock, name, ETHTOOL_GTXCSUM, 0).map(|d| d != 0)
+}
+
+/// Turns generic receive offload of `name` on or off (`ethtool -K NAME gro
+/// on`). On a veth it also gives the device a NAPI instance, which a frame
+/// redirected into it by an XDP program on its peer needs to be received
+/// (oxvsd's fast path); without one the kernel drops such frames.
+pub fn set_gro(sock: &OwnedFd, name: &str, on: bool) -> io::Result<()> {
+    ethtool_value(sock, name, ETHTOOL_SGRO, u32::from(on)).map(|_| ())
+}
+
+/// Whether generic receive offload of `name` is on.
+pub fn gro(sock: &OwnedFd, name: &str) -> io::Result<bool> {
+    ethtool_value(sock, name, ETHTOOL_GGRO, 0).map(|d| d != 0)
 }
 
 /// An `AF_INET` datagram socket in `ns`, the handle ethtool ioctls need.
