@@ -195,28 +195,16 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
             }
             _ = tokio::time::sleep(ATTACH_POLL), if !attaching.is_empty() => {
                 attaching.retain(|_, since| since.elapsed() < ATTACH_WAIT);
-                let socket = o.socket.clone();
-                let now = tokio::task::spawn_blocking(move || switch_ports(&socket))
-                    .await
-                    .ok()
-                    .flatten();
-                if now != ports {
-                    if let Some(p) = &now {
+                if refresh_ports(&o.socket, &mut ports).await {
+                    if let Some(p) = &ports {
                         attaching.retain(|pod, _| !p.contains_key(pod));
                     }
-                    ports = now;
                     node_dirty = true;
                 }
             }
             _ = tick.tick() => {
                 if let Some(node) = &o.node {
-                    let socket = o.socket.clone();
-                    let now = tokio::task::spawn_blocking(move || switch_ports(&socket))
-                        .await
-                        .ok()
-                        .flatten();
-                    if now != ports {
-                        ports = now;
+                    if refresh_ports(&o.socket, &mut ports).await {
                         node_dirty = true;
                         log(&format!("node {node}: switch ports changed"));
                     }
@@ -300,6 +288,21 @@ pub async fn serve(client: kube::Client, o: Options) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Asks the switch at `socket` for its ports (on tokio's blocking pool);
+/// true when they differ from `ports`, which then holds the new ones.
+async fn refresh_ports(socket: &std::path::Path, ports: &mut Option<PortMap>) -> bool {
+    let socket = socket.to_path_buf();
+    let now = tokio::task::spawn_blocking(move || switch_ports(&socket))
+        .await
+        .ok()
+        .flatten();
+    if now == *ports {
+        return false;
+    }
+    *ports = now;
+    true
 }
 
 /// How often a pod's port is asked for after oxvs-cni got its address.
