@@ -13,19 +13,11 @@
 //! binaries it runs and needs root: without root it is skipped, saying so.
 //! The lab is taken down whether it passes or fails.
 
+mod common;
+
+use common::is_root;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// The numbers of the summary line `netpol-lab: N cases, N steps, N probes
 /// with real traffic, N mismatches, N s`.

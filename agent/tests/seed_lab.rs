@@ -6,19 +6,11 @@
 //! does) and needs root for network namespaces: without root it is skipped,
 //! saying so. The demo cleans its lab up whether it passes or fails.
 
+mod common;
+
+use common::is_root;
 use std::path::PathBuf;
 use std::process::Command;
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
 
 #[test]
 fn seed_walkthrough_verifies_every_step() {

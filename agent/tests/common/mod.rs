@@ -44,3 +44,15 @@ pub fn node(c: &Cluster, name: &str) -> Node {
     let sim = Sim::new(&rules, &c.config, &ports, ip).expect("the switch's parser takes the rules");
     Node { rules, ports, sim }
 }
+
+/// Whether the tests run as root (the lab tests need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
