@@ -118,8 +118,7 @@ pub fn set_recv_timeout(fd: &OwnedFd, secs: i64) -> io::Result<()> {
 /// `ETHTOOL_GTXCSUM` / `ETHTOOL_STXCSUM` (linux/ethtool.h).
 const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_STXCSUM: u32 = 0x17;
-/// `ETHTOOL_GGRO` / `ETHTOOL_SGRO`.
-const ETHTOOL_GGRO: u32 = 0x2b;
+/// `ETHTOOL_SGRO`.
 const ETHTOOL_SGRO: u32 = 0x2c;
 
 /// `struct ethtool_value`.
@@ -180,11 +179,6 @@ pub fn tx_checksum(sock: &OwnedFd, name: &str) -> io::Result<bool> {
 /// (oxvsd's fast path); without one the kernel drops such frames.
 pub fn set_gro(sock: &OwnedFd, name: &str, on: bool) -> io::Result<()> {
     ethtool_value(sock, name, ETHTOOL_SGRO, u32::from(on)).map(|_| ())
-}
-
-/// Whether generic receive offload of `name` is on.
-pub fn gro(sock: &OwnedFd, name: &str) -> io::Result<bool> {
-    ethtool_value(sock, name, ETHTOOL_GGRO, 0).map(|d| d != 0)
 }
 
 /// An `AF_INET` datagram socket in `ns`, the handle ethtool ioctls need.
