@@ -156,6 +156,33 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// One flow's change: a removal goes into the bundle now (as
+    /// `delete_strict`), an addition or replacement into `adds`, which the
+    /// caller appends after every removal.
+    pub fn flow_change(
+        &mut self,
+        adds: &mut String,
+        old: Option<&crate::rules::Flow>,
+        new: Option<&crate::rules::Flow>,
+    ) {
+        match (old, new) {
+            (Some(o), None) => {
+                let sep = if o.m.is_empty() { "" } else { "," };
+                self.bundle.push_str(&format!(
+                    "delete_strict table={},priority={}{sep}{}\n",
+                    o.table, o.priority, o.m
+                ));
+                self.removed += 1;
+            }
+            (_, Some(n)) => {
+                adds.push_str(&n.line());
+                adds.push('\n');
+                self.added += 1;
+            }
+            (None, None) => {}
+        }
+    }
+
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.bundle.is_empty() && self.stale_groups.is_empty()
@@ -223,22 +250,7 @@ pub fn plan_between(last: &RuleSet, want: &RuleSet) -> Plan {
         }
     }
     let mut adds = String::new();
-    last.diff_flows(want, |old, new| match (old, new) {
-        (Some(o), None) => {
-            let sep = if o.m.is_empty() { "" } else { "," };
-            p.bundle.push_str(&format!(
-                "delete_strict table={},priority={}{sep}{}\n",
-                o.table, o.priority, o.m
-            ));
-            p.removed += 1;
-        }
-        (_, Some(n)) => {
-            adds.push_str(&n.line());
-            adds.push('\n');
-            p.added += 1;
-        }
-        (None, None) => {}
-    });
+    last.diff_flows(want, |old, new| p.flow_change(&mut adds, old, new));
     p.bundle.push_str(&adds);
     p.stale_groups = last
         .groups()

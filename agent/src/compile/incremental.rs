@@ -127,22 +127,7 @@ impl Update {
         }
         let mut adds = String::new();
         for (before, after) in &self.flows {
-            match (before, after) {
-                (Some(o), None) => {
-                    let sep = if o.m.is_empty() { "" } else { "," };
-                    p.bundle.push_str(&format!(
-                        "delete_strict table={},priority={}{sep}{}\n",
-                        o.table, o.priority, o.m
-                    ));
-                    p.removed += 1;
-                }
-                (_, Some(n)) => {
-                    adds.push_str(&n.line());
-                    adds.push('\n');
-                    p.added += 1;
-                }
-                (None, None) => {}
-            }
+            p.flow_change(&mut adds, before.as_ref(), after.as_ref());
         }
         p.bundle.push_str(&adds);
         p
