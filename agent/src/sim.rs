@@ -144,26 +144,10 @@ impl Sim {
 
 fn outcome(mut key: FlowKey, actions: &[DpAction]) -> Outcome {
     for a in actions {
+        if ctl::trace::apply_set(&mut key, a) {
+            continue;
+        }
         match a {
-            DpAction::SetEthSrc(m) => key.set(Field::DlSrc, mac(m)),
-            DpAction::SetEthDst(m) => key.set(Field::DlDst, mac(m)),
-            DpAction::SetIpv4Src(v) => key.set(Field::NwSrc, u32::from_be_bytes(*v).into()),
-            DpAction::SetIpv4Dst(v) => key.set(Field::NwDst, u32::from_be_bytes(*v).into()),
-            DpAction::SetArp {
-                op,
-                sha,
-                spa,
-                tha,
-                tpa,
-            } => {
-                key.set(Field::NwProto, (*op).into());
-                key.set(Field::ArpSha, mac(sha));
-                key.set(Field::NwSrc, u32::from_be_bytes(*spa).into());
-                key.set(Field::ArpTha, mac(tha));
-                key.set(Field::NwDst, u32::from_be_bytes(*tpa).into());
-            }
-            DpAction::SetTpSrc(p) => key.set(Field::TpSrc, (*p).into()),
-            DpAction::SetTpDst(p) => key.set(Field::TpDst, (*p).into()),
             DpAction::Output(p) => {
                 return Outcome::Port {
                     port: *p,
@@ -184,8 +168,4 @@ fn outcome(mut key: FlowKey, actions: &[DpAction]) -> Outcome {
         }
     }
     Outcome::Drop("no output".into())
-}
-
-fn mac(m: &[u8; 6]) -> u128 {
-    m.iter().fold(0u128, |acc, b| acc << 8 | u128::from(*b))
 }

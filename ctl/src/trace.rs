@@ -120,73 +120,84 @@ pub fn render(br: &Bridge, key: &FlowKey, names: &dyn PortNames) -> String {
     out
 }
 
+/// Applies a datapath action that rewrites packet fields (MACs, addresses,
+/// ARP fields, ports, TTL, TOS) to `k`, as the packet would be rewritten;
+/// false, and `k` unchanged, for any other action. Shared by the tracers
+/// that follow a packet through translated actions.
+pub fn apply_set(k: &mut FlowKey, a: &DpAction) -> bool {
+    match a {
+        DpAction::SetEthSrc(m) => k.set(Field::DlSrc, mac_value(m)),
+        DpAction::SetEthDst(m) => k.set(Field::DlDst, mac_value(m)),
+        DpAction::SetIpv4Src(v) => k.set(Field::NwSrc, u32::from_be_bytes(*v).into()),
+        DpAction::SetIpv4Dst(v) => k.set(Field::NwDst, u32::from_be_bytes(*v).into()),
+        DpAction::SetIpv6Src(v) => k.set(Field::Ipv6Src, u128::from_be_bytes(*v)),
+        DpAction::SetIpv6Dst(v) => k.set(Field::Ipv6Dst, u128::from_be_bytes(*v)),
+        DpAction::SetArp {
+            op,
+            sha,
+            spa,
+            tha,
+            tpa,
+        } => {
+            k.set(Field::NwProto, (*op).into());
+            k.set(Field::ArpSha, mac_value(sha));
+            k.set(Field::NwSrc, u32::from_be_bytes(*spa).into());
+            k.set(Field::ArpTha, mac_value(tha));
+            k.set(Field::NwDst, u32::from_be_bytes(*tpa).into());
+        }
+        DpAction::SetTpSrc(p) => k.set(Field::TpSrc, (*p).into()),
+        DpAction::SetTpDst(p) => k.set(Field::TpDst, (*p).into()),
+        DpAction::SetTtl(t) => k.set(Field::NwTtl, (*t).into()),
+        DpAction::SetTos(t) => k.set(Field::NwTos, (*t).into()),
+        _ => return false,
+    }
+    true
+}
+
 /// The key of the pass after the first recirculating `ct` in `actions`,
 /// as [`render`] follows it (also used by programs that trace packets
 /// through compiled rules, such as oxvs-agent's model tests).
 pub fn next_pass(key: &FlowKey, actions: &[DpAction]) -> Option<FlowKey> {
     let mut k = *key;
     for a in actions {
-        match a {
-            DpAction::SetEthSrc(m) => k.set(Field::DlSrc, mac_value(m)),
-            DpAction::SetEthDst(m) => k.set(Field::DlDst, mac_value(m)),
-            DpAction::SetIpv4Src(v) => k.set(Field::NwSrc, u32::from_be_bytes(*v).into()),
-            DpAction::SetIpv4Dst(v) => k.set(Field::NwDst, u32::from_be_bytes(*v).into()),
-            DpAction::SetIpv6Src(v) => k.set(Field::Ipv6Src, u128::from_be_bytes(*v)),
-            DpAction::SetIpv6Dst(v) => k.set(Field::Ipv6Dst, u128::from_be_bytes(*v)),
-            DpAction::SetArp {
-                op,
-                sha,
-                spa,
-                tha,
-                tpa,
-            } => {
-                k.set(Field::NwProto, (*op).into());
-                k.set(Field::ArpSha, mac_value(sha));
-                k.set(Field::NwSrc, u32::from_be_bytes(*spa).into());
-                k.set(Field::ArpTha, mac_value(tha));
-                k.set(Field::NwDst, u32::from_be_bytes(*tpa).into());
-            }
-            DpAction::SetTpSrc(p) => k.set(Field::TpSrc, (*p).into()),
-            DpAction::SetTpDst(p) => k.set(Field::TpDst, (*p).into()),
-            DpAction::SetTtl(t) => k.set(Field::NwTtl, (*t).into()),
-            DpAction::SetTos(t) => k.set(Field::NwTos, (*t).into()),
-            DpAction::Ct(spec) => {
-                let Some(table) = spec.table else { continue };
-                let first = Field::Metadata.word();
-                k.w[first..first + FROZEN_WORDS].copy_from_slice(&spec.frozen);
-                let mut state = ct_state::NEW | ct_state::TRK;
-                // A new connection committed with NAT takes the first
-                // address and port of the range (the datapath spreads them
-                // by a hash, which a trace does not know).
-                if spec.commit {
-                    match spec.nat {
-                        Some(NatSpec::Dst(r)) => {
-                            set_addr(&mut k, r.addr_min, false);
-                            if r.port_min != 0 {
-                                k.set(Field::TpDst, r.port_min.into());
-                            }
-                            state |= ct_state::DNAT;
+        if apply_set(&mut k, a) {
+            continue;
+        }
+        if let DpAction::Ct(spec) = a {
+            let Some(table) = spec.table else { continue };
+            let first = Field::Metadata.word();
+            k.w[first..first + FROZEN_WORDS].copy_from_slice(&spec.frozen);
+            let mut state = ct_state::NEW | ct_state::TRK;
+            // A new connection committed with NAT takes the first
+            // address and port of the range (the datapath spreads them
+            // by a hash, which a trace does not know).
+            if spec.commit {
+                match spec.nat {
+                    Some(NatSpec::Dst(r)) => {
+                        set_addr(&mut k, r.addr_min, false);
+                        if r.port_min != 0 {
+                            k.set(Field::TpDst, r.port_min.into());
                         }
-                        Some(NatSpec::Src(r)) => {
-                            set_addr(&mut k, r.addr_min, true);
-                            if r.port_min != 0 {
-                                k.set(Field::TpSrc, r.port_min.into());
-                            }
-                            state |= ct_state::SNAT;
-                        }
-                        _ => {}
+                        state |= ct_state::DNAT;
                     }
+                    Some(NatSpec::Src(r)) => {
+                        set_addr(&mut k, r.addr_min, true);
+                        if r.port_min != 0 {
+                            k.set(Field::TpSrc, r.port_min.into());
+                        }
+                        state |= ct_state::SNAT;
+                    }
+                    _ => {}
                 }
-                k.set(Field::CtState, state.into());
-                k.set(Field::CtZone, spec.zone.into());
-                let (mark, mm) = spec.exec.mark.unwrap_or((0, 0));
-                k.set(Field::CtMark, (mark & mm).into());
-                let (label, lm) = spec.exec.label.unwrap_or((0, 0));
-                k.set(Field::CtLabel, label & lm);
-                k.set(Field::RecircId, flowtable::xlate::recirc_id(table).into());
-                return Some(k);
             }
-            _ => {}
+            k.set(Field::CtState, state.into());
+            k.set(Field::CtZone, spec.zone.into());
+            let (mark, mm) = spec.exec.mark.unwrap_or((0, 0));
+            k.set(Field::CtMark, (mark & mm).into());
+            let (label, lm) = spec.exec.label.unwrap_or((0, 0));
+            k.set(Field::CtLabel, label & lm);
+            k.set(Field::RecircId, flowtable::xlate::recirc_id(table).into());
+            return Some(k);
         }
     }
     None
