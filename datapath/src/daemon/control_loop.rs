@@ -376,7 +376,7 @@ impl ControlLoop {
                     self.threads,
                 );
                 if let Some(f) = &self.st.fast {
-                    self.st.cache_check += &f.check(&self.st.bridge);
+                    self.st.cache_check += &f.check(&self.st.bridge, now_ms);
                 }
                 for c in self.dumps.drain(..) {
                     handle::answer(c, &mut self.st);

@@ -294,15 +294,24 @@ fn fast_path(o: &mut String, f: &super::fastpath::FastPath) {
     );
     family(
         o,
+        "oxvs_fastpath_conntrack_entries",
+        "gauge",
+        "Fast-path entries whose path goes through conntrack.",
+        [(None, s.ct_entries as u64)],
+    );
+    family(
+        o,
         "oxvs_fastpath_entry_changes_total",
         "counter",
-        "Fast-path entries inserted, flushed by a change of rules, ports, groups, MACs or routes, and evicted when idle; offers refused or not taken for want of room.",
+        "Fast-path entries inserted, flushed by a change of rules, ports, groups, MACs or routes, evicted when idle, and removed with a connection that went, closed or changed; offers refused, not taken for want of room, or waiting for their connection to be established.",
         [
             ("inserted", s.inserted),
             ("flushed", s.flushed),
             ("evicted", s.evicted),
+            ("ct_removed", s.ct_removed),
             ("refused", s.refused),
             ("full", s.full),
+            ("ct_refused", s.ct_refused),
         ]
         .map(|(k, v)| (Some(("event", k.to_string())), v)),
     );

@@ -172,6 +172,9 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let tap = Arc::new(pmd::Tap::default());
     let ct = Arc::new(new_conntrack(&cfg));
     st.conntrack = Some(ct.clone());
+    if let Some(f) = st.fast.as_mut() {
+        f.set_conntrack(ct.clone());
+    }
     let mut handles = Vec::new();
     let mut attach_to = Vec::new();
     let configured = cfg

@@ -292,6 +292,12 @@ impl ControlState {
         if let Some(ct) = &self.conntrack {
             let n = ct.flush(filter);
             self.conntrack_len = ct.len();
+            // No entry may carry a flushed connection's packets once the
+            // flush is acknowledged.
+            let now = self.now_ms();
+            if let Some(f) = self.fast.as_mut() {
+                f.conntrack_changed(now);
+            }
             tracing::info!(removed = n, "flush-conntrack");
         }
         String::new()
@@ -376,6 +382,11 @@ fn fast_path_stats(f: &super::fastpath::FastPathStats) -> String {
         s,
         "  entries: {} (inserted {}, refused {}, full {}, flushed {}, evicted {}, errors {})",
         f.entries, f.inserted, f.refused, f.full, f.flushed, f.evicted, f.errors
+    );
+    let _ = writeln!(
+        s,
+        "  through conntrack: {} entries (not yet established {}, removed with their connection {})",
+        f.ct_entries, f.ct_refused, f.ct_removed
     );
     s
 }

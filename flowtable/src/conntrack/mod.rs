@@ -37,6 +37,7 @@
 mod dump;
 mod flush;
 mod index;
+mod offload;
 mod parse;
 mod process;
 mod related;
@@ -54,11 +55,14 @@ mod tests_flush;
 #[cfg(test)]
 mod tests_nat;
 #[cfg(test)]
+mod tests_offload;
+#[cfg(test)]
 mod tests_parse;
 
 pub use dump::CtEntry;
 pub use flush::{CtFilter, TupleFilter};
 pub use nat::{NatRange, NatSpec, MAX_ATTEMPTS};
+pub use offload::ConnRef;
 pub use parse::CtParseError;
 pub use rewrite::{apply_rewrite, RewriteError};
 pub use timeout::{TimeoutClass, Timeouts};
@@ -123,16 +127,20 @@ struct Padded(Mutex<Shard>);
 
 /// An address family: its address type and its table in a shard.
 pub(crate) trait Family: CtAddr {
+    /// IPv6 (the other family is IPv4).
+    const V6: bool;
     fn table(s: &mut Shard) -> &mut Table<Self>;
 }
 
 impl Family for [u8; 4] {
+    const V6: bool = false;
     fn table(s: &mut Shard) -> &mut Table<Self> {
         &mut s.v4
     }
 }
 
 impl Family for [u8; 16] {
+    const V6: bool = true;
     fn table(s: &mut Shard) -> &mut Table<Self> {
         &mut s.v6
     }

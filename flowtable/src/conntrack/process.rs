@@ -6,6 +6,7 @@
 //! order. Nothing here allocates.
 
 use super::nat::{Candidates, NatSpec};
+use super::offload::{F_OFFLOADED, F_RESYNC};
 use super::table::{Alias, Conn, Found, Table, F_DNAT, F_REMOTE, F_SEEN_REPLY, F_SNAT};
 use super::tcp::{self, Update};
 use super::timeout::TimeoutClass;
@@ -237,7 +238,7 @@ impl ConnTrack {
         let c = table.conn_mut(idx);
         let mut state = EST;
         let class = match c.proto {
-            proto::TCP => match tcp::update(&mut c.tcp, reply as usize, &pkt.tcp) {
+            proto::TCP => match tcp_update(c, reply as usize, &pkt.tcp) {
                 Update::Valid(class) => Some(class),
                 Update::Loose => None,
                 Update::Invalid => return Some(CtVerdict::invalid()),
@@ -486,6 +487,17 @@ fn fix_ports<A: Family>(mut r: Tuple<A>, proto_: u8, src_nat: bool) -> Tuple<A> 
         r.dport = 0;
     }
     r
+}
+
+/// Applies a TCP segment from side `side` of `c`, first re-learning that
+/// side's sequence space if the fast path carried segments this table
+/// never saw (see `offload.rs`).
+fn tcp_update<A: CtAddr>(c: &mut Conn<A>, side: usize, t: &super::types::TcpInfo) -> Update {
+    if c.flags & (F_OFFLOADED | F_RESYNC[side]) != 0 {
+        tcp::resync(&mut c.tcp, side, t);
+        c.flags &= !F_RESYNC[side];
+    }
+    tcp::update(&mut c.tcp, side, t)
 }
 
 fn apply_exec<A: Family>(table: &mut Table<A>, idx: u32, exec: &CtExec) {

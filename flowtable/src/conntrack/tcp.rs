@@ -127,6 +127,46 @@ pub(crate) fn new_conn(t: &TcpInfo) -> [Peer; 2] {
     [src, dst]
 }
 
+/// Re-learns the sequence space of peer `from` from its segment `t`, for
+/// a connection whose segments went by without being seen (the XDP fast
+/// path carried them): the sender's lowest sequence becomes the segment's,
+/// its highest allowed one a window past the segment's end, and, from the
+/// acknowledgment, what the other side has sent and may send. [`update`]
+/// then judges the segment against that. A SYN is left alone: it starts
+/// or reopens a connection, which the tracking follows anyway.
+pub(crate) fn resync(peers: &mut [Peer; 2], from: usize, t: &TcpInfo) {
+    if t.flags & SYN != 0 {
+        return;
+    }
+    let (a, b) = peers.split_at_mut(1);
+    let (src, dst) = if from == 0 {
+        (&mut a[0], &mut b[0])
+    } else {
+        (&mut b[0], &mut a[0])
+    };
+    let (sws, dws) = if src.wscale & dst.wscale & WSCALE_FLAG != 0 {
+        (src.wscale & WSCALE_MASK, dst.wscale & WSCALE_MASK)
+    } else if src.wscale & dst.wscale & WSCALE_UNKNOWN != 0 {
+        (MAX_WSCALE, MAX_WSCALE)
+    } else {
+        (0, 0)
+    };
+    let mut end = t.seq.wrapping_add(t.payload_len);
+    if t.flags & FIN != 0 {
+        end = end.wrapping_add(1);
+    }
+    src.seqlo = t.seq;
+    let dst_win = ((dst.max_win as u32) << dws).max(1);
+    src.seqhi = end.wrapping_add(dst_win);
+    if t.flags & ACK != 0 {
+        dst.seqlo = t.ack;
+        let win = (t.window as u32)
+            .checked_shl(sws as u32)
+            .unwrap_or(u32::MAX);
+        dst.seqhi = t.ack.wrapping_add(win.max(1));
+    }
+}
+
 /// Applies segment `t`, sent by peer `from` (0 original, 1 reply).
 pub(crate) fn update(peers: &mut [Peer; 2], from: usize, t: &TcpInfo) -> Update {
     let flags = t.flags;

@@ -18,9 +18,17 @@
 //! changed; after a group, port, MAC table or tunnel route change, all of
 //! them. The poll threads re-offer what is still hot.
 //!
-//! Conntrack never reaches the fast path: a `ct` action is refused by
-//! `offload`, and a recirculated pass has a `recirc_id` no fast-path key
-//! has, so `flush-conntrack` and connection expiry have nothing to remove.
+//! Conntrack: a flow whose first pass ends in `ct(table=...)` is followed
+//! through its passes (`compose`) when every connection it meets is an
+//! established TCP or answered UDP one, and the entry does the whole path:
+//! rewrites, each connection's NAT, the last pass's output. The entry keeps
+//! the connections it stands on ([`flowtable::conntrack::ConnRef`]): while
+//! any entry holds one, its TCP tracking re-learns the sequence space from
+//! each segment that does reach the table (the FIN, a segment whose entry
+//! went); each tick credits the entry's traffic to the connection's
+//! timeout and removes the entry if a connection went (expired, flushed),
+//! left the established state or changed its mark or label since;
+//! `flush-conntrack` runs that check before it answers.
 //! Translations that learn (`normal`'s MAC learning, `learn(...)`) are
 //! refused too, so MAC ageing and learned rules' timeouts see every packet.
 //!
@@ -45,8 +53,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
+mod compose;
 mod ports;
 mod report;
+
+use compose::{compose, Held, NoPath};
+use flowtable::conntrack::{ConnRef, ConnTrack};
 
 /// Entries the kernel map holds by default (`[switch] fast_path_entries`).
 pub const DEFAULT_ENTRIES: u32 = 65_536;
@@ -63,6 +75,8 @@ struct Offloaded {
     tables: TableSet,
     actions: Vec<DpAction>,
     rules: Vec<Arc<Rule>>,
+    /// The connections its path went through.
+    conns: Vec<Held>,
     /// Counters as last read from the kernel.
     packets: u64,
     bytes: u64,
@@ -87,6 +101,14 @@ pub struct FastPathStats {
     pub flushed: u64,
     /// Entries evicted for being idle.
     pub evicted: u64,
+    /// Entries standing on connections (through `ct`) now.
+    pub ct_entries: usize,
+    /// Offered keys whose connection was not yet one to carry (not
+    /// established, not answered): not remembered as refused.
+    pub ct_refused: u64,
+    /// Entries removed because a connection they stood on went, closed, or
+    /// changed its mark or label.
+    pub ct_removed: u64,
     /// Map operations the kernel refused.
     pub errors: u64,
 }
@@ -138,6 +160,10 @@ pub struct FastPath {
     pub stats: FastPathStats,
     /// Per-port fast-path traffic.
     pub ports: BTreeMap<PortNo, FastPathPort>,
+    /// The connection table `ct` passes are followed through.
+    ct: Option<Arc<ConnTrack>>,
+    /// How many entries stand on each connection.
+    held: HashMap<ConnRef, u32>,
 }
 
 impl FastPath {
@@ -164,7 +190,15 @@ impl FastPath {
             no_redirect: HashSet::new(),
             stats: FastPathStats::default(),
             ports: BTreeMap::new(),
+            ct: None,
+            held: HashMap::new(),
         }
+    }
+
+    /// Follows `ct` passes through `ct` (without it, a flow through
+    /// conntrack is never offloaded).
+    pub fn set_conntrack(&mut self, ct: Arc<ConnTrack>) {
+        self.ct = Some(ct);
     }
 
     /// The maps, for the programs attached to ports.
@@ -211,7 +245,8 @@ impl FastPath {
             if changed.as_ref().is_some_and(|c| !c.meets(&o.tables)) {
                 return true;
             }
-            self.fold(fk, o, now_ms, mono);
+            let used = self.fold(fk, o, now_ms, mono);
+            self.conns_ok(o, used, now_ms);
             match self.maps.remove(fk) {
                 Ok(_) => self.stats.flushed += 1,
                 Err(e) => {
@@ -219,12 +254,75 @@ impl FastPath {
                     tracing::warn!(error = %e, "fast path: cannot remove an entry");
                 }
             }
+            self.forget(o);
             removed = true;
             false
         });
         self.entries = entries;
-        self.stats.entries = self.entries.len();
+        self.count();
         removed
+    }
+
+    /// After `flush-conntrack`: removes every entry standing on a
+    /// connection that is gone, before the flush is acknowledged.
+    pub fn conntrack_changed(&mut self, now_ms: u64) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.retain(|fk, o| {
+            if self.conns_ok(o, None, now_ms) {
+                return true;
+            }
+            let mono = monotonic_ns();
+            self.fold(fk, o, now_ms, mono);
+            self.remove_for_conn(fk, o);
+            false
+        });
+        self.entries = entries;
+        self.count();
+    }
+
+    /// Whether every connection `o` stands on is still as it was made
+    /// with, crediting them with the entry's traffic up to `used`.
+    fn conns_ok(&self, o: &Offloaded, used: Option<u64>, now_ms: u64) -> bool {
+        let Some(ct) = &self.ct else {
+            return o.conns.is_empty();
+        };
+        o.conns
+            .iter()
+            .all(|h| ct.offload_used(h.conn, used, now_ms) == Some((h.mark, h.label)))
+    }
+
+    /// Removes `fk`, whose connection went or changed.
+    fn remove_for_conn(&mut self, fk: &FpKey, o: &Offloaded) {
+        match self.maps.remove(fk) {
+            Ok(_) => self.stats.ct_removed += 1,
+            Err(_) => self.stats.errors += 1,
+        }
+        self.forget(o);
+    }
+
+    /// `o` left the kernel: a connection no entry stands on any more goes
+    /// back to strict tracking (after one re-learning per side).
+    fn forget(&mut self, o: &Offloaded) {
+        for h in &o.conns {
+            if let Some(n) = self.held.get_mut(&h.conn) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held.remove(&h.conn);
+                    if let Some(ct) = &self.ct {
+                        ct.unhold(h.conn);
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&mut self) {
+        self.stats.entries = self.entries.len();
+        self.stats.ct_entries = self
+            .entries
+            .values()
+            .filter(|o| !o.conns.is_empty())
+            .count();
     }
 
     /// Translates each offered key against `br` and inserts the entries
@@ -245,7 +343,7 @@ impl FastPath {
                 self.offer_one(br, &sibling, now_ms);
             }
         }
-        self.stats.entries = self.entries.len();
+        self.count();
     }
 
     /// Translates `key` and inserts its entry if the fast path can take it.
@@ -260,16 +358,23 @@ impl FastPath {
             self.stats.full += 1;
             return;
         }
-        let x = flowtable::translate(br, key, None);
-        let entry = if x.learned.is_empty() && x.learned_flows.is_empty() {
-            self.tunnel_for(br, &x.actions);
-            offload(key, &x.actions, &Tunnels(&self.tunnels))
+        let path = match compose(br, self.ct.as_deref(), key, now_ms) {
+            Ok(p) => Some(p),
+            Err(NoPath::Rules) => None,
+            Err(NoPath::Conntrack) => {
+                // Asked again at a later offer, when the connection may
+                // be established.
+                self.stats.ct_refused += 1;
+                return;
+            }
+        };
+        let entry = path.as_ref().and_then(|p| {
+            self.tunnel_for(br, &p.actions);
+            offload(key, &p.actions, &Tunnels(&self.tunnels))
                 .map(|(_, e)| e)
                 .filter(|e| self.outputs.contains_key(&e.out_port))
-        } else {
-            None
-        };
-        let Some(e) = entry else {
+        });
+        let (Some(e), Some(p)) = (entry, path) else {
             self.stats.refused += 1;
             if self.refused.len() >= MAX_REFUSED {
                 self.refused.clear();
@@ -283,13 +388,23 @@ impl FastPath {
             return;
         }
         self.stats.inserted += 1;
+        if let Some(ct) = &self.ct {
+            for h in &p.conns {
+                let n = self.held.entry(h.conn).or_insert(0);
+                if *n == 0 {
+                    ct.hold(h.conn);
+                }
+                *n += 1;
+            }
+        }
         self.entries.insert(
             fk,
             Offloaded {
                 key: *key,
-                tables: x.tables,
-                actions: x.actions,
-                rules: x.rules,
+                tables: p.tables,
+                actions: p.actions,
+                rules: p.rules,
+                conns: p.conns,
                 packets: 0,
                 bytes: 0,
                 used_ms: now_ms,
@@ -340,7 +455,11 @@ impl FastPath {
         let mono = monotonic_ns();
         let mut entries = std::mem::take(&mut self.entries);
         entries.retain(|fk, o| {
-            self.fold(fk, o, now_ms, mono);
+            let used = self.fold(fk, o, now_ms, mono);
+            if !self.conns_ok(o, used, now_ms) {
+                self.remove_for_conn(fk, o);
+                return false;
+            }
             if now_ms.saturating_sub(o.used_ms) < IDLE_MS {
                 return true;
             }
@@ -348,10 +467,11 @@ impl FastPath {
                 Ok(_) => self.stats.evicted += 1,
                 Err(_) => self.stats.errors += 1,
             }
+            self.forget(o);
             false
         });
         self.entries = entries;
-        self.stats.entries = self.entries.len();
+        self.count();
         match self.maps.counters() {
             Ok(c) => self.stats.program = c,
             Err(_) => self.stats.errors += 1,
@@ -359,20 +479,20 @@ impl FastPath {
     }
 
     /// Credits what entry `fk` counted since the last read to its rules
-    /// and ports.
-    fn fold(&mut self, fk: &FpKey, o: &mut Offloaded, now_ms: u64, mono_ns: u64) {
+    /// and ports; returns when it was last used if it counted anything.
+    fn fold(&mut self, fk: &FpKey, o: &mut Offloaded, now_ms: u64, mono_ns: u64) -> Option<u64> {
         let e = match self.maps.get(fk) {
             Ok(Some(e)) => e,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(_) => {
                 self.stats.errors += 1;
-                return;
+                return None;
             }
         };
         let packets = e.packets.saturating_sub(o.packets);
         let bytes = e.bytes.saturating_sub(o.bytes);
         if packets == 0 {
-            return;
+            return None;
         }
         let ago_ms = mono_ns.saturating_sub(e.used_ns) / 1_000_000;
         let used_ms = now_ms.saturating_sub(ago_ms);
@@ -388,6 +508,7 @@ impl FastPath {
         o.packets = e.packets;
         o.bytes = e.bytes;
         o.used_ms = o.used_ms.max(used_ms);
+        Some(used_ms)
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the fast path shows: `dump-fastpath`, its part of
 //! `revalidate --check`, and the totals logged at exit.
 
+use super::compose::{compose, NoPath};
 use super::{FastPath, Tunnels};
 use crate::afxdp::fastpath::{offload, FpCounter, FpEntry};
 use flowtable::{Bridge, Field, FlowKey, FlowMask};
@@ -10,15 +11,15 @@ impl FastPath {
     /// `br` and offloaded again, compared with what the kernel holds
     /// (counters aside). A line per entry the current rules would not
     /// produce.
-    pub fn check(&self, br: &Bridge) -> String {
+    pub fn check(&self, br: &Bridge, now_ms: u64) -> String {
         let mut bad = Vec::new();
         for (fk, o) in &self.entries {
-            let x = flowtable::translate(br, &o.key, None);
-            let want = if x.learned.is_empty() && x.learned_flows.is_empty() {
-                offload(&o.key, &x.actions, &Tunnels(&self.tunnels)).map(|(_, e)| e)
-            } else {
-                None
-            };
+            let path = compose(br, self.ct.as_deref(), &o.key, now_ms);
+            let want = path
+                .as_ref()
+                .ok()
+                .and_then(|p| offload(&o.key, &p.actions, &Tunnels(&self.tunnels)))
+                .map(|(_, e)| e);
             let have = self.maps.get(fk).ok().flatten();
             let same = match (want, have) {
                 (Some(w), Some(h)) => without_counters(w) == without_counters(h),
@@ -34,7 +35,11 @@ impl FastPath {
                     "fastpath: {}: installed {}, the rules now say {}",
                     ctl::ofp::format_match(&m, &br.ports),
                     ctl::odp::format_dp_actions(&o.actions),
-                    ctl::odp::format_dp_actions(&x.actions)
+                    match &path {
+                        Ok(p) => ctl::odp::format_dp_actions(&p.actions),
+                        Err(NoPath::Rules) => "nothing the fast path can take".into(),
+                        Err(NoPath::Conntrack) => "a connection no longer established".into(),
+                    }
                 ));
             }
         }
@@ -63,6 +68,7 @@ impl FastPath {
             fastpath_refused = s.refused,
             fastpath_flushed = s.flushed,
             fastpath_evicted = s.evicted,
+            fastpath_ct_removed = s.ct_removed,
             fastpath_errors = s.errors,
             "fast path stopped"
         );
@@ -79,8 +85,14 @@ impl FastPath {
                     mask: shown_mask(&o.key),
                     conj_id: None,
                 };
+                // An entry through conntrack says on how many connections
+                // it stands (its key has no ct fields: the first pass's).
+                let conns = match o.conns.len() {
+                    0 => String::new(),
+                    n => format!(", conntrack:{n}"),
+                };
                 format!(
-                    "{}, packets:{}, bytes:{}, used:{:.3}s, actions:{}\n",
+                    "{}, packets:{}, bytes:{}, used:{:.3}s{conns}, actions:{}\n",
                     ctl::ofp::format_match(&m, &br.ports),
                     o.packets,
                     o.bytes,
