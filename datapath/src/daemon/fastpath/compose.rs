@@ -27,14 +27,14 @@ const MAX_PASSES: usize = 4;
 
 /// A connection an entry stands on, as it was when the entry was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Held {
+pub(crate) struct Held {
     pub conn: ConnRef,
     pub mark: u32,
     pub label: u128,
 }
 
 /// A flow's path through every pass.
-pub(super) struct Composed {
+pub(crate) struct Composed {
     /// The rewrites and output of the whole path, `ct` taken out.
     pub actions: Vec<DpAction>,
     /// Every table any pass looked up.
@@ -47,7 +47,7 @@ pub(super) struct Composed {
 
 /// Why a flow has no composed path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum NoPath {
+pub(crate) enum NoPath {
     /// The rules alone say no (they learn, or act on the packet in a way
     /// no entry can): the same until they change.
     Rules,
@@ -57,7 +57,7 @@ pub(super) enum NoPath {
 }
 
 /// `key`'s path through `br`, following `ct` passes through `ct`.
-pub(super) fn compose(
+pub(crate) fn compose(
     br: &Bridge,
     ct: Option<&ConnTrack>,
     key: &FlowKey,

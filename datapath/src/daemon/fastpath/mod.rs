@@ -53,7 +53,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-mod compose;
+pub(crate) mod compose;
 mod ports;
 mod report;
 

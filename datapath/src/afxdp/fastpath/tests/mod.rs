@@ -405,6 +405,7 @@ fn forwards(
     out
 }
 
+mod conntrack;
 mod forward;
 mod pipeline;
 mod punt;
