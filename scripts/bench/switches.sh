@@ -79,9 +79,25 @@ sw_stop() {
 # The flow table of a variant, in ovs-ofctl syntax (oxvsd reads the same).
 flows_of() {
     case $1 in
-        flows | fastpath) printf 'in_port=1,actions=output:2\nin_port=2,actions=output:1\n' ;;
+        flows | fastpath) if ((${CONNTRACK:-0})); then ct_flows; else
+            printf 'in_port=1,actions=output:2\nin_port=2,actions=output:1\n'
+        fi ;;
         normal) printf 'actions=NORMAL\n' ;;
     esac
+}
+
+# Port to port through a stateful firewall (bench-switches --conntrack).
+ct_flows() {
+    cat <<'EOF'
+table=0,priority=100,ip,actions=ct(table=1,zone=1)
+table=0,priority=10,in_port=1,actions=output:2
+table=0,priority=10,in_port=2,actions=output:1
+table=1,priority=200,ct_state=+inv+trk,ip,actions=drop
+table=1,priority=100,ct_state=+new+trk,ip,actions=ct(commit,table=2,zone=1)
+table=1,priority=90,ct_state=+est+trk,ip,actions=resubmit(,2)
+table=2,priority=10,in_port=1,actions=output:2
+table=2,priority=10,in_port=2,actions=output:1
+EOF
 }
 
 oxvsd_start() {
