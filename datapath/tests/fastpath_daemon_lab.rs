@@ -524,6 +524,13 @@ fn established_connections_through_dnat_and_a_firewall_take_the_fast_path() {
         dump.contains("set(ipv4(dst=10.244.1.3))") || dump.contains("10.244.1.3"),
         "the DNAT is in the entry:\n{dump}"
     );
+    let conns = ctl(&lab, &sock, &["dump-conntrack"]);
+    assert!(
+        conns
+            .lines()
+            .any(|l| l.contains("dport=5353") && l.ends_with(",offloaded")),
+        "dump-conntrack says which connections the fast path carries:\n{conns}"
+    );
     // The flush removes them before it answers.
     ctl(&lab, &sock, &["flush-conntrack"]);
     let after = ctl(&lab, &sock, &["dump-fastpath"]);

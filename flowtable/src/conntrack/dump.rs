@@ -3,6 +3,7 @@
 //! its entries are copied out, so a dump never stops more than one shard
 //! at a time; entries that expired but were not yet removed are left out.
 
+use super::offload::F_OFFLOADED;
 use super::table::{F_DNAT, F_SNAT};
 use super::types::{proto, Tuple};
 use super::{ConnTrack, Family, SHARDS};
@@ -29,6 +30,9 @@ pub struct CtEntry {
     pub dnat: bool,
     /// Milliseconds until the entry expires.
     pub expires_in_ms: u64,
+    /// The XDP fast path carries its packets (the Linux conntrack's
+    /// `[OFFLOAD]`).
+    pub offloaded: bool,
 }
 
 impl CtEntry {
@@ -65,6 +69,9 @@ impl CtEntry {
             let _ = write!(s, ",labels={:#x}", self.label);
         }
         let _ = write!(s, ",timeout={}", self.expires_in_ms / 1000);
+        if self.offloaded {
+            s.push_str(",offloaded");
+        }
         s
     }
 }
@@ -114,6 +121,7 @@ impl ConnTrack {
                 snat: c.flags & F_SNAT != 0,
                 dnat: c.flags & F_DNAT != 0,
                 expires_in_ms: c.expires - now,
+                offloaded: c.flags & F_OFFLOADED != 0,
             });
         }
     }

@@ -198,7 +198,10 @@ fn released_connection_resyncs_each_side_once_then_is_strict() {
         )
         .unwrap();
     assert!(ct.hold(r));
+    let line = |ct: &ConnTrack| ct.dump(None, 1, 10)[0].line();
+    assert!(line(&ct).ends_with(",offloaded"), "{}", line(&ct));
     ct.unhold(r);
+    assert!(!line(&ct).contains("offloaded"), "{}", line(&ct));
     let (c, s) = (1001u32.wrapping_add(1 << 30), 5001u32.wrapping_add(1 << 30));
     let v = ct.process(&out(seg(ACK, c, s, 100)), 0, 1, false, nat.as_ref());
     assert!(!v.has(ct_state::INV), "{v:?}");
