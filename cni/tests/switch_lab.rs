@@ -18,7 +18,7 @@ fn two_containers_talk_through_oxvsd_and_del_cleans_up() {
     let node = sb.netns("node");
     let c1 = sb.netns("c1");
     let c2 = sb.netns("c2");
-    let sw = Oxvsd::start(&node, &sb.dir, "");
+    let sw = Oxvsd::start(&node, &sb.dir, "fast_path = \"on\"\n");
     sw.add_flow("priority=0,actions=normal");
     let conf = sb.conf("lab", "1.0.0", &sw.socket, "10.244.12.0/24");
 
@@ -46,6 +46,16 @@ fn two_containers_talk_through_oxvsd_and_del_cleans_up() {
     // The first ping also resolves ARP through the switch.
     assert_eq!(ping(&c1, "10.244.12.3", 5), 5, "{}", sw.log_text());
     assert_eq!(ping(&c2, "10.244.12.2", 3), 3);
+    // Both pods' ports take frames the XDP fast path redirects (the CNI
+    // turned GRO on in each pod once its eth0 was up): oxvsd checks when a
+    // port comes up and once a second after, and says so if one cannot.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log = sw.log_text();
+    assert!(log.contains("fast path on"), "{log}");
+    assert!(
+        !log.contains("cannot take redirected frames"),
+        "a pod's port is no fast-path output:\n{log}"
+    );
     let server = Command::new("ip")
         .args(["netns", "exec", &c2, "python3", "-c"])
         .arg(
