@@ -202,6 +202,7 @@ impl Pmd {
         self.stats.revalidations += 1;
         self.stats.revalidated_flows += (r.kept + r.updated + r.deleted) as u64;
         self.stats.revalidation_skipped += r.skipped as u64;
+        self.offers.forget();
         self.seen_version = Some(now);
     }
 
@@ -456,6 +457,8 @@ impl Stages<'_> {
                 if let Some(r) = sc.flows[i] {
                     if emc.insert(&sc.keys[i], sc.hashes[i], r) {
                         offers.inserted(&sc.keys[i]);
+                    } else {
+                        offers.megaflow_hit(&sc.keys[i], sc.hashes[i]);
                     }
                 }
             }
@@ -471,6 +474,8 @@ impl Stages<'_> {
                 stats.megaflow_hit += 1;
                 if emc.insert(&sc.keys[i], sc.hashes[i], r) {
                     offers.inserted(&sc.keys[i]);
+                } else {
+                    offers.megaflow_hit(&sc.keys[i], sc.hashes[i]);
                 }
                 sc.flows[i] = Some(r);
                 continue;

@@ -19,6 +19,7 @@
 use super::layout::{act, off::*, GENEVE4_LEN};
 use super::program::{Gen, KEY, S_CSUM_KIND, S_INNER, S_L4, S_L4CSUM, S_LEN, S_MAPKEY};
 use crate::afxdp::asm::{helper, op, reg::*, wire16, Label};
+use crate::afxdp::program::XdpAction;
 
 /// Emits the actions and the redirect to the output port.
 pub(super) fn emit(g: &mut Gen) {
@@ -35,13 +36,8 @@ pub(super) fn emit(g: &mut Gen) {
     pop_geneve(g);
     vlan(g);
     push_geneve(g);
-    let a = &mut g.a;
-    a.ld_map_fd(R1, g.maps.devmap);
-    a.ldx(op::W, R2, R6, E_OUT_PORT);
-    // The port was in the DEVMAP a moment ago; if it went since, drop.
-    a.mov_imm(R3, 1);
-    a.call(helper::REDIRECT_MAP);
-    a.exit();
+    // The target was chosen by the lookup (`program::parse_frame`).
+    g.a.ret(XdpAction::Redirect.code());
 }
 
 /// Starts a block run only when `flag` is set; returns its end.

@@ -508,13 +508,16 @@ fn parse_frame(g: &mut Gen) {
     a.ldx(op::DW, R1, FP, S_LEN);
     a.ldx(op::H, R2, R6, E_MAX_LEN);
     a.jmp_reg(op::JGT, R1, R2, too_big);
-    a.ldx(op::W, R1, R6, E_OUT_PORT);
-    a.stx(op::W, FP, S_MAPKEY, R1);
+    // The redirect is chosen here, before any byte changes, and the
+    // actions end by returning XDP_REDIRECT: the helper only records the
+    // target (no helper the actions call touches that record), so one
+    // DEVMAP lookup both checks that the output is there and picks it.
+    // Flags 0: an output gone returns XDP_ABORTED, and the frame is punted.
     a.ld_map_fd(R1, g.maps.devmap);
-    a.mov(R2, FP);
-    a.alu_imm(op::ADD, R2, S_MAPKEY as i32);
-    a.call(helper::MAP_LOOKUP_ELEM);
-    a.jmp_imm(op::JEQ, R0, 0, no_out);
+    a.ldx(op::W, R2, R6, E_OUT_PORT);
+    a.mov_imm(R3, 0);
+    a.call(helper::REDIRECT_MAP);
+    a.jmp_imm(op::JNE, R0, XdpAction::Redirect.code() as i32, no_out);
     a.call(helper::KTIME_GET_NS);
     a.stx(op::DW, R6, E_USED_NS, R0);
     a.mov_imm(R1, 1);

@@ -2,8 +2,9 @@
 //! kernel holds, why each is right, and keeping them right.
 //!
 //! Poll threads offer flow keys (`ToControl::Offer`): the key of a packet
-//! whose upcall installs a megaflow or that the EMC takes in, and a sample
-//! of EMC hits (so a flow whose entry was flushed comes back). The control thread, which owns the master bridge,
+//! whose upcall installs a megaflow or that the EMC takes in, the first
+//! megaflow hit of each exact key, and a sample of EMC hits (so a flow
+//! whose entry was flushed comes back). The control thread, which owns the master bridge,
 //! translates each offered key again against the current rules and, when
 //! `afxdp::fastpath::offload` can express the result, inserts the entry.
 //! Because every insertion happens here, against the master bridge, and
