@@ -672,3 +672,65 @@ fn queues_share_the_program_and_errors_say_why() {
         assert_eq!(pool.n_free(), FRAMES);
     }));
 }
+
+/// `fast_path = "auto"` (`FastAttach { generic: false }`) puts the fast-path
+/// program on an interface only where it attaches natively; where only
+/// generic mode attaches (a veth whose MTU is too large for native XDP)
+/// the plain redirect runs, while `"on"` (`generic: true`) runs the fast
+/// path there too. A later port of the same interface must want what is
+/// attached.
+#[test]
+fn auto_fast_path_runs_where_native_attaches() {
+    use datapath::afxdp::attach::attach;
+    use datapath::afxdp::fastpath::FastPathMaps;
+    use datapath::afxdp::{AttachMode, FastAttach};
+    if !root("auto_fast_path_runs_where_native_attaches") {
+        return;
+    }
+    let mut lab = Lab::new("fpauto");
+    let (sw, h1, h2) = (lab.ns("sw"), lab.ns("h1"), lab.ns("h2"));
+    lab.veth((&sw, "a1", MAC_A1), (&h1, "b1", MAC_B1), 1);
+    lab.veth((&sw, "a2", MAC_A2), (&h2, "b2", MAC_B2), 1);
+    // Native XDP on a veth refuses a large MTU (ERANGE): only generic
+    // attaches on a2.
+    run(&["ip", "-n", &h2, "link", "set", "b2", "mtu", "9000"]);
+    run(&["ip", "-n", &sw, "link", "set", "a2", "mtu", "9000"]);
+    join(in_ns(&sw, move || {
+        let idx = |n: &str| datapath::afxdp::sys::if_index(n).expect("ifindex");
+        let maps = FastPathMaps::create(64).expect("fast-path maps");
+        let auto = FastAttach {
+            maps: &maps,
+            generic: false,
+        };
+        let on = FastAttach {
+            maps: &maps,
+            generic: true,
+        };
+        let all = ProgramKind::All;
+
+        let a1 = attach("a1", idx("a1"), all, AttachPref::Auto, Some(auto)).expect("a1");
+        assert_eq!(a1.mode(), AttachMode::Native);
+        assert!(a1.is_fast_path(), "native with auto runs the fast path");
+        // Another queue of a1 under "on" wants the same program there.
+        let again = attach("a1", idx("a1"), all, AttachPref::Auto, Some(on)).expect("a1 again");
+        assert!(Arc::ptr_eq(&a1, &again));
+        let e = attach("a1", idx("a1"), all, AttachPref::Auto, None).err();
+        assert!(matches!(e, Some(XskError::ProgramMismatch { .. })), "{e:?}");
+
+        let a2 = attach("a2", idx("a2"), all, AttachPref::Auto, Some(auto)).expect("a2");
+        assert_eq!(a2.mode(), AttachMode::Generic);
+        assert!(
+            !a2.is_fast_path(),
+            "generic with auto runs the plain redirect"
+        );
+        let e = attach("a2", idx("a2"), all, AttachPref::Auto, Some(on)).err();
+        assert!(matches!(e, Some(XskError::ProgramMismatch { .. })), "{e:?}");
+        let same = attach("a2", idx("a2"), all, AttachPref::Auto, None).expect("a2 plain");
+        assert!(Arc::ptr_eq(&a2, &same));
+        drop((a2, same));
+
+        let a2 = attach("a2", idx("a2"), all, AttachPref::Auto, Some(on)).expect("a2 on");
+        assert_eq!(a2.mode(), AttachMode::Generic);
+        assert!(a2.is_fast_path(), "generic with on runs the fast path");
+    }));
+}
