@@ -252,7 +252,11 @@ impl Attacher {
                 Ok(port) => {
                     if e.mode.is_none() {
                         let mode = port.mode();
-                        if fast.is_some() && mode.starts_with("afxdp generic") && !e.said_generic {
+                        if fast.is_some()
+                            && mode.starts_with("afxdp generic")
+                            && !mode.contains("fastpath")
+                            && !e.said_generic
+                        {
                             tracing::info!(
                                 port = %e.cfg.name,
                                 %mode,
