@@ -183,13 +183,16 @@ fn steps<'a>(
     let ioctl = sys::ioctl_socket_in(Some(ns)).map_err(|e| kernel("socket in the container", e))?;
     sys::set_tx_checksum(&ioctl, &env.ifname, false)
         .map_err(|e| kernel("turn transmit checksum offload off", e))?;
-    // GRO on: the pod's veth then receives what oxvsd's XDP fast path
-    // redirects into it from the host side (docs/architecture.md).
-    sys::set_gro(&ioctl, &env.ifname, true)
-        .map_err(|e| kernel("turn generic receive offload on", e))?;
     inside
         .set_up(&env.ifname)
         .map_err(|e| kernel("bring the container interface up", e))?;
+    // GRO on: the pod's veth then receives what oxvsd's XDP fast path
+    // redirects into it from the host side (docs/architecture.md). Only
+    // once the interface is up: the veth driver marks the host side as a
+    // redirect target (`ndo-xmit`, which oxvsd waits for) when GRO is
+    // turned on on a running interface, and not when it is set while down.
+    sys::set_gro(&ioctl, &env.ifname, true)
+        .map_err(|e| kernel("turn generic receive offload on", e))?;
     let link = inside
         .link(&env.ifname)
         .map_err(|e| kernel("look up the container interface", e))?
