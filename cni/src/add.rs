@@ -188,9 +188,9 @@ fn steps<'a>(
         .map_err(|e| kernel("bring the container interface up", e))?;
     // GRO on: the pod's veth then receives what oxvsd's XDP fast path
     // redirects into it from the host side (docs/architecture.md). Only
-    // once it is up: the veth driver marks the host side a redirect
-    // target (XDP `ndo-xmit`) when GRO is turned on on a running device,
-    // and does not when GRO was set while it was down.
+    // once the interface is up: the veth driver marks the host side as a
+    // redirect target (`ndo-xmit`, which oxvsd waits for) when GRO is
+    // turned on on a running interface, and not when it is set while down.
     sys::set_gro(&ioctl, &env.ifname, true)
         .map_err(|e| kernel("turn generic receive offload on", e))?;
     let link = inside

@@ -5,7 +5,9 @@
 //! never looks up leaves its entries alone; and a rule change made under
 //! that stream takes effect for every packet sent after `oxvs-ctl`
 //! returns: not one of them reaches the old destination through a stale
-//! fast-path entry.
+//! fast-path entry. Without `fast_path` in the configuration (`"auto"`) a
+//! port that attaches natively runs the program and one that attaches in
+//! generic mode only does not, and says so.
 //!
 //! One node, three pods (scripts/oxvs-lab, whose pods have GRO on so that
 //! frames redirected into their veths are received; pod 3 has it off until
@@ -617,4 +619,80 @@ fn paced_transfer(lab: &Lab, secs: f64) -> (usize, String, String) {
         it.next().unwrap_or("").to_string(),
         sent.trim().to_string(),
     )
+}
+
+/// With no `fast_path` in the configuration (`"auto"`, the default) a port
+/// whose program attaches natively runs the fast path and one where only
+/// generic mode attaches (its pod's MTU is too large for native XDP on a
+/// veth) runs the plain redirect: the log says so once for that port,
+/// `show` and `pmd-stats` say it too, and traffic still crosses both ways.
+/// With `fast_path = "on"` the generic port runs the fast path as well.
+#[test]
+fn auto_runs_the_fast_path_where_native_xdp_attaches() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up("fpa", 2);
+    common::set_mtu(&lab.ns("n1-p2"), 9000);
+    let sock = lab.dir.join("n1").join("oxvsd.sock");
+    std::fs::create_dir_all(lab.dir.join("n1")).unwrap();
+    let ports = [("v1p1", 1), ("v1p2", 2)];
+    let flows = "in_port=1,actions=output:2\nin_port=2,actions=output:1\n";
+    let switch = format!("socket = \"{}\"\n", sock.display());
+    lab.start_switch_with(flows, &ports, "afxdp", &switch, 1);
+    let log = lab.log();
+    assert!(
+        log.contains("fast path on for ports whose XDP program attaches natively"),
+        "{log}"
+    );
+    let up = |port: &str| {
+        log.lines()
+            .find(|l| l.contains("port up") && l.contains(&format!("port={port} ")))
+            .unwrap_or_else(|| panic!("{port} never came up:\n{log}"))
+            .to_string()
+    };
+    assert!(
+        up("v1p1").ends_with("mode=afxdp native copy fastpath"),
+        "{log}"
+    );
+    assert!(up("v1p2").ends_with("mode=afxdp generic copy"), "{log}");
+    assert_eq!(
+        log.matches("fast path off for this port").count(),
+        1,
+        "said once, for v1p2:\n{log}"
+    );
+    // `show` has the modes once the poll thread has reported its ports.
+    let mut show = String::new();
+    wait_for(10, || {
+        show = ctl(&lab, &sock, &["show"]);
+        !show.contains("mode:   unknown")
+    });
+    assert!(
+        show.contains("mode:   afxdp native copy fastpath"),
+        "{show}"
+    );
+    assert!(show.contains("mode:   afxdp generic copy,"), "{show}");
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+    assert!(
+        stats.contains("fast path: auto (off on 2(v1p2): generic XDP only)"),
+        "{stats}"
+    );
+    assert_eq!(lab.ping("n1-p1", "10.244.1.3", 5), 5, "{}", lab.log());
+    assert_eq!(lab.ping("n1-p2", "10.244.1.2", 5), 5, "{}", lab.log());
+    assert!(lab.stop_switch().success(), "{}", lab.log());
+
+    let switch = format!("socket = \"{}\"\nfast_path = \"on\"\n", sock.display());
+    lab.start_switch_with(flows, &ports, "afxdp", &switch, 1);
+    wait_for(10, || {
+        show = ctl(&lab, &sock, &["show"]);
+        !show.contains("mode:   unknown")
+    });
+    assert!(
+        show.contains("mode:   afxdp generic copy fastpath"),
+        "{show}"
+    );
+    assert!(
+        !lab.log().contains("fast path off for this port"),
+        "{}",
+        lab.log()
+    );
+    assert!(ctl(&lab, &sock, &["pmd-stats"]).contains("fast path: on\n"));
 }

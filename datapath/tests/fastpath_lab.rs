@@ -254,3 +254,76 @@ fn a_flow_crosses_the_switch_inside_xdp() {
     assert_eq!(counters[FpCounter::Miss as usize], 10);
     drop(guard);
 }
+
+/// `fast_path = "auto"` (`FastAttach { generic: false }`) puts the fast-path
+/// program on an interface only where it attaches natively; where only
+/// generic mode attaches (a veth whose peer's MTU is too large for native
+/// XDP) the plain redirect runs, while `"on"` (`generic: true`) runs the
+/// fast path there too. A later port of the same interface must want what
+/// is attached.
+#[test]
+fn auto_runs_the_program_where_native_xdp_attaches() {
+    use datapath::afxdp::attach::attach;
+    use datapath::afxdp::{AttachMode, AttachPref, FastAttach, XskError};
+    use std::sync::Arc;
+    if !is_root() {
+        eprintln!("skipping auto_runs_the_program_where_native_xdp_attaches: needs root");
+        return;
+    }
+    let sw = format!("oxt-fpa-{}-sw", std::process::id());
+    let _guard = Netns(vec![sw.clone()]);
+    run(&["ip", "netns", "add", &sw]);
+    for (a, b) in [("a1", "b1"), ("a2", "b2")] {
+        run(&[
+            "ip", "-n", &sw, "link", "add", a, "type", "veth", "peer", "name", b,
+        ]);
+    }
+    // Native XDP on a veth refuses a peer MTU this large (ERANGE): only
+    // generic attaches on a2.
+    run(&["ip", "-n", &sw, "link", "set", "b2", "mtu", "9000"]);
+    for dev in ["a1", "b1", "a2", "b2"] {
+        run(&["ip", "-n", &sw, "link", "set", dev, "up"]);
+    }
+    let swn = sw.clone();
+    std::thread::spawn(move || {
+        enter_netns(&swn).unwrap();
+        let idx = |n: &str| if_index(n).unwrap();
+        let maps = FastPathMaps::create(64).unwrap();
+        let auto = FastAttach {
+            maps: &maps,
+            generic: false,
+        };
+        let on = FastAttach {
+            maps: &maps,
+            generic: true,
+        };
+        let all = ProgramKind::All;
+
+        let a1 = attach("a1", idx("a1"), all, AttachPref::Auto, Some(auto)).unwrap();
+        assert_eq!(a1.mode(), AttachMode::Native);
+        assert!(a1.is_fast_path(), "native with auto runs the fast path");
+        // Another queue of a1 under "on" wants the same program there.
+        let again = attach("a1", idx("a1"), all, AttachPref::Auto, Some(on)).unwrap();
+        assert!(Arc::ptr_eq(&a1, &again));
+        let e = attach("a1", idx("a1"), all, AttachPref::Auto, None).err();
+        assert!(matches!(e, Some(XskError::ProgramMismatch { .. })), "{e:?}");
+
+        let a2 = attach("a2", idx("a2"), all, AttachPref::Auto, Some(auto)).unwrap();
+        assert_eq!(a2.mode(), AttachMode::Generic);
+        assert!(
+            !a2.is_fast_path(),
+            "generic with auto runs the plain redirect"
+        );
+        let e = attach("a2", idx("a2"), all, AttachPref::Auto, Some(on)).err();
+        assert!(matches!(e, Some(XskError::ProgramMismatch { .. })), "{e:?}");
+        let same = attach("a2", idx("a2"), all, AttachPref::Auto, None).unwrap();
+        assert!(Arc::ptr_eq(&a2, &same));
+        drop((a2, same));
+
+        let a2 = attach("a2", idx("a2"), all, AttachPref::Auto, Some(on)).unwrap();
+        assert_eq!(a2.mode(), AttachMode::Generic);
+        assert!(a2.is_fast_path(), "generic with on runs the fast path");
+    })
+    .join()
+    .unwrap();
+}

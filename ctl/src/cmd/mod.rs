@@ -34,7 +34,7 @@ Flows and groups (every change is one transaction; --bundle says so):
   del-groups [--bundle] [group_id=N] dump-groups
 Switch:
   show  dump-ports [PORT]  dump-tables  dump-drops  pmd-stats  dump-megaflows
-  dump-fastpath                      the XDP fast path entries (fast_path = on)
+  dump-fastpath                      the XDP fast path entries (unless fast_path = off)
   revalidate --check                 re-translate every cached megaflow against
                                      the live rules; lists any mismatch
   dump-conntrack [zone=N]

@@ -69,6 +69,29 @@ impl AttachPref {
     }
 }
 
+/// The XDP fast path as an interface's program: over which maps, and in
+/// which attach modes.
+#[derive(Clone, Copy)]
+pub struct FastAttach<'a> {
+    /// The switch's fast-path maps.
+    pub maps: &'a FastPathMaps,
+    /// Whether a generic attachment runs it too (`fast_path = "on"`).
+    /// Without it (`"auto"`) only a native attachment does and a generic
+    /// one runs the plain redirect: in generic mode the program runs after
+    /// the kernel has built the socket buffer, so most of what it would
+    /// save is already spent, and no generic port can be an output.
+    pub generic: bool,
+}
+
+impl<'a> FastAttach<'a> {
+    /// The maps of the fast-path program an attachment in `mode` runs, or
+    /// `None` for the plain redirect.
+    pub fn for_mode(fast: Option<Self>, mode: AttachMode) -> Option<&'a FastPathMaps> {
+        let f = fast?;
+        (mode == AttachMode::Native || f.generic).then_some(f.maps)
+    }
+}
+
 /// A program attached to an interface, with its map.
 pub struct XdpAttachment {
     // Declared first so it closes first: the program leaves the interface
@@ -95,13 +118,14 @@ fn netns_id() -> io::Result<(u64, u64)> {
 /// The attachment of `kind` on `ifindex` in the calling thread's namespace:
 /// the existing one, or a new one attached in the first mode of `pref` the
 /// interface accepts. With `fast`, the program is the XDP fast path over
-/// those maps (its misses go to the same XSKMAP), else the plain redirect.
+/// its maps (its misses go to the same XSKMAP) in the modes it names, else
+/// the plain redirect.
 pub fn attach(
     ifname: &str,
     ifindex: u32,
     kind: ProgramKind,
     pref: AttachPref,
-    fast: Option<&FastPathMaps>,
+    fast: Option<FastAttach<'_>>,
 ) -> Result<Arc<XdpAttachment>, XskError> {
     let sys = |op, err| XskError::Sys {
         op,
@@ -113,7 +137,7 @@ pub fn attach(
     let mut reg = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
     reg.retain(|w| w.strong_count() > 0);
     if let Some(a) = reg.iter().filter_map(Weak::upgrade).find(|a| a.key == key) {
-        if a.kind != kind || a.fast != fast.is_some() {
+        if a.kind != kind || a.fast != FastAttach::for_mode(fast, a.mode).is_some() {
             return Err(XskError::ProgramMismatch {
                 ifname: ifname.to_string(),
                 have: a.kind,
@@ -131,17 +155,27 @@ pub fn attach(
     }
 
     let map = bpf::create_xskmap(MAP_ENTRIES).map_err(|e| sys("bpf(BPF_MAP_CREATE, XSKMAP)", e))?;
-    let loaded = match fast {
-        Some(maps) => maps.load(kind, map.as_fd(), XdpAction::Pass),
-        None => bpf::load_program(kind, map.as_fd(), XdpAction::Pass),
-    };
-    let prog = loaded.map_err(|e| XskError::ProgramLoad {
-        name: kind.name(),
-        err: e.err,
-        log: e.log,
-    })?;
+    // Loaded for the first mode tried, and again only if the next mode
+    // wants the other program (`fast_path = "auto"`: native runs the fast
+    // path, generic the plain redirect).
+    let mut loaded: Option<(bool, OwnedFd)> = None;
     let mut attempts = String::new();
     for &mode in pref.modes() {
+        let maps = FastAttach::for_mode(fast, mode);
+        let prog = match loaded.take() {
+            Some((f, prog)) if f == maps.is_some() => prog,
+            _ => {
+                let r = match maps {
+                    Some(m) => m.load(kind, map.as_fd(), XdpAction::Pass),
+                    None => bpf::load_program(kind, map.as_fd(), XdpAction::Pass),
+                };
+                r.map_err(|e| XskError::ProgramLoad {
+                    name: kind.name(),
+                    err: e.err,
+                    log: e.log,
+                })?
+            }
+        };
         let flags = match mode {
             AttachMode::Native => XDP_FLAGS_DRV_MODE,
             AttachMode::Generic => XDP_FLAGS_SKB_MODE,
@@ -155,7 +189,7 @@ pub fn attach(
                     key,
                     kind,
                     mode,
-                    fast: fast.is_some(),
+                    fast: maps.is_some(),
                 });
                 reg.push(Arc::downgrade(&a));
                 return Ok(a);
@@ -163,6 +197,7 @@ pub fn attach(
             Err(e) => {
                 let sep = if attempts.is_empty() { "" } else { "; " };
                 let _ = write!(attempts, "{sep}{}: {e}", mode.name());
+                loaded = Some((maps.is_some(), prog));
             }
         }
     }

@@ -40,7 +40,7 @@ pub mod socket;
 pub mod sys;
 pub mod umem;
 
-pub use attach::{AttachMode, AttachPref, XdpAttachment};
+pub use attach::{AttachMode, AttachPref, FastAttach, XdpAttachment};
 pub use error::XskError;
 pub use program::{ProgramKind, XdpAction};
 pub use sys::enter_netns;

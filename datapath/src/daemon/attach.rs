@@ -24,19 +24,20 @@ use super::config::PortConfig;
 use super::inbox::{Inbox, ToPmd};
 use crate::afxdp::fastpath::FastPathMaps;
 use crate::afxdp::umem::UmemShared;
+use crate::afxdp::FastAttach;
 use crate::port::NetPort;
 use flowtable::PortNo;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Opens queue `q` of a port for the poll thread with UMEM `umem`, with
-/// the XDP fast path over the given maps when the switch runs one.
+/// the XDP fast path where the switch runs one.
 pub type Opener = Arc<
     dyn Fn(
             &PortConfig,
             u32,
             Option<&Arc<UmemShared>>,
-            Option<&Arc<FastPathMaps>>,
+            Option<FastAttach<'_>>,
         ) -> Result<Box<dyn NetPort>, String>
         + Send
         + Sync,
@@ -63,6 +64,9 @@ struct Entry {
     mode: Option<String>,
     /// The last failure was logged; quiet until something changes.
     quiet: bool,
+    /// With `fast_path = "auto"`, that the port runs without the fast path
+    /// because only generic XDP attaches was logged.
+    said_generic: bool,
 }
 
 /// What a sync did, for replies that wait on the poll threads.
@@ -80,21 +84,28 @@ pub struct Attacher {
     threads: Vec<ThreadHandle>,
     ports: BTreeMap<PortNo, Entry>,
     fast: Option<Arc<FastPathMaps>>,
+    /// Whether generic attachments run the fast path too (`"on"`) or only
+    /// native ones (`"auto"`).
+    fast_generic: bool,
 }
 
 impl Attacher {
     /// An attacher for these poll threads (index = queue), holding nothing;
-    /// with `fast`, AF_XDP ports run the XDP fast path over those maps.
+    /// with `fast`, AF_XDP ports run the XDP fast path over those maps:
+    /// every one with `fast_generic` (`fast_path = "on"`), else those
+    /// attached in native mode (`"auto"`).
     pub fn new(
         open: Opener,
         threads: Vec<ThreadHandle>,
         fast: Option<Arc<FastPathMaps>>,
+        fast_generic: bool,
     ) -> Attacher {
         Attacher {
             open,
             threads,
             ports: BTreeMap::new(),
             fast,
+            fast_generic,
         }
     }
 
@@ -145,6 +156,7 @@ impl Attacher {
                     mtu_set: None,
                     mode: None,
                     quiet: false,
+                    said_generic: false,
                 });
                 fresh.push(p.no);
             }
@@ -228,14 +240,32 @@ impl Attacher {
                 }
             }
         }
+        let fast = self.fast.as_deref().map(|maps| FastAttach {
+            maps,
+            generic: self.fast_generic,
+        });
         for (t, th) in self.threads.iter().enumerate() {
             if e.on[t] {
                 continue;
             }
-            match (self.open)(&e.cfg, t as u32, th.umem.as_ref(), self.fast.as_ref()) {
+            match (self.open)(&e.cfg, t as u32, th.umem.as_ref(), fast) {
                 Ok(port) => {
                     if e.mode.is_none() {
-                        e.mode = Some(port.mode());
+                        let mode = port.mode();
+                        if fast.is_some()
+                            && mode.starts_with("afxdp generic")
+                            && !mode.contains("fastpath")
+                            && !e.said_generic
+                        {
+                            tracing::info!(
+                                port = %e.cfg.name,
+                                %mode,
+                                "fast path off for this port: its XDP program attaches in generic \
+                                 mode only (fast_path = \"on\" runs it there too)"
+                            );
+                            e.said_generic = true;
+                        }
+                        e.mode = Some(mode);
                     }
                     th.inbox.send(ToPmd::Attach {
                         cfg: e.cfg.clone(),

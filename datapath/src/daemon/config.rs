@@ -10,7 +10,9 @@
 //! state = "/var/lib/oxvs/rules"     # accepted rule changes persisted here; optional
 //! metrics = "127.0.0.1:9477"        # Prometheus text endpoint; optional
 //! tlv_map = "{class=0x0102,type=0x80,len=4}->tun_metadata0"  # Geneve options; optional
-//! fast_path = "off"        # the XDP fast path (issue 16): "on" or "off" (default off)
+//! fast_path = "auto"       # the XDP fast path (issue 16): "auto" (the default: on
+//!                          # for ports whose XDP program attaches natively), "on"
+//!                          # (every AF_XDP port, generic ones too) or "off"
 //! fast_path_entries = 65536  # most flows the fast path holds; default 65536
 //! runtime_ports = 512      # most ports add-port may add (512 KiB of UMEM each); default 64
 //!
@@ -88,7 +90,8 @@ pub struct SwitchConfig {
     /// of one has a UMEM of its own (512 KiB), so this is what bounds the
     /// switch's memory.
     pub runtime_ports: Option<usize>,
-    /// Whether established flows are offloaded to the XDP fast path.
+    /// Whether established flows are offloaded to the XDP fast path, and on
+    /// which ports (default `auto`: those attached natively).
     #[serde(default)]
     pub fast_path: FastPathMode,
     /// Most entries the fast path holds (default 65536; 104 bytes each
@@ -97,16 +100,41 @@ pub struct SwitchConfig {
 }
 
 /// `fast_path` in `[switch]`.
+///
+/// The default is `auto`, issue 16's "on where native XDP attaches": the
+/// fast path pays where the program runs in the driver, before the kernel
+/// builds a socket buffer, and only a natively attached port can be the
+/// output of a redirect. A port whose program attaches in generic mode
+/// only (a veth whose peer's MTU is too large for native XDP, a driver
+/// without XDP) runs the plain redirect; oxvsd says so once per port in its
+/// log, and `pmd-stats` lists such ports under "fast path".
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum FastPathMode {
-    /// Every packet goes through the poll threads (today's datapath).
+    /// AF_XDP ports whose program attaches in native mode run the XDP
+    /// fast-path program; ports attached in generic mode run the plain
+    /// redirect, so all their packets go through the poll threads.
     #[default]
-    Off,
-    /// AF_XDP ports run the XDP fast-path program (`afxdp::fastpath`)
-    /// instead of the plain redirect, and flows the poll threads cache are
-    /// offloaded to it (`daemon::fastpath`).
+    Auto,
+    /// Every AF_XDP port runs the XDP fast-path program (`afxdp::fastpath`)
+    /// instead of the plain redirect, whatever mode it attaches in, and
+    /// flows the poll threads cache are offloaded to it
+    /// (`daemon::fastpath`). A generic port's hits are redirected to
+    /// native outputs; it is never an output itself.
     On,
+    /// Every packet goes through the poll threads.
+    Off,
+}
+
+impl FastPathMode {
+    /// `auto`, `on` or `off`, as in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            FastPathMode::Auto => "auto",
+            FastPathMode::On => "on",
+            FastPathMode::Off => "off",
+        }
+    }
 }
 
 /// How a port attaches to its interface.
@@ -528,11 +556,17 @@ mod tests {
     }
 
     #[test]
-    fn fast_path_is_off_unless_asked() {
+    fn fast_path_is_auto_unless_asked() {
         let c = Config::parse("[switch]\n").unwrap();
-        assert_eq!(c.switch.fast_path, FastPathMode::Off);
+        assert_eq!(c.switch.fast_path, FastPathMode::Auto);
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.switch.fast_path, FastPathMode::Auto);
         let c = Config::parse("[switch]\nfast_path = \"on\"\n").unwrap();
         assert_eq!(c.switch.fast_path, FastPathMode::On);
+        let c = Config::parse("[switch]\nfast_path = \"off\"\n").unwrap();
+        assert_eq!(c.switch.fast_path, FastPathMode::Off);
+        let c = Config::parse("[switch]\nfast_path = \"auto\"\n").unwrap();
+        assert_eq!(c.switch.fast_path, FastPathMode::Auto);
         let e = Config::parse("[switch]\nfast_path = \"yes\"\n").unwrap_err();
         assert!(e.contains("unknown variant"), "{e}");
         let c = Config::parse("[switch]\nfast_path_entries = 0\n").unwrap();

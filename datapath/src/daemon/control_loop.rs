@@ -146,6 +146,9 @@ impl ControlLoop {
             dump_asked_at: Instant::now(),
             capture: None,
         };
+        // How each port attached is known now, not at the first tick
+        // (`pmd-stats` names the ports `fast_path = "auto"` leaves out).
+        l.st.port_modes = l.attacher.modes();
         l.fast_interfaces();
         l
     }

@@ -179,9 +179,13 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
         Command::DumpMegaflows => Ok(st.megaflows.iter().map(|l| format!("{l}\n")).collect()),
         Command::DumpFastpath => match &st.fast {
             Some(f) => Ok(f.dump(&st.bridge, st.now_ms())),
+            None if st.fast_mode == super::config::FastPathMode::Off => Err(Failure::new(
+                FailureKind::Rejected,
+                "the fast path is off (fast_path = \"off\" in [switch])",
+            )),
             None => Err(Failure::new(
                 FailureKind::Rejected,
-                "the fast path is off (fast_path = \"on\" in [switch] turns it on)",
+                "the fast path is off: the kernel refused its maps or program (oxvsd's log says why)",
             )),
         },
         Command::RevalidateCheck => Ok(st.cache_check.clone()),

@@ -846,7 +846,11 @@ fn dump_fastpath_says_when_the_fast_path_is_off() {
     let mut st = state();
     let f = err(&mut st, Command::DumpFastpath);
     assert_eq!(f.kind, FailureKind::Rejected);
-    assert!(f.message.contains("fast_path = \"on\""), "{}", f.message);
+    assert!(f.message.contains("the kernel refused"), "{}", f.message);
+    st.fast_mode = crate::daemon::config::FastPathMode::Off;
+    let f = err(&mut st, Command::DumpFastpath);
+    assert_eq!(f.kind, FailureKind::Rejected);
+    assert!(f.message.contains("fast_path = \"off\""), "{}", f.message);
     assert!(!ok(&mut st, Command::PmdStats).contains("fast path"));
     assert!(!ok(&mut st, Command::Metrics).contains("oxvs_fastpath"));
 }

@@ -118,8 +118,11 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         .switch
         .fast_path_entries
         .unwrap_or(fastpath::DEFAULT_ENTRIES);
-    let fast_maps = match cfg.switch.fast_path {
-        config::FastPathMode::On => fast_path_maps(fast_entries),
+    let fast_mode = cfg.switch.fast_path;
+    let fast_maps = match fast_mode {
+        config::FastPathMode::On | config::FastPathMode::Auto => {
+            fast_path_maps(fast_entries, fast_mode)
+        }
         config::FastPathMode::Off => None,
     };
     let runtime_ports = cfg
@@ -130,6 +133,7 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
     let restored = load_rules(&cfg, &mut bridge, &mut registry)?;
     let mut st = ControlState::new(bridge);
     st.registry = registry;
+    st.fast_mode = fast_mode;
     if let Some(maps) = &fast_maps {
         st.fast = Some(fastpath::FastPath::new(
             maps.clone(),
@@ -234,7 +238,12 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
         published,
         control_loop::Shared { dump, tap, ct },
         handles.len(),
-        attach::Attacher::new(open, attach_to, fast_maps),
+        attach::Attacher::new(
+            open,
+            attach_to,
+            fast_maps,
+            fast_mode == config::FastPathMode::On,
+        ),
     );
     let exited = control.run(&from_pmd, &shutdown);
     for h in handles {
@@ -265,7 +274,10 @@ pub fn run(cfg: Config, open: Opener, shutdown: Arc<AtomicBool>) -> Result<(), S
 /// The fast path's maps, once its program has passed the verifier; `None`
 /// (with the reason logged) when the kernel refuses either, and then every
 /// packet goes through the poll threads as with `fast_path = "off"`.
-fn fast_path_maps(entries: u32) -> Option<Arc<crate::afxdp::fastpath::FastPathMaps>> {
+fn fast_path_maps(
+    entries: u32,
+    mode: config::FastPathMode,
+) -> Option<Arc<crate::afxdp::fastpath::FastPathMaps>> {
     use crate::afxdp::{bpf, ProgramKind, XdpAction};
     let maps = match crate::afxdp::fastpath::FastPathMaps::create(entries) {
         Ok(m) => m,
@@ -287,7 +299,13 @@ fn fast_path_maps(entries: u32) -> Option<Arc<crate::afxdp::fastpath::FastPathMa
         tracing::warn!(error = %e, "fast path off: the kernel refuses its program");
         return None;
     }
-    tracing::info!(entries, "fast path on");
+    match mode {
+        config::FastPathMode::Auto => tracing::info!(
+            entries,
+            "fast path on for ports whose XDP program attaches natively (fast_path = \"auto\")"
+        ),
+        _ => tracing::info!(entries, "fast path on"),
+    }
     Some(Arc::new(maps))
 }
 

@@ -17,8 +17,8 @@
 
 use super::config::{PortConfig, PortKind};
 use super::pmd::Opener;
-use crate::afxdp::fastpath::FastPathMaps;
 use crate::afxdp::umem::UmemShared;
+use crate::afxdp::FastAttach;
 use crate::buf::FramePool;
 use crate::port::packet::PacketPort;
 use crate::port::xsk::{ModePref, ProgramKind, Rings, XskPort};
@@ -76,7 +76,7 @@ pub fn open_port(
     cfg: &PortConfig,
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
-    fast: Option<&Arc<FastPathMaps>>,
+    fast: Option<FastAttach<'_>>,
 ) -> Result<Box<dyn NetPort>, String> {
     if queue > 0 {
         if cfg.kind == PortKind::AfPacket {
@@ -117,9 +117,8 @@ fn open_xdp(
     cfg: &PortConfig,
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
-    fast: Option<&Arc<FastPathMaps>>,
+    fast: Option<FastAttach<'_>>,
 ) -> Result<Box<dyn NetPort>, String> {
-    let fast = fast.map(|f| &**f);
     let umem = umem.ok_or("this poll thread has no UMEM");
     // An uplink carries the node's own traffic too: only Geneve is taken.
     let program = if cfg.uplink {

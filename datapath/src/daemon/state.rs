@@ -107,6 +107,8 @@ pub struct ControlState {
     pub port_modes: std::collections::BTreeMap<u32, String>,
     /// The XDP fast path's entries and counters, when it runs.
     pub fast: Option<super::fastpath::FastPath>,
+    /// `fast_path` as configured (`auto` runs it on native ports only).
+    pub fast_mode: super::config::FastPathMode,
 }
 
 impl ControlState {
@@ -126,6 +128,7 @@ impl ControlState {
             registry: Default::default(),
             port_modes: Default::default(),
             fast: None,
+            fast_mode: Default::default(),
         }
     }
 
@@ -354,9 +357,37 @@ impl ControlState {
         }
         let _ = writeln!(s, "conntrack connections: {}", self.conntrack_len);
         if let Some(f) = &self.fast {
+            s.push_str(&self.fast_path_ports());
             s.push_str(&fast_path_stats(&f.stats));
         }
         s
+    }
+
+    /// The first line of `pmd-stats`' fast-path part: the configured mode
+    /// and, with `auto`, the AF_XDP ports that run without it because
+    /// their program attaches in generic mode only.
+    fn fast_path_ports(&self) -> String {
+        let mode = self.fast_mode.name();
+        if self.fast_mode != super::config::FastPathMode::Auto {
+            return format!("fast path: {mode}\n");
+        }
+        let generic: Vec<String> = self
+            .port_modes
+            .iter()
+            .filter(|(_, m)| m.starts_with("afxdp generic"))
+            .map(|(no, _)| {
+                let name = self.bridge.ports.name(*no).unwrap_or("?");
+                format!("{no}({name})")
+            })
+            .collect();
+        if generic.is_empty() {
+            format!("fast path: {mode} (on for every natively attached AF_XDP port)\n")
+        } else {
+            format!(
+                "fast path: {mode} (off on {}: generic XDP only)\n",
+                generic.join(", ")
+            )
+        }
     }
 }
 
@@ -365,7 +396,7 @@ fn fast_path_stats(f: &super::fastpath::FastPathStats) -> String {
     use crate::afxdp::fastpath::FpCounter;
     let c = |k: FpCounter| f.program[k as usize];
     let seen: u64 = f.program.iter().sum::<u64>() - c(FpCounter::Error);
-    let mut s = String::from("fast path:\n");
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "  hits: {} ({:.1}% of the packets it saw)",
@@ -400,4 +431,35 @@ pub fn mac_text(m: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::config::FastPathMode;
+
+    #[test]
+    fn pmd_stats_names_the_ports_auto_leaves_without_the_fast_path() {
+        let mut br = Bridge::default();
+        br.add_port(1, "v1p1");
+        br.add_port(2, "v1p2");
+        br.add_port(3, "eth9");
+        let mut st = ControlState::new(br);
+        st.port_modes.insert(1, "afxdp native copy fastpath".into());
+        st.port_modes.insert(2, "afxdp generic copy".into());
+        st.port_modes.insert(3, "af_packet".into());
+        assert_eq!(
+            st.fast_path_ports(),
+            "fast path: auto (off on 2(v1p2): generic XDP only)\n"
+        );
+        st.port_modes.remove(&2);
+        assert_eq!(
+            st.fast_path_ports(),
+            "fast path: auto (on for every natively attached AF_XDP port)\n"
+        );
+        st.fast_mode = FastPathMode::On;
+        st.port_modes
+            .insert(2, "afxdp generic copy fastpath".into());
+        assert_eq!(st.fast_path_ports(), "fast path: on\n");
+    }
 }

@@ -210,8 +210,9 @@ impl XskPort {
         XskPort::open_detached_with(ifname, queue, umem, program, pref, rings, None)
     }
 
-    /// [`XskPort::open_detached`] with the XDP fast path over `fast` as the
-    /// interface's program (its misses reach this socket as before).
+    /// [`XskPort::open_detached`] with the XDP fast path as the interface's
+    /// program in the modes `fast` names (its misses reach this socket as
+    /// before).
     pub fn open_detached_with(
         ifname: &str,
         queue: u32,
@@ -219,7 +220,7 @@ impl XskPort {
         program: ProgramKind,
         pref: ModePref,
         rings: Rings,
-        fast: Option<&crate::afxdp::fastpath::FastPathMaps>,
+        fast: Option<crate::afxdp::FastAttach<'_>>,
     ) -> Result<XskPort, XskError> {
         if !rings.size.is_power_of_two() || !(64..=32768).contains(&rings.size) {
             return Err(XskError::RingSize { size: rings.size });
