@@ -496,18 +496,21 @@ fn established_connections_through_dnat_and_a_firewall_take_the_fast_path() {
          s.bind(('0.0.0.0',5353))\nwhile True:\n    d,a=s.recvfrom(2048); s.sendto(d,a)",
         ],
     );
-    let client = lab.spawn(
-        "n1-p1",
-        "client",
-        &[
-            "python3",
-            "-c",
-            "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-         s.bind(('10.244.1.2',40001)); s.setblocking(False)\n\
-         while True:\n    s.sendto(b'x'*64,('10.96.0.10',5353))\n    time.sleep(0.001)\n\
-         \x20   try:\n        s.recv(2048)\n    except BlockingIOError:\n        pass",
-        ],
-    );
+    let udp_client = |name: &str| {
+        lab.spawn(
+            "n1-p1",
+            name,
+            &[
+                "python3",
+                "-c",
+                "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('10.244.1.2',40001)); s.setblocking(False)\n\
+             while True:\n    s.sendto(b'x'*64,('10.96.0.10',5353))\n    time.sleep(0.001)\n\
+             \x20   try:\n        s.recv(2048)\n    except BlockingIOError:\n        pass",
+            ],
+        )
+    };
+    let client = udp_client("client");
     let mut dump = String::new();
     let held = wait_for(10, || {
         dump = ctl(&lab, &sock, &["dump-fastpath"]);
@@ -533,7 +536,11 @@ fn established_connections_through_dnat_and_a_firewall_take_the_fast_path() {
             .any(|l| l.contains("dport=5353") && l.ends_with(",offloaded")),
         "dump-conntrack says which connections the fast path carries:\n{conns}"
     );
-    // The flush removes them before it answers.
+    // The flush removes them before it answers (the client paused first:
+    // its next datagram would make a new connection within a millisecond,
+    // and that one is offloaded in turn).
+    client.stop(Duration::from_secs(2));
+    assert!(ctl(&lab, &sock, &["dump-fastpath"]).contains("conntrack:1"));
     ctl(&lab, &sock, &["flush-conntrack"]);
     let after = ctl(&lab, &sock, &["dump-fastpath"]);
     assert!(
@@ -541,6 +548,7 @@ fn established_connections_through_dnat_and_a_firewall_take_the_fast_path() {
         "no entry outlives its connection:\n{after}"
     );
     // The stream makes a new connection and is offloaded again.
+    let client = udp_client("client2");
     assert!(
         wait_for(10, || ctl(&lab, &sock, &["dump-fastpath"])
             .contains("conntrack:1")),
