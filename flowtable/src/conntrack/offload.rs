@@ -21,11 +21,11 @@
 //!   which mark and label, so that an entry whose connection was flushed,
 //!   expired, closed or re-marked is removed.
 
-use super::process::{has_ports, is_icmp, nat_bits};
+use super::process::{has_ports, is_icmp, nat_bits, rewrite_for};
 use super::table::{Conn, Table, F_DNAT, F_SEEN_REPLY, F_SNAT};
 use super::tcp::ESTABLISHED;
 use super::timeout::TimeoutClass;
-use super::types::{proto, CtAddr, CtPacket, CtVerdict, HeaderRewrite, NatRewrite, Tuple};
+use super::types::{proto, CtAddr, CtPacket, CtVerdict, NatRewrite, Tuple};
 use super::{ConnTrack, CtExec, Family, NatSpec};
 use crate::field::ct_state::{EST, RPL};
 
@@ -132,14 +132,8 @@ impl ConnTrack {
         v.label = label;
         if nat.is_some() && c.flags & (F_SNAT | F_DNAT) != 0 {
             v.state |= nat_bits(c.flags);
-            let to = if reply { c.orig } else { c.reply() };
             v.nat = Some(NatRewrite {
-                outer: HeaderRewrite {
-                    src: to.dst.to_ip(),
-                    dst: to.src.to_ip(),
-                    sport: to.dport,
-                    dport: to.sport,
-                },
+                outer: rewrite_for(c, reply),
                 inner: None,
             });
         }

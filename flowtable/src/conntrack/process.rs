@@ -63,7 +63,7 @@ pub(super) fn has_ports(proto_: u8) -> bool {
 
 /// The rewrite that makes a packet travelling `reply`-wards on `c` look as
 /// the other end expects.
-fn rewrite_for<A: Family>(c: &Conn<A>, reply: bool) -> HeaderRewrite {
+pub(super) fn rewrite_for<A: Family>(c: &Conn<A>, reply: bool) -> HeaderRewrite {
     let t = if reply { c.orig } else { c.reply() };
     HeaderRewrite {
         src: t.dst.to_ip(),
