@@ -173,8 +173,8 @@ impl Default for FpTunnel {
     }
 }
 
-/// What the program needs to know about the interface it runs on, keyed
-/// by ifindex.
+/// What an uplink's program needs to know about the interface it runs on,
+/// keyed by ifindex (a pod port's program has its OpenFlow number built in).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FpPort {
@@ -210,7 +210,7 @@ pub enum FpCounter {
     /// a UDP checksum, IPv6 underlay, another VTEP, bad outer header).
     PuntGeneve,
     /// Not IPv4/IPv6 with TCP, UDP, ICMP or ICMPv6 (or neighbour
-    /// discovery), malformed, trailing bytes, or an unknown interface.
+    /// discovery), malformed or trailing bytes.
     PuntUnparsed,
     /// The entry's output port is not in the DEVMAP.
     PuntNoOutput,
@@ -297,7 +297,6 @@ pub(crate) mod off {
 
     pub const T_IP_PARTIAL: i16 = o(offset_of!(FpTunnel, ip_partial));
 
-    pub const P_OF_PORT: i16 = o(offset_of!(FpPort, of_port));
     pub const P_TUN_PORT: i16 = o(offset_of!(FpPort, tun_port));
     pub const P_VTEP: i16 = o(offset_of!(FpPort, vtep));
 }
