@@ -16,9 +16,7 @@
 //! `flock /tmp/oxvs-lab.lock` when other labs may run.
 
 use datapath::afxdp::bpf::{create_xskmap, link_xdp, XDP_FLAGS_DRV_MODE};
-use datapath::afxdp::fastpath::{
-    offload, FastPathMaps, FpCounter, FpPort, OffloadEnv, OffloadTunnel,
-};
+use datapath::afxdp::fastpath::{offload, FastPathMaps, FpCounter, OffloadEnv, OffloadTunnel};
 use datapath::afxdp::sys::{if_index, is_root};
 use datapath::afxdp::{enter_netns, ProgramKind, XdpAction};
 use flowtable::{extract, DpAction, FlowKey, PortNo};
@@ -189,17 +187,9 @@ fn a_flow_crosses_the_switch_inside_xdp() {
         let maps = FastPathMaps::create(64).unwrap();
         let xsk = create_xskmap(4).unwrap();
         let prog = maps
-            .load(ProgramKind::All, xsk.as_fd(), XdpAction::Pass)
+            .load(ProgramKind::All, xsk.as_fd(), XdpAction::Pass, 1)
             .unwrap_or_else(|e| panic!("{}\n{}", e.err, e.log));
         let (p1, p2) = (if_index("p1").unwrap(), if_index("p2").unwrap());
-        maps.set_port(
-            p1,
-            &FpPort {
-                of_port: 1,
-                ..FpPort::default()
-            },
-        )
-        .unwrap();
         maps.set_output(2, p2).unwrap();
         let mut key = FlowKey::default();
         extract(&frame(40001, b"x"), 1, &mut key).unwrap();
@@ -292,10 +282,12 @@ fn auto_runs_the_program_where_native_xdp_attaches() {
         let auto = FastAttach {
             maps: &maps,
             generic: false,
+            of_port: 1,
         };
         let on = FastAttach {
             maps: &maps,
             generic: true,
+            of_port: 1,
         };
         let all = ProgramKind::All;
 

@@ -81,6 +81,9 @@ pub struct FastAttach<'a> {
     /// the kernel has built the socket buffer, so most of what it would
     /// save is already spent, and no generic port can be an output.
     pub generic: bool,
+    /// The interface's OpenFlow port number, built into a pod port's
+    /// program.
+    pub of_port: u32,
 }
 
 impl<'a> FastAttach<'a> {
@@ -155,6 +158,7 @@ pub fn attach(
     }
 
     let map = bpf::create_xskmap(MAP_ENTRIES).map_err(|e| sys("bpf(BPF_MAP_CREATE, XSKMAP)", e))?;
+    let fast_port = fast.map_or(0, |f| f.of_port);
     // Loaded for the first mode tried, and again only if the next mode
     // wants the other program (`fast_path = "auto"`: native runs the fast
     // path, generic the plain redirect).
@@ -166,7 +170,7 @@ pub fn attach(
             Some((f, prog)) if f == maps.is_some() => prog,
             _ => {
                 let r = match maps {
-                    Some(m) => m.load(kind, map.as_fd(), XdpAction::Pass),
+                    Some(m) => m.load(kind, map.as_fd(), XdpAction::Pass, fast_port),
                     None => bpf::load_program(kind, map.as_fd(), XdpAction::Pass),
                 };
                 r.map_err(|e| XskError::ProgramLoad {

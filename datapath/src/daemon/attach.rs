@@ -243,6 +243,7 @@ impl Attacher {
         let fast = self.fast.as_deref().map(|maps| FastAttach {
             maps,
             generic: self.fast_generic,
+            of_port: e.cfg.no,
         });
         for (t, th) in self.threads.iter().enumerate() {
             if e.on[t] {

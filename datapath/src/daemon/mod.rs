@@ -288,7 +288,7 @@ fn fast_path_maps(
     };
     let probe = bpf::create_xskmap(1).and_then(|xsk| {
         for kind in [ProgramKind::All, ProgramKind::Uplink] {
-            maps.load(kind, std::os::fd::AsFd::as_fd(&xsk), XdpAction::Pass)
+            maps.load(kind, std::os::fd::AsFd::as_fd(&xsk), XdpAction::Pass, 1)
                 .map_err(|e| {
                     std::io::Error::other(format!("{}: {}\n{}", kind.name(), e.err, e.log))
                 })?;

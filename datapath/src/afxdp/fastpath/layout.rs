@@ -97,9 +97,24 @@ pub mod act {
 }
 
 /// An entry: the actions, the output and the counters the program keeps.
+///
+/// What every hit reads or writes (the counters, the action bits, the
+/// output and the length limit) comes first, in the first 40 bytes, and
+/// the value is padded to 128 bytes: with the kernel's 48-byte element
+/// header and the 80-byte key, a preallocated hash element is then 256
+/// bytes, four whole cache lines with the value starting on the third, so a
+/// hit touches three lines of the element (header and key, key, the hot
+/// part of the value) rather than four or five at arbitrary offsets. The
+/// rewrite values follow; a plain output never reads them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FpEntry {
+    /// Packets that took the entry (updated by the program).
+    pub packets: u64,
+    /// Bytes of those packets as they arrived (after any Geneve pop).
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet.
+    pub used_ns: u64,
     /// Bits of [`act`].
     pub actions: u32,
     /// The output: a key of the DEVMAP (an OpenFlow port number).
@@ -136,12 +151,8 @@ pub struct FpEntry {
     pub tun_sport: [u8; 2],
     /// Always zero.
     pub pad0: [u8; 6],
-    /// Packets that took the entry (updated by the program).
-    pub packets: u64,
-    /// Bytes of those packets as they arrived (after any Geneve pop).
-    pub bytes: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the last packet.
-    pub used_ns: u64,
+    /// Always zero: pads the value to 128 bytes (see above).
+    pub pad1: [u8; 24],
 }
 
 /// Length of the outer headers of an IPv4 Geneve tunnel without options:
@@ -173,8 +184,8 @@ impl Default for FpTunnel {
     }
 }
 
-/// What the program needs to know about the interface it runs on, keyed
-/// by ifindex.
+/// What an uplink's program needs to know about the interface it runs on,
+/// keyed by ifindex (a pod port's program has its OpenFlow number built in).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FpPort {
@@ -210,7 +221,7 @@ pub enum FpCounter {
     /// a UDP checksum, IPv6 underlay, another VTEP, bad outer header).
     PuntGeneve,
     /// Not IPv4/IPv6 with TCP, UDP, ICMP or ICMPv6 (or neighbour
-    /// discovery), malformed, trailing bytes, or an unknown interface.
+    /// discovery), malformed or trailing bytes.
     PuntUnparsed,
     /// The entry's output port is not in the DEVMAP.
     PuntNoOutput,
@@ -297,7 +308,6 @@ pub(crate) mod off {
 
     pub const T_IP_PARTIAL: i16 = o(offset_of!(FpTunnel, ip_partial));
 
-    pub const P_OF_PORT: i16 = o(offset_of!(FpPort, of_port));
     pub const P_TUN_PORT: i16 = o(offset_of!(FpPort, tun_port));
     pub const P_VTEP: i16 = o(offset_of!(FpPort, vtep));
 }
@@ -328,9 +338,10 @@ const _: () = assert!(size_of::<FpKey>() == 4 * 4 + 6 * 2 + 2 * 2 + 16 * 2 + 4 +
 const _: () = assert!(size_of::<FpKey>() == 80);
 const _: () = assert!(
     size_of::<FpEntry>()
-        == 4 + 4 + 2 + 2 + 2 + 1 + 1 + 6 + 6 + 2 + 2 + 16 + 16 + 4 + 4 + 2 + 6 + 24
+        == 24 + 4 + 4 + 2 + 2 + 2 + 1 + 1 + 6 + 6 + 2 + 2 + 16 + 16 + 4 + 4 + 2 + 6 + 24
 );
-const _: () = assert!(size_of::<FpEntry>() == 104 && offset_of!(FpEntry, packets) % 8 == 0);
+const _: () = assert!(size_of::<FpEntry>() == 128 && offset_of!(FpEntry, packets) % 8 == 0);
+const _: () = assert!(offset_of!(FpEntry, max_len) + 2 <= 40);
 const _: () = assert!(size_of::<FpTunnel>() == 64);
 const _: () = assert!(size_of::<FpPort>() == 16);
 

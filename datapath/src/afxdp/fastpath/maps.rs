@@ -7,7 +7,8 @@
 //!   namespace that runs the update, as the kernel resolves it then).
 //! * tunnels: `BPF_MAP_TYPE_ARRAY`, slot -> [`FpTunnel`], one per remote,
 //!   so a route change rewrites one template, not every entry.
-//! * ports: `BPF_MAP_TYPE_HASH`, ingress ifindex -> [`FpPort`].
+//! * ports: `BPF_MAP_TYPE_HASH`, ingress ifindex -> [`FpPort`], read by
+//!   uplinks' programs (a pod port's has its OpenFlow number built in).
 //! * stats: `BPF_MAP_TYPE_PERCPU_ARRAY` of u64 indexed by [`FpCounter`].
 
 use super::layout::{bytes_of, bytes_of_mut, FpCounter, FpEntry, FpKey, FpPort, FpTunnel, Pod};
@@ -87,15 +88,17 @@ impl FastPathMaps {
         }
     }
 
-    /// Assembles and loads the program for an interface of `kind`, its
-    /// miss path through `xsk`; the verifier's log on refusal.
+    /// Assembles and loads the program for an interface of `kind` that is
+    /// OpenFlow port `of_port` (built into a pod port's program), its miss
+    /// path through `xsk`; the verifier's log on refusal.
     pub fn load(
         &self,
         kind: ProgramKind,
         xsk: BorrowedFd<'_>,
         miss: XdpAction,
+        of_port: u32,
     ) -> Result<OwnedFd, LoadError> {
-        let insns = assemble(kind, self.program_maps(xsk), miss);
+        let insns = assemble(kind, self.program_maps(xsk), miss, of_port);
         let name = match kind {
             ProgramKind::All => "oxvs_fp_port",
             ProgramKind::Uplink => "oxvs_fp_uplink",
@@ -118,7 +121,7 @@ impl FastPathMaps {
         bpf::map_delete(self.entries.as_fd(), bytes_of(key))
     }
 
-    /// Tells the program what interface `ifindex` is.
+    /// Tells an uplink's program what interface `ifindex` is.
     pub fn set_port(&self, ifindex: u32, port: &FpPort) -> io::Result<()> {
         update(self.ports.as_fd(), &ifindex, port)
     }

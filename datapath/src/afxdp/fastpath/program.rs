@@ -146,7 +146,15 @@ impl Gen {
 /// Assembles the fast-path program for an interface of `kind` over `maps`;
 /// `miss` is the verdict of the AF_XDP redirect when the queue has no
 /// socket (`Pass` in production, `Drop` in tests to see the slow path).
-pub fn assemble(kind: ProgramKind, maps: ProgramMaps, miss: XdpAction) -> Vec<Insn> {
+///
+/// A pod port's program (`ProgramKind::All`) has the interface's OpenFlow
+/// number `of_port` built in as a constant: each interface runs its own copy
+/// of the program anyway (its XSKMAP is built in too), and the ports map
+/// lookup it saves was a hash lookup per packet, touching lines that are
+/// cold when packets are rare (BENCHMARKS.md, "The fast path's cold cost").
+/// An uplink's program ignores `of_port` and reads its tunnel port and VTEP
+/// from the ports map, which the switch fills once a second.
+pub fn assemble(kind: ProgramKind, maps: ProgramMaps, miss: XdpAction, of_port: u32) -> Vec<Insn> {
     let mut a = Asm::default();
     let err = a.label();
     let mut g = Gen {
@@ -156,7 +164,7 @@ pub fn assemble(kind: ProgramKind, maps: ProgramMaps, miss: XdpAction) -> Vec<In
         err,
     };
     let parse = g.a.label();
-    entry(&mut g, kind, parse);
+    entry(&mut g, kind, of_port, parse);
     g.a.bind(parse);
     parse_frame(&mut g);
     super::actions::emit(&mut g);
@@ -179,9 +187,10 @@ pub fn assemble(kind: ProgramKind, maps: ProgramMaps, miss: XdpAction) -> Vec<In
     g.a.finish()
 }
 
-/// Saves the context, zeroes the key, loads the frame and the interface's
-/// config; uplinks classify Geneve and check it for the pop.
-fn entry(g: &mut Gen, kind: ProgramKind, parse: Label) {
+/// Saves the context, zeroes the key, loads the frame; a pod port's key
+/// gets its OpenFlow number, an uplink looks its config up, classifies
+/// Geneve and checks it for the pop.
+fn entry(g: &mut Gen, kind: ProgramKind, of_port: u32, parse: Label) {
     let a = &mut g.a;
     a.mov(R6, R1);
     a.stx(op::DW, FP, S_CTX, R6);
@@ -191,22 +200,18 @@ fn entry(g: &mut Gen, kind: ProgramKind, parse: Label) {
     a.st(op::DW, FP, S_INNER, 0);
     a.ldx(op::W, R7, R6, md::DATA);
     a.ldx(op::W, R8, R6, md::DATA_END);
-    a.ldx(op::W, R1, R6, md::INGRESS_IFINDEX);
-    a.stx(op::W, FP, S_MAPKEY, R1);
-    a.ld_map_fd(R1, g.maps.ports);
-    a.mov(R2, FP);
-    a.alu_imm(op::ADD, R2, S_MAPKEY as i32);
-    a.call(helper::MAP_LOOKUP_ELEM);
     match kind {
         ProgramKind::All => {
-            let unknown = g.punt(FpCounter::PuntUnparsed);
-            let a = &mut g.a;
-            a.jmp_imm(op::JEQ, R0, 0, unknown);
-            a.ldx(op::W, R1, R0, P_OF_PORT);
-            a.stx(op::W, FP, KEY + K_IN_PORT, R1);
+            a.st(op::W, FP, KEY + K_IN_PORT, of_port as i32);
             a.ja(parse);
         }
         ProgramKind::Uplink => {
+            a.ldx(op::W, R1, R6, md::INGRESS_IFINDEX);
+            a.stx(op::W, FP, S_MAPKEY, R1);
+            a.ld_map_fd(R1, g.maps.ports);
+            a.mov(R2, FP);
+            a.alu_imm(op::ADD, R2, S_MAPKEY as i32);
+            a.call(helper::MAP_LOOKUP_ELEM);
             g.a.mov(R9, R0);
             uplink(g, parse);
         }

@@ -1,6 +1,7 @@
 //! Which interfaces the fast path knows: the DEVMAP of outputs and the
-//! map of interfaces running the program, kept in step with the ports the
-//! poll threads hold.
+//! map of uplinks running the program, kept in step with the ports the
+//! poll threads hold. (A pod port's program has its OpenFlow number built
+//! in when it is attached, `afxdp::attach`.)
 
 use super::FastPath;
 use crate::afxdp::fastpath::{FpPort, PORT_SLOTS};
@@ -11,8 +12,8 @@ impl FastPath {
     /// Brings the port and output maps in step with the interfaces the
     /// poll threads hold: (port, ifindex, attachment mode, uplink). Every
     /// natively attached AF_XDP port is an output (a driver-mode redirect
-    /// needs a target that can take XDP frames); every port running the
-    /// fast-path program is told its OpenFlow number.
+    /// needs a target that can take XDP frames); every uplink running the
+    /// fast-path program is told its OpenFlow number, tunnel port and VTEP.
     pub fn set_interfaces(&mut self, open: &[(PortNo, u32, String, bool)]) {
         let mut outputs = BTreeMap::new();
         let mut ifaces = BTreeMap::new();
@@ -20,11 +21,8 @@ impl FastPath {
             if mode.starts_with("afxdp native") && self.takes_redirects(*no, *ifindex) {
                 outputs.insert(*no, *ifindex);
             }
-            if mode.contains("fastpath") {
-                let (tun_port, vtep) = match (uplink, self.uplink_tunnel) {
-                    (true, Some(t)) => t,
-                    _ => (0, [0; 4]),
-                };
+            if *uplink && mode.contains("fastpath") {
+                let (tun_port, vtep) = self.uplink_tunnel.unwrap_or((0, [0; 4]));
                 ifaces.insert(
                     *ifindex,
                     FpPort {

@@ -129,17 +129,6 @@ fn through(dp: &mut MemDatapath, port: u32, p: &[u8]) -> Vec<(u32, Vec<u8>)> {
         .collect()
 }
 
-/// The program sees `p` arrive on OpenFlow port `port`.
-fn enter_on(lab: &Lab, port: u32) {
-    let fp = FpPort {
-        of_port: port,
-        tun_port: TUN,
-        vtep: VTEP,
-        pad0: 0,
-    };
-    lab.maps.set_port(LO, &fp).expect("port");
-}
-
 #[test]
 fn established_connections_forward_as_the_pipeline_does() {
     let Some(lab) = lab("established_connections_forward_as_the_pipeline_does") else {
@@ -201,9 +190,7 @@ fn established_connections_forward_as_the_pipeline_does() {
             assert_eq!(sent[0].0, e.out_port, "output port from {port}: {why}");
             lab.maps.insert(&fk, &e).expect("insert");
             installed.push(fk);
-            enter_on(&lab, port);
-            let (v, out) = lab.run(ProgramKind::All, &p);
-            enter_on(&lab, IN);
+            let (v, out) = lab.run_from(port, &p);
             assert_eq!(v, XdpAction::Redirect, "from {port}: {why}");
             assert_eq!(
                 out, sent[0].1,

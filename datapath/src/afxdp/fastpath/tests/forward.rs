@@ -10,7 +10,7 @@ fn both_programs_pass_the_verifier() {
     };
     let m = lab.maps.program_maps(lab._xsk.as_fd());
     for kind in [ProgramKind::All, ProgramKind::Uplink] {
-        let n = assemble(kind, m, XdpAction::Pass).len();
+        let n = assemble(kind, m, XdpAction::Pass, IN).len();
         eprintln!("{kind:?}: {n} instructions");
         assert!(n < 4096, "{kind:?} is {n} instructions");
     }

@@ -46,6 +46,8 @@ struct Lab {
     maps: FastPathMaps,
     _xsk: OwnedFd,
     pod: OwnedFd,
+    /// The pod program of port `OUT`, for replies.
+    pod_out: OwnedFd,
     uplink: OwnedFd,
     tpl: Template,
 }
@@ -72,11 +74,13 @@ fn lab(test: &str) -> Option<Lab> {
     }
     let maps = FastPathMaps::create(256).expect("maps");
     let xsk = create_xskmap(4).expect("xskmap");
-    let load = |kind| {
-        maps.load(kind, xsk.as_fd(), XdpAction::Drop)
+    let load = |kind, port| {
+        maps.load(kind, xsk.as_fd(), XdpAction::Drop, port)
             .unwrap_or_else(|e| panic!("load {kind:?}: {}\n{}", e.err, e.log))
     };
-    let (pod, uplink) = (load(ProgramKind::All), load(ProgramKind::Uplink));
+    let (pod, pod_out) = (load(ProgramKind::All, IN), load(ProgramKind::All, OUT));
+    // The uplink's OpenFlow number comes from the ports map.
+    let uplink = load(ProgramKind::Uplink, 0);
     let port = FpPort {
         of_port: IN,
         tun_port: TUN,
@@ -94,6 +98,7 @@ fn lab(test: &str) -> Option<Lab> {
         maps,
         _xsk: xsk,
         pod,
+        pod_out,
         uplink,
         tpl,
     })
@@ -104,6 +109,16 @@ impl Lab {
         let prog = match kind {
             ProgramKind::All => &self.pod,
             ProgramKind::Uplink => &self.uplink,
+        };
+        test_run_on(prog.as_fd(), pkt, LO).expect("test run")
+    }
+
+    /// Runs the pod program of port `port` (`IN` or `OUT`) on `pkt`.
+    fn run_from(&self, port: u32, pkt: &[u8]) -> (XdpAction, Vec<u8>) {
+        let prog = match port {
+            IN => &self.pod,
+            OUT => &self.pod_out,
+            _ => panic!("no pod program for port {port}"),
         };
         test_run_on(prog.as_fd(), pkt, LO).expect("test run")
     }

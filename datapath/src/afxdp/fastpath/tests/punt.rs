@@ -16,6 +16,23 @@ fn a_miss_goes_to_the_socket_untouched() {
 }
 
 #[test]
+fn a_pod_program_takes_only_the_entries_of_its_own_port() {
+    let Some(lab) = lab("a_pod_program_takes_only_the_entries_of_its_own_port") else {
+        return;
+    };
+    // An entry for packets entering on OUT: the program of port IN (its
+    // number built in) misses it, the program of port OUT takes it.
+    let p = udp4();
+    let (fk, e) = offload(&flow_key(&p, OUT, None), &[DpAction::Output(IN)], &lab).unwrap();
+    lab.maps.set_output(IN, LO).expect("devmap");
+    lab.maps.insert(&fk, &e).unwrap();
+    lab.punts(ProgramKind::All, &p, FpCounter::Miss);
+    assert_eq!(lab.run_from(OUT, &p).0, XdpAction::Redirect);
+    let got = lab.maps.get(&fk).unwrap().unwrap();
+    assert_eq!(got.packets, 1);
+}
+
+#[test]
 fn uplink_keeps_host_traffic_and_punts_geneve_it_cannot_pop() {
     let Some(lab) = lab("uplink_keeps_host_traffic_and_punts_geneve_it_cannot_pop") else {
         return;
