@@ -170,7 +170,14 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
         Command::DumpPorts { port } => st.dump_ports(port.as_deref()).map_err(rejected),
         Command::DumpTables => Ok(st.dump_tables()),
         Command::DumpDrops => Ok(st.dump_drops()),
-        Command::PmdStats => Ok(st.pmd_stats()),
+        Command::PmdStats => {
+            // The program's counters as they are now, not as the last tick
+            // read them.
+            if let Some(f) = st.fast.as_mut() {
+                f.read_counters();
+            }
+            Ok(st.pmd_stats())
+        }
         Command::DumpConntrack { zone } => Ok(st.dump_conntrack(zone)),
         Command::FlushConntrack { args } => {
             let filter = ctl::ctflush::parse(&args).map_err(parse_err)?;
@@ -193,7 +200,12 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;
             Ok(ctl::trace::render(&st.bridge, &key, ports))
         }
-        Command::Metrics => Ok(super::metrics::render(st)),
+        Command::Metrics => {
+            if let Some(f) = st.fast.as_mut() {
+                f.read_counters();
+            }
+            Ok(super::metrics::render(st))
+        }
         Command::AddPort {
             name,
             no,

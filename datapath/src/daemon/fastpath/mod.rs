@@ -473,6 +473,16 @@ impl FastPath {
         });
         self.entries = entries;
         self.count();
+        self.read_counters();
+    }
+
+    /// Reads the program's counters (hits, misses, punts) from the kernel
+    /// now. `tick` does it once a second; `pmd-stats` and `/metrics` do it
+    /// before they answer, so counters read just after a transfer include
+    /// all of it: a 100 MB upload through the fast path takes well under a
+    /// second here, and counters up to a second old showed anything between
+    /// none and all of its packets.
+    pub fn read_counters(&mut self) {
         match self.maps.counters() {
             Ok(c) => self.stats.program = c,
             Err(_) => self.stats.errors += 1,
