@@ -406,6 +406,7 @@ fn forwards(
 }
 
 mod conntrack;
+mod echo;
 mod forward;
 mod pipeline;
 mod punt;
