@@ -21,7 +21,7 @@
 //!
 //! Conntrack: a flow whose first pass ends in `ct(table=...)` is followed
 //! through its passes (`compose`) when every connection it meets is an
-//! established TCP or answered UDP one, and the entry does the whole path:
+//! established TCP or answered UDP or ICMP echo one, and the entry does the whole path:
 //! rewrites, each connection's NAT, the last pass's output. The entry keeps
 //! the connections it stands on ([`flowtable::conntrack::ConnRef`]): while
 //! any entry holds one, its TCP tracking re-learns the sequence space from
@@ -114,7 +114,8 @@ pub struct FastPathStats {
     /// Entries standing on connections (through `ct`) now.
     pub ct_entries: usize,
     /// Offered keys whose connection was not yet one to carry (not
-    /// established, not answered): not remembered as refused.
+    /// established, not answered, or a ping whose identifier NAT moved):
+    /// not remembered as refused.
     pub ct_refused: u64,
     /// Entries removed because a connection they stood on went, closed, or
     /// changed its mark or label.
