@@ -28,14 +28,12 @@ fn ctl(lab: &Lab, sock: &str, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// The switch under test. `capture` copies what the poll threads handle,
-/// and packets the XDP fast path forwards never reach them, so the fast
-/// path is off here: with it on, the capture counts depend on when the
-/// pings' entries go in.
+/// The switch under test, with the XDP fast path as by default: `capture`
+/// takes its port out of the fast path while it runs.
 fn config(dir: &std::path::Path) -> String {
     format!(
         "[switch]\nflows = \"node.flows\"\nlog = \"info\"\nsocket = \"{}\"\nstate = \"{}\"\n\
-         metrics = \"127.0.0.1:9477\"\nfast_path = \"off\"\n\
+         metrics = \"127.0.0.1:9477\"\n\
          [[port]]\nname = \"v1p1\"\nno = 1\nkind = \"afxdp\"\n\
          [[port]]\nname = \"v1p2\"\nno = 2\nkind = \"afxdp\"\n",
         dir.join("oxvsd.sock").display(),
@@ -191,7 +189,10 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
     run_ok(&["del-flows", "table=6"]);
     run_ok(&["del-flows", "table=7"]);
 
-    // capture: pcap of what pod 2's port sees, read by tshark.
+    // capture: pcap of what pod 2's port sees, read by tshark. The pings
+    // are carried by the XDP fast path first (entries into and out of
+    // v1p2); the capture takes the port out of it while it runs, so the
+    // poll threads, which copy what they handle, see every packet.
     let pcap = dir.join("v1p2.pcap");
     let pinger = Command::new("ip")
         .args([
@@ -203,12 +204,32 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
             "-i",
             "0.05",
             "-c",
-            "40",
+            "100",
             "10.244.1.3",
         ])
         .stdout(Stdio::null())
         .spawn()
         .expect("ping");
+    let on_port = |dump: &str| {
+        let into = dump.lines().any(|l| l.ends_with("actions:2"));
+        let from = dump
+            .lines()
+            .any(|l| l.contains("in_port=v1p2") || l.contains("in_port=2,"));
+        into && from
+    };
+    let t = Instant::now();
+    let mut fast = String::new();
+    while t.elapsed() < Duration::from_secs(4) {
+        fast = run_ok(&["dump-fastpath"]);
+        if on_port(&fast) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        on_port(&fast),
+        "fast-path entries of v1p2 before the capture:\n{fast}"
+    );
     let (good, text) = ctl(
         &lab,
         &sock,
@@ -250,6 +271,13 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
     );
     let (good, text) = ctl(&lab, &sock, &["capture", "nope"]);
     assert!(!good && text.contains("no port nope"), "{text}");
+    // pmd-stats says what the capture did to the fast path.
+    let pmd = run_ok(&["pmd-stats"]);
+    let flushed = pmd
+        .split("capture: none running (entries flushed ")
+        .nth(1)
+        .and_then(|r| r.split(',').next()?.parse::<u64>().ok());
+    assert!(flushed.is_some_and(|n| n >= 2), "{pmd}");
 
     // Metrics, as Prometheus reads them.
     let metrics = ok(&[

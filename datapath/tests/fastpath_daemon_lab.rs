@@ -584,6 +584,108 @@ fn established_connections_through_dnat_and_a_firewall_take_the_fast_path() {
     assert!(check.contains("mismatches: 0"), "{check}");
 }
 
+/// Pings through the same firewall, one to pod 2's address and one to a
+/// Service (DNAT of ICMP to pod 2, identifier kept), are carried by the
+/// XDP program once their connections have seen a reply: an entry per
+/// direction and ping standing on its connection, the program's hits
+/// counted, no echo lost, `dump-conntrack` marking them offloaded; and
+/// `flush-conntrack` removes their entries before it answers.
+#[test]
+fn pings_through_a_firewall_and_a_service_take_the_fast_path_after_the_first_reply() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up("fpi", 2);
+    let sock = lab.dir.join("n1").join("oxvsd.sock");
+    std::fs::create_dir_all(lab.dir.join("n1")).unwrap();
+    let switch = format!("fast_path = \"on\"\nsocket = \"{}\"\n", sock.display());
+    let flows = format!(
+        "{CT_FLOWS}table=1,priority=100,ct_state=+new+trk,icmp,nw_dst=10.96.0.10,\
+         actions=ct(commit,table=2,zone=1,nat(dst=10.244.1.3))\n"
+    );
+    lab.start_switch_with(&flows, &[("v1p1", 1), ("v1p2", 2)], "afxdp", &switch, 1);
+    assert_eq!(lab.ping("n1-p1", "10.244.1.3", 1), 1, "{}", lab.log());
+    let before = hits(&ctl(&lab, &sock, &["pmd-stats"]));
+    const COUNT: u32 = 400;
+    let ping = |to: &str| {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ns("n1-p1"),
+                "ping",
+                "-q",
+                "-i",
+                "0.01",
+            ])
+            .args(["-W", "1", "-c", &COUNT.to_string(), to])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ping")
+    };
+    let pings = [ping("10.244.1.3"), ping("10.96.0.10")];
+    // Both directions of both pings, each on its connection.
+    let mut dump = String::new();
+    let held = wait_for(4, || {
+        dump = ctl(&lab, &sock, &["dump-fastpath"]);
+        let icmp = |dir: &str| {
+            dump.lines()
+                .filter(|l| l.contains("icmp") && l.contains(dir))
+                .filter(|l| l.contains("echo_id:") && l.contains("conntrack:1"))
+                .count()
+        };
+        // The Service's DNAT is in its request's entry and undone in its
+        // reply's. (The first ping's entries, one echo, may be there too.)
+        let dnat = dump
+            .lines()
+            .any(|l| l.contains("nw_dst=10.96.0.10") && l.contains("set(ipv4(dst=10.244.1.3))"));
+        let undo = dump
+            .lines()
+            .any(|l| l.contains("icmp_type=0") && l.contains("set(ipv4(src=10.96.0.10))"));
+        dnat && undo && icmp("icmp_type=8") >= 2 && icmp("icmp_type=0") >= 2
+    });
+    assert!(held, "pings through conntrack:\n{dump}\n{}", lab.log());
+    let conns = ctl(&lab, &sock, &["dump-conntrack"]);
+    assert!(
+        conns
+            .lines()
+            .filter(|l| l.starts_with("icmp,") && l.ends_with(",offloaded"))
+            .count()
+            >= 2,
+        "{conns}"
+    );
+    for p in pings {
+        let out = p.wait_with_output().expect("ping ends");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("{COUNT} packets transmitted, {COUNT} received")),
+            "no echo lost: {text}"
+        );
+    }
+    // Counters are read once a second; the entries stay (idle for 10 s).
+    std::thread::sleep(Duration::from_millis(1200));
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+    assert!(
+        hits(&stats) - before > u64::from(COUNT),
+        "most of the {} echo packets took the fast path:\n{stats}",
+        4 * COUNT
+    );
+    let dump = ctl(&lab, &sock, &["dump-fastpath"]);
+    assert!(dump.contains("echo_id:"), "{dump}");
+    // Each ping's entries are what its connection and the rules make now.
+    let check = ctl(&lab, &sock, &["revalidate", "--check"]);
+    assert!(
+        check.contains("mismatches: 0") && !check.contains("fast path entries checked: 0,"),
+        "{check}"
+    );
+    ctl(&lab, &sock, &["flush-conntrack"]);
+    let after = ctl(&lab, &sock, &["dump-fastpath"]);
+    assert!(
+        !after.contains("conntrack:"),
+        "no entry outlives its connection:\n{after}"
+    );
+    let stats = ctl(&lab, &sock, &["pmd-stats"]);
+    assert!(ct_removed(&stats) >= 4, "{stats}");
+}
+
 /// Sends 64 KiB writes with a millisecond between them for `secs` seconds
 /// from pod 1 to the Service address, port 5201, where pod 2 listens;
 /// returns what the receiver counted, its SHA-256 and the sender's.

@@ -174,6 +174,16 @@ fn l4_ports(
     key: &mut FlowKey,
 ) -> Result<Option<(u64, u64)>, DropReason> {
     let ports = |s: u16, d: u16| Some((s as u64 | (d as u64) << 16, 0));
+    // ICMP type and code as the ports; an echo's identifier goes beside
+    // the TCP flags, in the bits `FlowKey::echo_id` reads.
+    let echo = |t: u8, c: u8, is_echo: bool, id: u16| {
+        let id = if is_echo {
+            (id as u64) << crate::key::ECHO_ID_SHIFT
+        } else {
+            0
+        };
+        Some((t as u64 | (c as u64) << 16, id))
+    };
     if first_frag && (proto == ipproto::TCP || proto == ipproto::UDP) {
         return first_fragment_ports(buf, proto).map(Some);
     }
@@ -201,7 +211,8 @@ fn l4_ports(
         }
         ipproto::ICMP => {
             let icmp = Icmpv4Packet::new_checked(buf).map_err(|_| DropReason::MalformedL4)?;
-            ports(icmp.msg_type() as u16, icmp.code() as u16)
+            let t = icmp.msg_type();
+            echo(t, icmp.code(), matches!(t, 0 | 8), icmp.echo_ident())
         }
         ipproto::ICMPV6 => {
             let icmp = Icmpv6Packet::new_checked(buf).map_err(|_| DropReason::MalformedL4)?;
@@ -212,7 +223,8 @@ fn l4_ports(
             if let Some(m) = tll {
                 key.w[word::ARP_THA] = mac48(m);
             }
-            ports(icmp.msg_type() as u16, icmp.code() as u16)
+            let t = icmp.msg_type();
+            echo(t, icmp.code(), matches!(t, 128 | 129), icmp.echo_ident())
         }
         _ => None,
     })

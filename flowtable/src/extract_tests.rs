@@ -149,3 +149,47 @@ fn unfragmented_packets_are_still_held_to_their_lengths() {
         assert_eq!(k.get(Field::TpDst), 53);
     }
 }
+
+#[test]
+fn echo_requests_and_replies_carry_their_identifier_and_nothing_else_does() {
+    let build = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = Vec::new();
+        f(&mut v);
+        key_of(&v).unwrap().0
+    };
+    let v4 = || PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
+    let v6 = || PacketBuilder::ethernet2([2; 6], [4; 6]).ipv6([0xfd; 16], [0xfe; 16], 64);
+    let req4 = build(&|f| {
+        v4().icmpv4_echo_request(0x1234, 1)
+            .write(f, &[0; 8])
+            .unwrap()
+    });
+    let rep4 = build(&|f| v4().icmpv4_echo_reply(0x1234, 2).write(f, &[0; 8]).unwrap());
+    let req6 = build(&|f| {
+        v6().icmpv6_echo_request(0xabcd, 1)
+            .write(f, &[0; 8])
+            .unwrap()
+    });
+    let rep6 = build(&|f| v6().icmpv6_echo_reply(0xabcd, 2).write(f, &[0; 8]).unwrap());
+    assert_eq!((req4.echo_id(), rep4.echo_id()), (0x1234, 0x1234));
+    assert_eq!((req6.echo_id(), rep6.echo_id()), (0xabcd, 0xabcd));
+    // Type and code stay where OVS keeps them; the identifier is beside
+    // them, in no field.
+    assert_eq!((req4.get(Field::TpSrc), req4.get(Field::TpDst)), (8, 0));
+    assert_eq!(req4.get(Field::TcpFlags), 0);
+    assert_eq!(req6.get(Field::Ipv6Label), 0);
+    let mut k = req4;
+    k.set_echo_id(0);
+    assert_eq!(k.get(Field::TpSrc), 8, "clearing it leaves the fields");
+    // An error quoting an echo carries none; neither do TCP or UDP.
+    let unreach = build(&|f| {
+        v4().icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(f, &[0x45; 28])
+        .unwrap()
+    });
+    assert_eq!((unreach.get(Field::TpSrc), unreach.echo_id()), (3, 0));
+    assert_eq!(key_of(&udp(false, 8)).unwrap().0.echo_id(), 0);
+    assert_eq!(key_of(&tcp(true, 8)).unwrap().0.echo_id(), 0);
+}

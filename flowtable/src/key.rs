@@ -9,7 +9,11 @@
 //! once, in [`crate::field`]; nothing else knows the layout.
 //!
 //! Invariant: bits of a word that belong to no field are always zero, so two
-//! keys for the same packet compare equal word for word.
+//! keys for the same packet compare equal word for word. One value that is
+//! not a field has bits of its own: the ICMP echo identifier
+//! ([`FlowKey::echo_id`]), which `extract` fills for echo requests and
+//! replies; it is a function of the packet like every field, so the
+//! invariant holds.
 
 use crate::field::Field;
 
@@ -30,7 +34,7 @@ pub(crate) mod word {
     pub const IPV6_SRC: usize = 16; // two words, high half first
     pub const IPV6_DST: usize = 18; // two words, high half first
     pub const NW: usize = 20; // proto | tos<<8 | ttl<<16 | frag<<24 | tp_src<<32 | tp_dst<<48
-    pub const L4X: usize = 21; // tcp_flags | ipv6_label << 32
+    pub const L4X: usize = 21; // tcp_flags | echo id << 16 (not a field) | ipv6_label << 32
     pub const ARP_SHA: usize = 22;
     pub const ARP_THA: usize = 23;
     pub const TUN_IPV6_SRC: usize = 24; // two words, high half first
@@ -39,6 +43,10 @@ pub(crate) mod word {
     pub const TUN_METADATA1: usize = 29;
     pub const CT_LABEL: usize = 30; // two words, high half first
 }
+
+/// Where [`FlowKey::echo_id`] lives: bits 16..32 of word `L4X`, which no
+/// field covers.
+pub(crate) const ECHO_ID_SHIFT: u32 = 16;
 
 /// The values of every matchable field of one packet (or, masked, of a
 /// class of packets).
@@ -122,6 +130,27 @@ impl FlowKey {
     #[inline]
     pub fn hash(&self) -> u32 {
         hash_words(&self.w)
+    }
+
+    /// The identifier of an ICMP or ICMPv6 echo request or reply (RFC 792,
+    /// RFC 4443 §4), zero for every other packet. It is not a field: no
+    /// rule can match it and no mask covers it, so translation, megaflows
+    /// and their masks never see it. It is in the key because conntrack
+    /// tells echo "connections" apart by it (as TCP and UDP ones by their
+    /// ports): exact keys (the EMC's, the XDP fast path's) of two pings
+    /// between the same hosts differ, and an entry that carries one
+    /// connection's NAT (`datapath::daemon::fastpath::compose`) takes only
+    /// that connection's packets.
+    #[inline]
+    pub fn echo_id(&self) -> u16 {
+        (self.w[word::L4X] >> ECHO_ID_SHIFT) as u16
+    }
+
+    /// Sets [`FlowKey::echo_id`].
+    #[inline]
+    pub fn set_echo_id(&mut self, id: u16) {
+        let w = &mut self.w[word::L4X];
+        *w = (*w & !(0xffff << ECHO_ID_SHIFT)) | (id as u64) << ECHO_ID_SHIFT;
     }
 }
 

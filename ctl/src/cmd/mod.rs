@@ -45,7 +45,9 @@ Switch:
   capture PORT [--count N] [--timeout SECS] [-w FILE]
                                      packets received on and sent to PORT
                                      (default 10 packets, 10 s); -w writes
-                                     a pcap file, otherwise one line each
+                                     a pcap file, otherwise one line each;
+                                     PORT leaves the XDP fast path while
+                                     it runs, so no packet bypasses it
   metrics                            the Prometheus text the daemon exports
 Ports (added ports are kept with the rules across restarts):
   add-port NAME [no=N] [kind=auto|afxdp|af_packet] [mtu=M] [external-id:KEY=VALUE]...

@@ -249,7 +249,7 @@ impl ControlLoop {
                 if c.req.version == ctl::proto::VERSION
                     && matches!(c.req.cmd, ctl::proto::Command::Capture { .. }) =>
             {
-                start_capture(c, &self.st, &self.tap, &mut self.capture);
+                start_capture(c, &mut self.st, &self.tap, &mut self.capture);
             }
             ToControl::Call(c) => {
                 if matches!(
@@ -388,6 +388,11 @@ impl ControlLoop {
         }
         if self.capture.as_ref().is_some_and(Capture::done) {
             self.tap.port.store(0, Ordering::Relaxed);
+            // The port's flows may take the fast path again.
+            let now = self.st.now_ms();
+            if let Some(f) = self.st.fast.as_mut() {
+                f.set_capture(None, now);
+            }
             if let Some(cap) = self.capture.take() {
                 cap.answer();
             }
@@ -529,10 +534,11 @@ impl Capture {
 }
 
 /// Starts a capture, or refuses it (unknown or tunnel port, one already
-/// running).
+/// running). The port leaves the fast path first: packets an entry
+/// forwards inside XDP never reach the poll threads that copy them.
 fn start_capture(
     c: handle::Call,
-    st: &ControlState,
+    st: &mut ControlState,
     tap: &pmd::Tap,
     capture: &mut Option<Capture>,
 ) {
@@ -565,6 +571,10 @@ fn start_capture(
         Some(_) if capture.is_some() => refuse(c, "a capture is already running".into()),
         Some(n) => {
             let (count, timeout) = (count as usize, Duration::from_millis(timeout_ms as u64));
+            let now = st.now_ms();
+            if let Some(f) = st.fast.as_mut() {
+                f.set_capture(Some(n), now);
+            }
             tap.port.store(n, Ordering::Relaxed);
             *capture = Some(Capture {
                 call: c,

@@ -303,7 +303,7 @@ fn fast_path(o: &mut String, f: &super::fastpath::FastPath) {
         o,
         "oxvs_fastpath_entry_changes_total",
         "counter",
-        "Fast-path entries inserted, flushed by a change of rules, ports, groups, MACs or routes, evicted when idle, and removed with a connection that went, closed or changed; offers refused, not taken for want of room, or waiting for their connection to be established.",
+        "Fast-path entries inserted, flushed by a change of rules, ports, groups, MACs or routes, evicted when idle, and removed with a connection that went, closed or changed, or flushed when a capture started on their port; offers refused, not taken for want of room, waiting for their connection to be established, or refused while a capture runs on their port.",
         [
             ("inserted", s.inserted),
             ("flushed", s.flushed),
@@ -312,6 +312,8 @@ fn fast_path(o: &mut String, f: &super::fastpath::FastPath) {
             ("refused", s.refused),
             ("full", s.full),
             ("ct_refused", s.ct_refused),
+            ("capture_flushed", s.capture_flushed),
+            ("capture_refused", s.capture_refused),
         ]
         .map(|(k, v)| (Some(("event", k.to_string())), v)),
     );

@@ -419,6 +419,15 @@ fn fast_path_stats(f: &super::fastpath::FastPathStats) -> String {
         "  through conntrack: {} entries (not yet established {}, removed with their connection {})",
         f.ct_entries, f.ct_refused, f.ct_removed
     );
+    let capture = match f.captured {
+        Some(no) => format!("port {no} out of the fast path while it is captured"),
+        None => "none running".into(),
+    };
+    let _ = writeln!(
+        s,
+        "  capture: {capture} (entries flushed {}, offers refused {})",
+        f.capture_flushed, f.capture_refused
+    );
     s
 }
 

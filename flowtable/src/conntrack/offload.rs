@@ -21,7 +21,7 @@
 //!   which mark and label, so that an entry whose connection was flushed,
 //!   expired, closed or re-marked is removed.
 
-use super::process::{has_ports, is_icmp, nat_bits, rewrite_for};
+use super::process::{echo_kind, has_ports, is_icmp, nat_bits, rewrite_for};
 use super::table::{Conn, Table, F_DNAT, F_SEEN_REPLY, F_SNAT};
 use super::tcp::ESTABLISHED;
 use super::timeout::TimeoutClass;
@@ -54,6 +54,9 @@ fn steady<A: CtAddr>(c: &Conn<A>) -> Option<TimeoutClass> {
             Some(TimeoutClass::TcpEstablished)
         }
         proto::UDP if c.flags & F_SEEN_REPLY != 0 => Some(TimeoutClass::UdpMultiple),
+        // An echo request or reply of an answered echo "connection":
+        // `process` moves nothing but its timeout.
+        p if is_icmp(p) && c.flags & F_SEEN_REPLY != 0 => Some(TimeoutClass::IcmpReply),
         _ => None,
     }
 }
@@ -64,9 +67,11 @@ impl ConnTrack {
     /// and the connection; `None` otherwise. Changes nothing but the
     /// removal of an expired entry it meets.
     ///
-    /// ICMP is never offered: the fast path's key has no echo identifier,
-    /// so one entry would stand for every echo "connection" between two
-    /// hosts.
+    /// ICMP is offered only for an echo request or reply, whose identifier
+    /// names its connection as ports do (the fast path's key carries it);
+    /// any other ICMP message (an error, which `process` relates to the
+    /// connection it quotes and whose quoted header NAT rewrites too) gets
+    /// `None`.
     pub fn offload_verdict(
         &self,
         pkt: &CtPacket,
@@ -76,7 +81,7 @@ impl ConnTrack {
         nat: Option<&NatSpec>,
         exec: &CtExec,
     ) -> Option<(CtVerdict, ConnRef)> {
-        if is_icmp(pkt.proto) || !has_ports(pkt.proto) {
+        if !has_ports(pkt.proto) || (is_icmp(pkt.proto) && echo_kind(pkt).is_none()) {
             return None;
         }
         match (<[u8; 4]>::from_ip(pkt.src), <[u8; 4]>::from_ip(pkt.dst)) {

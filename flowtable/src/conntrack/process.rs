@@ -44,7 +44,7 @@ pub(super) fn is_icmp(proto_: u8) -> bool {
 }
 
 /// Echo request (`Some(true)`), echo reply (`Some(false)`) or neither.
-fn echo_kind(p: &CtPacket) -> Option<bool> {
+pub(super) fn echo_kind(p: &CtPacket) -> Option<bool> {
     match (p.proto, p.icmp_type) {
         (proto::ICMP, 8) | (proto::ICMPV6, 128) => Some(true),
         (proto::ICMP, 0) | (proto::ICMPV6, 129) => Some(false),

@@ -95,7 +95,7 @@ fn verdict_is_what_process_says_and_changes_nothing() {
 }
 
 #[test]
-fn udp_after_a_reply_icmp_never_and_exec_only_if_it_changes_nothing() {
+fn udp_after_a_reply_and_exec_only_if_it_changes_nothing() {
     let ct = ConnTrack::new(CtConfig::default());
     let out = CtPacket::udp(v4(1), 5000, v4(2), 53);
     let back = CtPacket::udp(v4(2), 53, v4(1), 5000);
@@ -123,16 +123,67 @@ fn udp_after_a_reply_icmp_never_and_exec_only_if_it_changes_nothing() {
         Some(0),
         "exec runs only with commit"
     );
-    let ping = CtPacket::icmp_echo(v4(1), v4(2), 9, true);
-    ct.process(&ping, 0, 0, true, None);
-    ct.process(
-        &CtPacket::icmp_echo(v4(2), v4(1), 9, false),
-        0,
-        0,
-        false,
+}
+
+#[test]
+fn icmp_echo_after_a_reply_with_its_nat_and_errors_never() {
+    let ct = ConnTrack::new(CtConfig::default());
+    let nat = Some(NatSpec::Existing);
+    // A ping to the VIP, DNATed to the backend; another one SNATed.
+    let ping = CtPacket::icmp_echo(v4(1), vip(), 9, true);
+    let to_vip = NatSpec::Dst(NatRange::addr(backend()));
+    ct.process(&ping, 0, 0, true, Some(&to_vip));
+    assert_eq!(
+        ct.offload_verdict(&ping, 0, 0, false, nat.as_ref(), &NONE),
         None,
+        "no reply yet"
     );
-    assert_eq!(ct.offload_verdict(&ping, 0, 0, false, None, &NONE), None);
+    let pong = CtPacket::icmp_echo(backend(), v4(1), 9, false);
+    ct.process(&pong, 0, 1, false, nat.as_ref());
+    let snat = NatSpec::Src(NatRange::addr(v4(50)));
+    let out = CtPacket::icmp_echo(v4(2), v4(3), 77, true);
+    ct.process(&out, 0, 1, true, Some(&snat));
+    ct.process(
+        &CtPacket::icmp_echo(v4(3), v4(50), 77, false),
+        0,
+        1,
+        false,
+        nat.as_ref(),
+    );
+    for (pkt, reply) in [
+        (ping, false),
+        (pong, true),
+        (out, false),
+        (CtPacket::icmp_echo(v4(3), v4(50), 77, false), true),
+    ] {
+        let (v, _) = ct
+            .offload_verdict(&pkt, 0, 2, false, nat.as_ref(), &NONE)
+            .expect("answered echo");
+        // What process says, NAT included, and asking changed nothing.
+        assert_eq!(v, ct.process(&pkt, 0, 2, false, nat.as_ref()));
+        assert_eq!(v.has(ct_state::RPL), reply);
+        let rw = v.nat.expect("translated").outer;
+        assert_eq!((rw.sport, rw.dport), (pkt.sport, pkt.dport), "id kept");
+    }
+    // Another identifier is another connection, which does not exist.
+    let other = CtPacket::icmp_echo(v4(1), vip(), 10, true);
+    assert_eq!(
+        ct.offload_verdict(&other, 0, 2, false, nat.as_ref(), &NONE),
+        None
+    );
+    // An error quoting the echo is related, never offered.
+    let quoted = InnerTuple {
+        src: v4(1),
+        dst: backend(),
+        proto: proto::ICMP,
+        sport: 9,
+        dport: 9,
+    };
+    let err = CtPacket::icmp_error(backend(), v4(1), 3, 1, quoted);
+    assert_eq!(
+        ct.offload_verdict(&err, 0, 2, false, nat.as_ref(), &NONE),
+        None
+    );
 }
 
 #[test]

@@ -78,6 +78,7 @@ impl FpKey {
             tp_src: (k.get(Field::TpSrc) as u16).to_be_bytes(),
             tp_dst: (k.get(Field::TpDst) as u16).to_be_bytes(),
             tcp_flags: (k.get(Field::TcpFlags) as u16).to_be_bytes(),
+            icmp_id: k.echo_id().to_be_bytes(),
             ipv6_label: (k.get(Field::Ipv6Label) as u32).to_be_bytes(),
             ..FpKey::default()
         };
@@ -95,6 +96,17 @@ impl FpKey {
                 }
             }
             _ => return None,
+        }
+        // Only echo requests and replies carry an identifier (as `extract`
+        // and the program fill it).
+        let icmp_type = k.get(Field::TpSrc);
+        let echo = match proto {
+            1 => matches!(icmp_type, 0 | 8),
+            58 => matches!(icmp_type, 128 | 129),
+            _ => false,
+        };
+        if !echo && k.echo_id() != 0 {
+            return None;
         }
         // SYN, FIN and RST never take the fast path.
         if proto == 6 && k.get(Field::TcpFlags) & 0x7 != 0 {

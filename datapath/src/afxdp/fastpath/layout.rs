@@ -55,8 +55,11 @@ pub struct FpKey {
     pub tp_dst: [u8; 2],
     /// TCP flags (12 bits, wire order); zero for other protocols.
     pub tcp_flags: [u8; 2],
-    /// Always zero.
-    pub pad1: [u8; 2],
+    /// The identifier of an ICMP echo request or reply (types 8 and 0) or
+    /// an ICMPv6 one (128 and 129), wire order; zero for every other
+    /// packet. `FlowKey::echo_id`: conntrack tells echo connections apart
+    /// by it.
+    pub icmp_id: [u8; 2],
 }
 
 /// What an entry does, as bits of [`FpEntry::actions`]. Rewrites apply in
@@ -285,6 +288,7 @@ pub(crate) mod off {
     pub const K_TP_SRC: i16 = o(offset_of!(FpKey, tp_src));
     pub const K_TP_DST: i16 = o(offset_of!(FpKey, tp_dst));
     pub const K_TCP_FLAGS: i16 = o(offset_of!(FpKey, tcp_flags));
+    pub const K_ICMP_ID: i16 = o(offset_of!(FpKey, icmp_id));
 
     pub const E_ACTIONS: i16 = o(offset_of!(FpEntry, actions));
     pub const E_OUT_PORT: i16 = o(offset_of!(FpEntry, out_port));

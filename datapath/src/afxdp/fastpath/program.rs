@@ -482,11 +482,13 @@ fn parse_frame(g: &mut Gen) {
     csum_at(a, 6, 2);
     a.ja(lookup);
 
-    // ICMP type and code go into tp_src and tp_dst (OVS convention).
+    // ICMP type and code go into tp_src and tp_dst (OVS convention), an
+    // echo's identifier into icmp_id.
     a.bind(icmp);
     g.need(R4, 8, unparsed);
     let a = &mut g.a;
     type_code(a);
+    echo_id(a, 8, 0);
     csum_at(a, 0, 0);
     a.ja(lookup);
 
@@ -501,6 +503,7 @@ fn parse_frame(g: &mut Gen) {
     a.jmp_imm(op::JLE, R2, 137, unparsed);
     a.bind(not_nd);
     type_code(a);
+    echo_id(a, 128, 129);
     csum_at(a, 2, 1);
 
     a.bind(lookup);
@@ -557,6 +560,19 @@ fn type_code(a: &mut Asm) {
     a.ldx(op::B, R2, R4, 1);
     a.alu_imm(op::LSH, R2, 8);
     a.stx(op::H, FP, KEY + K_TP_DST, R2);
+}
+
+/// The identifier of an echo request (type `req`) or reply (`rep`), RFC
+/// 792 and RFC 4443 §4, wire order; the 8 bytes at r4 are checked.
+fn echo_id(a: &mut Asm, req: i32, rep: i32) {
+    let (id, done) = (a.label(), a.label());
+    a.ldx(op::B, R2, R4, 0);
+    a.jmp_imm(op::JEQ, R2, req, id);
+    a.jmp_imm(op::JNE, R2, rep, done);
+    a.bind(id);
+    a.ldx(op::H, R2, R4, 4);
+    a.stx(op::H, FP, KEY + K_ICMP_ID, R2);
+    a.bind(done);
 }
 
 /// Records the L4 checksum at `r4 + at` and its kind.

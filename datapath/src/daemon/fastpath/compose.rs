@@ -109,6 +109,14 @@ pub(crate) fn compose(
             if rw.inner.is_some() {
                 return Err(NoPath::Rules);
             }
+            // NAT moved an echo's identifier (SNAT falls back to another
+            // when two clients' pings would share a reply tuple): no
+            // `DpAction` says "set the identifier" (`exec` leaves that to
+            // conntrack's own rewrite of the bytes), so the entry could not
+            // either. Such pings stay with the poll threads.
+            if is_echo(&pkt) && (rw.outer.sport, rw.outer.dport) != (pkt.sport, pkt.dport) {
+                return Err(NoPath::Conntrack);
+            }
             for a in nat_actions(&pkt, &rw.outer) {
                 apply_set(&mut k, &a);
                 out.actions.push(a);
@@ -138,8 +146,14 @@ pub(crate) fn compose(
     Err(NoPath::Rules)
 }
 
-/// The fields of `k` conntrack looks up by: TCP and UDP only (`offload`
-/// takes no other tracked protocol).
+/// Whether `pkt` is an ICMP or ICMPv6 echo request or reply.
+fn is_echo(pkt: &CtPacket) -> bool {
+    matches!((pkt.proto, pkt.icmp_type), (1, 0 | 8) | (58, 128 | 129))
+}
+
+/// The fields of `k` conntrack looks up by: TCP, UDP, and ICMP echo by its
+/// identifier (`FlowKey::echo_id`); any other ICMP message (an error, whose
+/// quoted header NAT would rewrite too) is left to the poll threads.
 fn ct_packet(k: &FlowKey) -> Option<CtPacket> {
     let (src, dst) = match k.get(Field::DlType) {
         0x0800 => (
@@ -162,12 +176,25 @@ fn ct_packet(k: &FlowKey) -> Option<CtPacket> {
             Some(CtPacket::tcp(src, sport, dst, dport, tcp))
         }
         17 => Some(CtPacket::udp(src, sport, dst, dport)),
+        proto @ (1 | 58) => {
+            let request = match (proto, sport) {
+                (1, 8) | (58, 128) => true,
+                (1, 0) | (58, 129) => false,
+                _ => return None,
+            };
+            // The family conntrack reads the message as is the address's.
+            if (proto == 58) != src.is_ipv6() {
+                return None;
+            }
+            Some(CtPacket::icmp_echo(src, dst, k.echo_id(), request))
+        }
         _ => None,
     }
 }
 
 /// NAT's rewrite of `pkt` as absolute `set` actions (fields it leaves
-/// alone are not written).
+/// alone are not written; an echo's identifier, which `compose` has
+/// checked NAT leaves alone, is not a port).
 fn nat_actions(pkt: &CtPacket, rw: &HeaderRewrite) -> Vec<DpAction> {
     let mut v = Vec::new();
     let addr = |ip: IpAddr, src: bool| match (ip, src) {
@@ -181,6 +208,9 @@ fn nat_actions(pkt: &CtPacket, rw: &HeaderRewrite) -> Vec<DpAction> {
     }
     if rw.dst != pkt.dst {
         v.push(addr(rw.dst, false));
+    }
+    if is_echo(pkt) {
+        return v;
     }
     if rw.sport != pkt.sport {
         v.push(DpAction::SetTpSrc(rw.sport));

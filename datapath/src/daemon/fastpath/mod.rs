@@ -21,7 +21,7 @@
 //!
 //! Conntrack: a flow whose first pass ends in `ct(table=...)` is followed
 //! through its passes (`compose`) when every connection it meets is an
-//! established TCP or answered UDP one, and the entry does the whole path:
+//! established TCP or answered UDP or ICMP echo one, and the entry does the whole path:
 //! rewrites, each connection's NAT, the last pass's output. The entry keeps
 //! the connections it stands on ([`flowtable::conntrack::ConnRef`]): while
 //! any entry holds one, its TCP tracking re-learns the sequence space from
@@ -37,6 +37,12 @@
 //! last-use counters, kept by the program, are folded into the rules that
 //! produced them (`dump-flows` counts fast-path packets, idle timeouts see
 //! the traffic), and entries idle for [`IDLE_MS`] are evicted.
+//!
+//! While `oxvs-ctl capture` runs on a port, the port is out of the fast
+//! path (`capture`): its entries, as input and as output, are removed
+//! before the capture starts copying, and no offer for it is taken until
+//! it ends, so every packet it receives or is sent passes the poll threads
+//! that copy them.
 //!
 //! `ports` keeps the program's maps of interfaces and outputs in step with
 //! the ports the poll threads hold; `report` is `dump-fastpath`, the
@@ -54,6 +60,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
+mod capture;
 pub(crate) mod compose;
 mod ports;
 mod report;
@@ -78,6 +85,8 @@ struct Offloaded {
     rules: Vec<Arc<Rule>>,
     /// The connections its path went through.
     conns: Vec<Held>,
+    /// The port it sends to (the uplink for a Geneve push).
+    out_port: PortNo,
     /// Counters as last read from the kernel.
     packets: u64,
     bytes: u64,
@@ -105,13 +114,21 @@ pub struct FastPathStats {
     /// Entries standing on connections (through `ct`) now.
     pub ct_entries: usize,
     /// Offered keys whose connection was not yet one to carry (not
-    /// established, not answered): not remembered as refused.
+    /// established, not answered, or a ping whose identifier NAT moved):
+    /// not remembered as refused.
     pub ct_refused: u64,
     /// Entries removed because a connection they stood on went, closed, or
     /// changed its mark or label.
     pub ct_removed: u64,
     /// Map operations the kernel refused.
     pub errors: u64,
+    /// The port a `capture` runs on, whose entries are withheld.
+    pub captured: Option<PortNo>,
+    /// Entries removed because a capture started on their input or output.
+    pub capture_flushed: u64,
+    /// Offered keys not taken because a capture runs on their input or
+    /// output: not remembered as refused, so they go in once it ends.
+    pub capture_refused: u64,
 }
 
 /// Fast-path packets and bytes of one port, in and out.
@@ -355,6 +372,10 @@ impl FastPath {
         if self.entries.contains_key(&fk) || self.refused.contains(&fk) {
             return;
         }
+        if self.is_captured(fk.in_port) {
+            self.stats.capture_refused += 1;
+            return;
+        }
         if self.entries.len() >= self.capacity {
             self.stats.full += 1;
             return;
@@ -375,6 +396,13 @@ impl FastPath {
                 .map(|(_, e)| e)
                 .filter(|e| self.outputs.contains_key(&e.out_port))
         });
+        if entry
+            .as_ref()
+            .is_some_and(|e| self.stats.captured == Some(e.out_port))
+        {
+            self.stats.capture_refused += 1;
+            return;
+        }
         let (Some(e), Some(p)) = (entry, path) else {
             self.stats.refused += 1;
             if self.refused.len() >= MAX_REFUSED {
@@ -406,6 +434,7 @@ impl FastPath {
                 actions: p.actions,
                 rules: p.rules,
                 conns: p.conns,
+                out_port: e.out_port,
                 packets: 0,
                 bytes: 0,
                 used_ms: now_ms,

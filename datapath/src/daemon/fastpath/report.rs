@@ -91,8 +91,15 @@ impl FastPath {
                     0 => String::new(),
                     n => format!(", conntrack:{n}"),
                 };
+                // An echo's identifier is in the entry's key but in no
+                // field of the match: two pings between the same hosts
+                // would print alike.
+                let echo = match o.key.echo_id() {
+                    0 => String::new(),
+                    id => format!(", echo_id:{id}"),
+                };
                 format!(
-                    "{}, packets:{}, bytes:{}, used:{:.3}s{conns}, actions:{}\n",
+                    "{}, packets:{}, bytes:{}, used:{:.3}s{echo}{conns}, actions:{}\n",
                     ctl::ofp::format_match(&m, &br.ports),
                     o.packets,
                     o.bytes,

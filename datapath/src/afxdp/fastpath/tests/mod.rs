@@ -421,6 +421,7 @@ fn forwards(
 }
 
 mod conntrack;
+mod echo;
 mod forward;
 mod pipeline;
 mod punt;
