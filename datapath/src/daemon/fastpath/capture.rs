@@ -28,16 +28,9 @@ impl FastPath {
             if !self.is_captured(fk.in_port) && self.stats.captured != Some(o.out_port) {
                 return true;
             }
-            let used = self.fold(fk, o, now_ms, mono);
-            self.conns_ok(o, used, now_ms);
-            match self.maps.remove(fk) {
-                Ok(_) => self.stats.capture_flushed += 1,
-                Err(e) => {
-                    self.stats.errors += 1;
-                    tracing::warn!(error = %e, "fast path: cannot remove an entry");
-                }
+            if self.retire(fk, o, now_ms, mono) {
+                self.stats.capture_flushed += 1;
             }
-            self.forget(o);
             false
         });
         self.entries = entries;

@@ -263,16 +263,9 @@ impl FastPath {
             if changed.as_ref().is_some_and(|c| !c.meets(&o.tables)) {
                 return true;
             }
-            let used = self.fold(fk, o, now_ms, mono);
-            self.conns_ok(o, used, now_ms);
-            match self.maps.remove(fk) {
-                Ok(_) => self.stats.flushed += 1,
-                Err(e) => {
-                    self.stats.errors += 1;
-                    tracing::warn!(error = %e, "fast path: cannot remove an entry");
-                }
+            if self.retire(fk, o, now_ms, mono) {
+                self.stats.flushed += 1;
             }
-            self.forget(o);
             removed = true;
             false
         });
@@ -311,11 +304,33 @@ impl FastPath {
 
     /// Removes `fk`, whose connection went or changed.
     fn remove_for_conn(&mut self, fk: &FpKey, o: &Offloaded) {
-        match self.maps.remove(fk) {
-            Ok(_) => self.stats.ct_removed += 1,
-            Err(_) => self.stats.errors += 1,
+        if self.take_out(fk, o) {
+            self.stats.ct_removed += 1;
         }
+    }
+
+    /// Removes `fk` while it may still carry traffic: its last counters
+    /// are folded into its rules and connections first. Whether the
+    /// kernel had it.
+    fn retire(&mut self, fk: &FpKey, o: &mut Offloaded, now_ms: u64, mono: u64) -> bool {
+        let used = self.fold(fk, o, now_ms, mono);
+        self.conns_ok(o, used, now_ms);
+        self.take_out(fk, o)
+    }
+
+    /// Takes `fk` out of the kernel and lets go of its connections.
+    /// Whether the kernel had it; a refusal is counted as an error.
+    fn take_out(&mut self, fk: &FpKey, o: &Offloaded) -> bool {
+        let removed = match self.maps.remove(fk) {
+            Ok(_) => true,
+            Err(e) => {
+                self.stats.errors += 1;
+                tracing::warn!(error = %e, "fast path: cannot remove an entry");
+                false
+            }
+        };
         self.forget(o);
+        removed
     }
 
     /// `o` left the kernel: a connection no entry stands on any more goes
@@ -493,11 +508,9 @@ impl FastPath {
             if now_ms.saturating_sub(o.used_ms) < IDLE_MS {
                 return true;
             }
-            match self.maps.remove(fk) {
-                Ok(_) => self.stats.evicted += 1,
-                Err(_) => self.stats.errors += 1,
+            if self.take_out(fk, o) {
+                self.stats.evicted += 1;
             }
-            self.forget(o);
             false
         });
         self.entries = entries;
