@@ -63,6 +63,15 @@ pub(super) fn parse_err(e: impl std::fmt::Display) -> Failure {
     Failure::new(FailureKind::Parse, e.to_string())
 }
 
+/// `st` with the fast path's program counters as they are now, not as the
+/// last tick read them.
+fn live_counters(st: &mut ControlState) -> &ControlState {
+    if let Some(f) = st.fast.as_mut() {
+        f.read_counters();
+    }
+    st
+}
+
 fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
     let ports = &st.bridge.ports;
     match cmd {
@@ -170,14 +179,7 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
         Command::DumpPorts { port } => st.dump_ports(port.as_deref()).map_err(rejected),
         Command::DumpTables => Ok(st.dump_tables()),
         Command::DumpDrops => Ok(st.dump_drops()),
-        Command::PmdStats => {
-            // The program's counters as they are now, not as the last tick
-            // read them.
-            if let Some(f) = st.fast.as_mut() {
-                f.read_counters();
-            }
-            Ok(st.pmd_stats())
-        }
+        Command::PmdStats => Ok(live_counters(st).pmd_stats()),
         Command::DumpConntrack { zone } => Ok(st.dump_conntrack(zone)),
         Command::FlushConntrack { args } => {
             let filter = ctl::ctflush::parse(&args).map_err(parse_err)?;
@@ -200,12 +202,7 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;
             Ok(ctl::trace::render(&st.bridge, &key, ports))
         }
-        Command::Metrics => {
-            if let Some(f) = st.fast.as_mut() {
-                f.read_counters();
-            }
-            Ok(super::metrics::render(st))
-        }
+        Command::Metrics => Ok(super::metrics::render(live_counters(st))),
         Command::AddPort {
             name,
             no,
