@@ -194,22 +194,7 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
     // v1p2); the capture takes the port out of it while it runs, so the
     // poll threads, which copy what they handle, see every packet.
     let pcap = dir.join("v1p2.pcap");
-    let pinger = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns("n1-p1"),
-            "ping",
-            "-q",
-            "-i",
-            "0.05",
-            "-c",
-            "100",
-            "10.244.1.3",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("ping");
+    let pinger = lab.spawn_ping("n1-p1", "10.244.1.3", 100, "0.05");
     let on_port = |dump: &str| {
         let into = dump.lines().any(|l| l.ends_with("actions:2"));
         let from = dump

@@ -605,22 +605,7 @@ fn pings_through_a_firewall_and_a_service_take_the_fast_path_after_the_first_rep
     assert_eq!(lab.ping("n1-p1", "10.244.1.3", 1), 1, "{}", lab.log());
     let before = hits(&ctl(&lab, &sock, &["pmd-stats"]));
     const COUNT: u32 = 400;
-    let ping = |to: &str| {
-        std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ns("n1-p1"),
-                "ping",
-                "-q",
-                "-i",
-                "0.01",
-            ])
-            .args(["-W", "1", "-c", &COUNT.to_string(), to])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("ping")
-    };
+    let ping = |to: &str| lab.spawn_ping("n1-p1", to, COUNT, "0.01");
     let pings = [ping("10.244.1.3"), ping("10.96.0.10")];
     // Both directions of both pings, each on its connection.
     let mut dump = String::new();
@@ -653,12 +638,7 @@ fn pings_through_a_firewall_and_a_service_take_the_fast_path_after_the_first_rep
         "{conns}"
     );
     for p in pings {
-        let out = p.wait_with_output().expect("ping ends");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            text.contains(&format!("{COUNT} packets transmitted, {COUNT} received")),
-            "no echo lost: {text}"
-        );
+        assert_eq!(Lab::replies(p), COUNT, "no echo lost");
     }
     // Counters are read once a second; the entries stay (idle for 10 s).
     std::thread::sleep(Duration::from_millis(1200));

@@ -7,7 +7,7 @@
 use super::{ok, repo, run, Lab, Spawned};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 impl Lab {
@@ -54,21 +54,23 @@ impl Lab {
     /// Pings `to` from pod namespace `from` (`n1-p1`); returns how many
     /// replies came back.
     pub fn ping(&self, from: &str, to: &str, count: u32) -> u32 {
-        let out = run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns(from),
-            "ping",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.1",
-            "-W",
-            "1",
-            "-q",
-            to,
-        ]);
+        Self::replies(self.spawn_ping(from, to, count, "0.1"))
+    }
+
+    /// Starts `count` pings from pod namespace `from` to `to`, one every
+    /// `interval` seconds, in the background; `replies` waits for them.
+    pub fn spawn_ping(&self, from: &str, to: &str, count: u32, interval: &str) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(from), "ping", "-q", "-W", "1"])
+            .args(["-c", &count.to_string(), "-i", interval, to])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ping")
+    }
+
+    /// How many replies a `spawn_ping` got, once it has ended.
+    pub fn replies(ping: Child) -> u32 {
+        let out = ping.wait_with_output().expect("ping ends");
         let text = String::from_utf8_lossy(&out.stdout);
         text.split(", ")
             .find_map(|p| {
