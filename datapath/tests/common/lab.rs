@@ -63,7 +63,9 @@ impl Lab {
         Command::new("ip")
             .args(["netns", "exec", &self.ns(from), "ping", "-q", "-W", "1"])
             .args(["-c", &count.to_string(), "-i", interval, to])
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("ping")
     }
