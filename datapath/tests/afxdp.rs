@@ -548,8 +548,12 @@ fn shared_umem_bridges_two_hosts() {
         assert_eq!(pool.n_free(), FRAMES);
     });
     ready.recv_timeout(Duration::from_secs(10)).ok();
-    let echo = in_ns(&h2, || {
+    // The client starts only once the echo socket is bound: a datagram
+    // sent before that meets a closed port in h2, and UDP has no retry.
+    let (bound_tx, bound) = mpsc::channel();
+    let echo = in_ns(&h2, move || {
         let s = UdpSocket::bind("10.244.3.2:6000").expect("bind");
+        bound_tx.send(()).expect("main thread");
         s.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");
         let mut buf = [0u8; 2048];
@@ -560,6 +564,9 @@ fn shared_umem_bridges_two_hosts() {
             s.send_to(&buf[..n], from).expect("echo");
         }
     });
+    bound
+        .recv_timeout(Duration::from_secs(10))
+        .expect("echo socket bound");
     let client = in_ns(&h1, || {
         let s = UdpSocket::bind("10.244.3.1:5000").expect("bind");
         s.set_read_timeout(Some(Duration::from_secs(5)))
