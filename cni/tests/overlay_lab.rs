@@ -11,8 +11,7 @@
 
 mod common;
 
-use common::{invoke, ok, ping, root_or_skip, vars, Oxvsd, Sandbox};
-use std::process::{Command, Stdio};
+use common::{invoke, ok, ping, root_or_skip, tcp_transfer, vars, Oxvsd, Sandbox};
 
 const VNI: u32 = 0x2a;
 
@@ -144,34 +143,9 @@ fn containers_on_two_nodes_talk_through_geneve() {
     }
     assert_eq!(ping(&c1, &pods[1].1, 5), 5, "{}", logs());
     assert_eq!(ping(&c2, &pods[0].1, 3), 3, "{}", logs());
-    let server = Command::new("ip")
-        .args(["netns", "exec", &c2, "python3", "-c"])
-        .arg(
-            "import socket\n\
-             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('10.244.2.2',5201)); s.listen(1); s.settimeout(20)\n\
-             c,_=s.accept(); c.settimeout(20); n=0\n\
-             while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d)\n\
-             print(n)",
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &c1,
-        "python3",
-        "-c",
-        "import socket; s=socket.create_connection(('10.244.2.2',5201), timeout=20); \
-         s.sendall(b'x'*2000000); s.close()",
-    ]);
-    let got = server.wait_with_output().expect("server ends");
     assert_eq!(
-        String::from_utf8_lossy(&got.stdout).trim(),
-        "2000000",
+        tcp_transfer(&c1, &c2, "10.244.2.2", 2000000),
+        2000000,
         "{}",
         logs()
     );

@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{invoke, ok, ping, root_or_skip, vars, Oxvsd, Sandbox};
-use std::process::{Command, Stdio};
+use common::{invoke, ping, root_or_skip, tcp_transfer, vars, Oxvsd, Sandbox};
 
 #[test]
 fn two_containers_talk_through_oxvsd_and_del_cleans_up() {
@@ -46,32 +45,7 @@ fn two_containers_talk_through_oxvsd_and_del_cleans_up() {
     // The first ping also resolves ARP through the switch.
     assert_eq!(ping(&c1, "10.244.12.3", 5), 5, "{}", sw.log_text());
     assert_eq!(ping(&c2, "10.244.12.2", 3), 3);
-    let server = Command::new("ip")
-        .args(["netns", "exec", &c2, "python3", "-c"])
-        .arg(
-            "import socket\n\
-             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('10.244.12.3',5201)); s.listen(1); s.settimeout(20)\n\
-             c,_=s.accept(); c.settimeout(20); n=0\n\
-             while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d)\n\
-             print(n)",
-        )
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server");
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &c1,
-        "python3",
-        "-c",
-        "import socket; s=socket.create_connection(('10.244.12.3',5201), timeout=20); \
-         s.sendall(b'x'*4000000); s.close()",
-    ]);
-    let got = server.wait_with_output().expect("server ends");
-    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "4000000");
+    assert_eq!(tcp_transfer(&c1, &c2, "10.244.12.3", 4000000), 4000000);
     // oxvsd (fast path "auto", the default) can redirect into both pods:
     // with GRO turned on while the pod's interface was down the veth
     // driver left the host side without `ndo-xmit`, and oxvsd said so.

@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{ok, root_serial, Lab};
+use common::{ok, root_serial, Lab, Stream};
 use datapath::afxdp::enter_netns;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -560,7 +560,8 @@ fn established_connections_through_dnat_and_a_firewall_take_the_fast_path() {
 
     // TCP: a paced transfer through the VIP for about 3 s.
     let before = hits(&ctl(&lab, &sock, &["pmd-stats"]));
-    let (n, got, sent) = paced_transfer(&lab, 3.0);
+    let (n, got, sent) =
+        lab.tcp_stream("n1-p1", "n1-p2", "10.96.0.10", Stream::Paced { secs: 3.0 });
     assert!(
         n > 0 && got == sent,
         "the transfer arrives whole: {n} bytes, {got} vs {sent}\n{}",
@@ -664,51 +665,6 @@ fn pings_through_a_firewall_and_a_service_take_the_fast_path_after_the_first_rep
     );
     let stats = ctl(&lab, &sock, &["pmd-stats"]);
     assert!(ct_removed(&stats) >= 4, "{stats}");
-}
-
-/// Sends 64 KiB writes with a millisecond between them for `secs` seconds
-/// from pod 1 to the Service address, port 5201, where pod 2 listens;
-/// returns what the receiver counted, its SHA-256 and the sender's.
-fn paced_transfer(lab: &Lab, secs: f64) -> (usize, String, String) {
-    let server = std::process::Command::new("ip")
-        .args(["netns", "exec", &lab.ns("n1-p2"), "python3", "-c"])
-        .arg(
-            "import socket,hashlib\n\
-             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-             s.bind(('0.0.0.0',5201)); s.listen(1); s.settimeout(20)\n\
-             c,_=s.accept(); c.settimeout(20); h=hashlib.sha256(); n=0\n\
-             while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d); h.update(d)\n\
-             print(n, h.hexdigest())",
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("server");
-    std::thread::sleep(Duration::from_millis(400));
-    let client = format!(
-        "import socket,hashlib,os,time\n\
-         s=socket.create_connection(('10.96.0.10',5201), timeout=20); h=hashlib.sha256()\n\
-         end=time.time()+{secs}\n\
-         while time.time()<end:\n    d=os.urandom(65536); s.sendall(d); h.update(d); time.sleep(0.001)\n\
-         s.close(); print(h.hexdigest())"
-    );
-    let sent = ok(&[
-        "ip",
-        "netns",
-        "exec",
-        &lab.ns("n1-p1"),
-        "python3",
-        "-c",
-        &client,
-    ]);
-    let got = server.wait_with_output().expect("server ends");
-    let text = String::from_utf8_lossy(&got.stdout);
-    let mut it = text.split_whitespace();
-    let n = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    (
-        n,
-        it.next().unwrap_or("").to_string(),
-        sent.trim().to_string(),
-    )
 }
 
 /// With no `fast_path` in the configuration (`"auto"`, the default) a port

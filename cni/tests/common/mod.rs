@@ -379,3 +379,49 @@ pub fn ping(ns: &str, to: &str, count: u32) -> u32 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Sends `bytes` bytes over TCP from namespace `from` to `ip`:5201 in
+/// namespace `to`; returns how many the receiver counted. The sender
+/// starts once the receiver says it listens: a connection attempt before
+/// that would be refused.
+pub fn tcp_transfer(from: &str, to: &str, ip: &str, bytes: usize) -> usize {
+    use std::io::{BufRead, BufReader, Read};
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", to, "python3", "-c"])
+        .arg(format!(
+            "import socket\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{ip}',5201)); s.listen(1); s.settimeout(20)\n\
+             print('listening', flush=True)\n\
+             c,_=s.accept(); c.settimeout(20); n=0\n\
+             while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d)\n\
+             print(n)"
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server");
+    let mut out = BufReader::new(server.stdout.take().expect("server's stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("server's first line");
+    assert_eq!(
+        line.trim(),
+        "listening",
+        "the receiver in {to} did not start"
+    );
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        from,
+        "python3",
+        "-c",
+        &format!(
+            "import socket; s=socket.create_connection(('{ip}',5201), timeout=20); \
+             s.sendall(b'x'*{bytes}); s.close()"
+        ),
+    ]);
+    let mut text = String::new();
+    out.read_to_string(&mut text).expect("server's count");
+    server.wait().expect("server ends");
+    text.trim().parse().unwrap_or(0)
+}

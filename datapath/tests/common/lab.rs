@@ -6,6 +6,7 @@
 
 use super::{ok, repo, run, Lab, Spawned};
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,12 +94,27 @@ impl Lab {
         to_ip: &str,
         bytes: usize,
     ) -> (usize, String, String) {
-        let server = Command::new("ip")
+        self.tcp_stream(from, to, to_ip, Stream::Bytes(bytes))
+    }
+
+    /// Sends `stream` over TCP from pod `from` to `to_ip`:5201 where pod
+    /// `to` listens; returns what the receiver counted, its SHA-256 and
+    /// the sender's SHA-256. The sender starts once the receiver says it
+    /// listens: a connection attempt before that would be refused.
+    pub fn tcp_stream(
+        &self,
+        from: &str,
+        to: &str,
+        to_ip: &str,
+        stream: Stream,
+    ) -> (usize, String, String) {
+        let mut server = Command::new("ip")
             .args(["netns", "exec", &self.ns(to), "python3", "-c"])
             .arg(
                 "import socket,hashlib\n\
                  s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
                  s.bind(('0.0.0.0',5201)); s.listen(1); s.settimeout(20)\n\
+                 print('listening', flush=True)\n\
                  c,_=s.accept(); c.settimeout(20); h=hashlib.sha256(); n=0\n\
                  while True:\n    d=c.recv(65536)\n    if not d: break\n    n+=len(d); h.update(d)\n\
                  print(n, h.hexdigest())",
@@ -106,11 +122,27 @@ impl Lab {
             .stdout(Stdio::piped())
             .spawn()
             .expect("server");
-        std::thread::sleep(Duration::from_millis(400));
+        let mut out = BufReader::new(server.stdout.take().expect("server's stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("server's first line");
+        assert_eq!(
+            line.trim(),
+            "listening",
+            "the receiver in {to} did not start"
+        );
+        let send = match stream {
+            Stream::Bytes(n) => format!("data=os.urandom({n}); s.sendall(data); h.update(data)"),
+            Stream::Paced { secs } => format!(
+                "end=time.time()+{secs}\n\
+                 while time.time()<end:\n    \
+                 d=os.urandom(65536); s.sendall(d); h.update(d); time.sleep(0.001)"
+            ),
+        };
         let client = format!(
-            "import socket,hashlib,os\n\
-             data=os.urandom({bytes}); s=socket.create_connection(('{to_ip}',5201), timeout=20)\n\
-             s.sendall(data); s.close(); print(hashlib.sha256(data).hexdigest())"
+            "import socket,hashlib,os,time\n\
+             s=socket.create_connection(('{to_ip}',5201), timeout=20); h=hashlib.sha256()\n\
+             {send}\n\
+             s.close(); print(h.hexdigest())"
         );
         let sent = ok(&[
             "ip",
@@ -121,8 +153,9 @@ impl Lab {
             "-c",
             &client,
         ]);
-        let got = server.wait_with_output().expect("server ends");
-        let text = String::from_utf8_lossy(&got.stdout);
+        let mut text = String::new();
+        out.read_to_string(&mut text).expect("server's count");
+        server.wait().expect("server ends");
         let mut it = text.split_whitespace();
         let n = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
         (
@@ -229,4 +262,13 @@ pub fn set_mtu(ns: &str, mtu: u32) {
         "mtu",
         &mtu.to_string(),
     ]);
+}
+
+/// What [`Lab::tcp_stream`] sends.
+#[derive(Clone, Copy, Debug)]
+pub enum Stream {
+    /// This many random bytes, as fast as TCP takes them.
+    Bytes(usize),
+    /// 64 KiB writes with a millisecond between them for `secs` seconds.
+    Paced { secs: f64 },
 }

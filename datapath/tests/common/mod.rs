@@ -23,7 +23,7 @@ mod switch;
 // As with dead code, a test binary that uses none of a file's items would
 // find its re-export unused.
 #[allow(unused_imports)]
-pub use lab::set_mtu;
+pub use lab::{set_mtu, Stream};
 #[allow(unused_imports)]
 pub use ovs::{find_tool, first_allowed_cpu, ovs_installed, Ovs, OVS_SCHEMA, OVS_TOOLS};
 #[allow(unused_imports)]
