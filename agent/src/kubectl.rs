@@ -7,7 +7,9 @@
 //! file that would not load is refused before anything is written) and puts
 //! it into the directory under its own name, atomically (a dot-file renamed
 //! into place: agents never see half a file). `delete -f FILE` removes that
-//! copy. `delete namespace NAME` removes the Namespace and every object in
+//! copy and, for each Deployment in it, the replicas `label` wrote out (their
+//! controller ownerReference names it), as the garbage collector does with a
+//! Deployment's Pods. `delete namespace NAME` removes the Namespace and every object in
 //! it from every file of the directory, as the namespace controller deletes
 //! a namespace's contents; a file left without documents is removed.
 //! `label pod NAME KEY=VALUE|KEY- -n NS` changes a Pod's labels where the Pod
@@ -18,7 +20,7 @@
 //! Each prints kubectl's lines (`namespace/development created`).
 
 use crate::manifest;
-use crate::object::Object;
+use crate::object::{Kind, Object};
 use serde::Deserialize;
 use serde_norway::Value;
 use std::collections::BTreeMap;
@@ -93,10 +95,79 @@ pub fn delete_file(dir: &Path, file: &Path) -> Result<String, String> {
         return Err(format!("{} was not applied", file.display()));
     }
     std::fs::remove_file(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let owners: Vec<(String, String)> = old
+        .values()
+        .filter(|o| matches!(o, Object::Deployment(_)))
+        .map(|o| {
+            let m = o.meta();
+            let ns = m.namespace.clone().unwrap_or_else(|| "default".into());
+            (ns, m.name.clone().unwrap_or_default())
+        })
+        .collect();
+    if !owners.is_empty() {
+        remove_docs(dir, |v| {
+            owners
+                .iter()
+                .any(|(ns, name)| controlled_by_deployment(v, ns, name))
+        })?;
+    }
     Ok(old
         .values()
         .map(|o| format!("{} deleted\n", resource_name(o)))
         .collect())
+}
+
+/// Whether document `v` is a Pod in `namespace` whose controller is
+/// Deployment `name`: a replica that `label` wrote out.
+fn controlled_by_deployment(v: &Value, namespace: &str, name: &str) -> bool {
+    let meta = v.get("metadata");
+    let in_ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        == namespace;
+    let owned = meta
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_sequence)
+        .is_some_and(|refs| {
+            refs.iter().any(|r| {
+                r.get("kind").and_then(Value::as_str) == Some("Deployment")
+                    && r.get("name").and_then(Value::as_str) == Some(name)
+                    && r.get("controller").and_then(Value::as_bool) == Some(true)
+            })
+        });
+    v.get("kind").and_then(Value::as_str) == Some("Pod") && in_ns && owned
+}
+
+/// Removes every document `gone` picks from every file of `dir`; a file
+/// left without documents is removed. Returns the documents removed.
+fn remove_docs(dir: &Path, gone: impl Fn(&Value) -> bool) -> Result<Vec<Value>, String> {
+    let mut removed = Vec::new();
+    for f in manifest::files(dir).map_err(|e| e.to_string())? {
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut keep = Vec::new();
+        let before = removed.len();
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let v = Value::deserialize(doc).map_err(|e| format!("{}: {e}", f.display()))?;
+            if v.is_null() {
+                continue;
+            }
+            if gone(&v) {
+                removed.push(v);
+            } else {
+                keep.push(v);
+            }
+        }
+        if removed.len() == before {
+            continue;
+        }
+        if keep.is_empty() {
+            std::fs::remove_file(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        } else {
+            write_atomically(&f, &join_docs(&keep)?)?;
+        }
+    }
+    Ok(removed)
 }
 
 fn doc_is_in(v: &Value, namespace: &str) -> bool {
@@ -116,40 +187,17 @@ fn doc_is_in(v: &Value, namespace: &str) -> bool {
 /// `delete namespace NAME`: the Namespace and everything in it, from every
 /// file of `dir`.
 pub fn delete_namespace(dir: &Path, namespace: &str) -> Result<String, String> {
-    let mut found = false;
-    let mut out = String::new();
-    for f in manifest::files(dir).map_err(|e| e.to_string())? {
-        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let mut keep = Vec::new();
-        let mut gone = 0;
-        for doc in serde_norway::Deserializer::from_str(&text) {
-            let v = Value::deserialize(doc).map_err(|e| format!("{}: {e}", f.display()))?;
-            if v.is_null() {
-                continue;
-            }
-            if doc_is_in(&v, namespace) {
-                gone += 1;
-                found |= v.get("kind").and_then(Value::as_str) == Some("Namespace");
-            } else {
-                keep.push(v);
-            }
-        }
-        if gone == 0 {
-            continue;
-        }
-        if keep.is_empty() {
-            std::fs::remove_file(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-        } else {
-            write_atomically(&f, &join_docs(&keep)?)?;
-        }
-    }
-    if !found {
+    let exists = manifest::load_dir(dir)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .any(|o| o.key() == crate::object::ObjectKey::new(Kind::Namespace, "", namespace));
+    if !exists {
         return Err(format!(
             "Error from server (NotFound): namespaces \"{namespace}\" not found"
         ));
     }
-    out += &format!("namespace \"{namespace}\" deleted\n");
-    Ok(out)
+    remove_docs(dir, |v| doc_is_in(v, namespace))?;
+    Ok(format!("namespace \"{namespace}\" deleted\n"))
 }
 
 /// One `kubectl label` change: set `key` to a value, or remove it.
@@ -385,11 +433,59 @@ mod tests {
         assert!(!labels_of(&dir, &pods[0]).contains_key("secgroup"));
         assert!(label(&dir, "dev", "nope", &args(&["a=b"])).is_err());
         assert!(label(&dir, "dev", &pods[1], &args(&["=b"])).is_err());
+        // A failed namespace deletion changes nothing.
+        let before = manifest::load_dir(&dir).unwrap();
+        assert!(delete_namespace(&dir, "dev").is_err());
+        assert_eq!(manifest::load_dir(&dir).unwrap(), before);
         // Deleting the namespace takes the written-out Pod too.
         std::fs::write(d.join("ns.yaml"), NS).unwrap();
         apply(&dir, &d.join("ns.yaml")).unwrap();
         delete_namespace(&dir, "dev").unwrap();
         assert!(manifest::load_dir(&dir).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// `delete -f` of a Deployment takes the replicas `label` wrote out, as
+    /// the garbage collector follows their ownerReferences, and nothing
+    /// else: not another Deployment's replica, not a Pod of its own.
+    #[test]
+    fn deleting_a_deployment_takes_its_written_out_replicas() {
+        let d = scratch("gc");
+        let dir = d.join("cluster");
+        std::fs::write(d.join("fe.yaml"), DEPLOY).unwrap();
+        std::fs::write(d.join("be.yaml"), DEPLOY.replace("fe", "be")).unwrap();
+        let solo = "apiVersion: v1\nkind: Pod\nmetadata: {name: solo, namespace: dev}\n\
+            spec: {containers: [{name: c, image: i}]}\n";
+        std::fs::write(d.join("solo.yaml"), solo).unwrap();
+        for f in ["fe.yaml", "be.yaml", "solo.yaml"] {
+            apply(&dir, &d.join(f)).unwrap();
+        }
+        let pods = |prefix: &str| -> Vec<String> {
+            manifest::load_dir(&dir)
+                .unwrap()
+                .iter()
+                .filter(|o| matches!(o, Object::Pod(_)))
+                .filter_map(|o| o.meta().name.clone())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        };
+        let (fe, be) = (pods("fe-"), pods("be-"));
+        let args = vec!["secgroup=web".to_string()];
+        label(&dir, "dev", &fe[0], &args).unwrap();
+        label(&dir, "dev", &be[0], &args).unwrap();
+        assert_eq!(
+            delete_file(&dir, &d.join("fe.yaml")).unwrap(),
+            "deployment.apps/fe deleted\n"
+        );
+        assert!(pods("fe-").is_empty(), "{:?}", pods("fe-"));
+        assert_eq!(pods("be-"), be);
+        assert_eq!(labels_of(&dir, &be[0])["secgroup"], "web");
+        assert_eq!(pods("solo"), ["solo"]);
+        delete_file(&dir, &d.join("be.yaml")).unwrap();
+        assert!(pods("be-").is_empty());
+        // The written-out replicas' file went with its last document.
+        assert!(!dir.join("pods-dev.yaml").exists());
+        assert_eq!(pods(""), ["solo"]);
         let _ = std::fs::remove_dir_all(&d);
     }
 }
