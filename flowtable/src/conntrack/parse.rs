@@ -19,9 +19,11 @@
 //!   hold the ports or the echo identifier. As in OVS, the quoted packet's
 //!   source must be the error's destination, and a quote of anything but an
 //!   echo (another error, say) is refused.
-//! - Fragments are refused with [`CtParseError::Fragment`]: OVS's conntrack
-//!   marks them `+inv` unless its reassembly module, off by default, has
-//!   put them back together, and we have no reassembly.
+//! - Fragments are refused with [`CtParseError::Fragment`], so `ct` reports
+//!   them `+inv`. OVS's userspace conntrack reassembles them first (its
+//!   `ipf` module, on by default) and the kernel's conntrack defragments;
+//!   we have no reassembly yet, so a datagram larger than the path's MTU
+//!   does not cross a pipeline that drops `+inv`.
 //!
 //! Other ICMP messages (neighbour discovery, timestamps) parse with zero
 //! ports and conntrack reports them `+inv`, as it does for OVS.
