@@ -312,22 +312,7 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
         );
     }
     std::fs::write(dir.join("big.flows"), &big).unwrap();
-    let pinger = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns("n1-p1"),
-            "ping",
-            "-q",
-            "-i",
-            "0.005",
-            "-c",
-            "600",
-            "10.244.1.3",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ping");
+    let pinger = lab.spawn_ping("n1-p1", "10.244.1.3", 600, "0.005");
     std::thread::sleep(Duration::from_millis(1000));
     let (good, text) = ctl(
         &lab,
@@ -335,11 +320,10 @@ fn oxvs_ctl_manages_a_running_switch_and_rules_survive_sigkill() {
         &["replace-flows", dir.join("big.flows").to_str().unwrap()],
     );
     assert!(good, "{text}");
-    let out = pinger.wait_with_output().expect("ping ends");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("600 received"),
-        "echoes lost during replace-flows:\n{text}"
+    assert_eq!(
+        Lab::replies(pinger),
+        600,
+        "echoes lost during replace-flows"
     );
     let (_, n) = ctl(&lab, &sock, &["dump-flows"]);
     assert_eq!(n.lines().count(), 10_002, "rules after replace-flows");
