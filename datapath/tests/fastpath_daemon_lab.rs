@@ -387,11 +387,27 @@ fn pods_across_nodes_over_geneve_inside_xdp() {
     let (n, got, sent) = lab.tcp_transfer("n1-p1", "n2-p2", "10.244.2.3", 8 << 20);
     assert_eq!(n, 8 << 20, "bytes received\n{}", lab.log_of("n1"));
     assert_eq!(got, sent, "payload digest");
-    // Counters are read once a second.
-    std::thread::sleep(Duration::from_millis(1500));
     let sock = |n: u32| lab.dir.join(format!("n{n}")).join("oxvsd.sock");
+    // Both read the kernel's counters when asked, entries after hits: no
+    // entry has gone, so the entries hold at least every hit counted.
+    let hits1 = hits(&ctl_on(&lab, "n1", &sock(1), &["pmd-stats"]));
     let fp1 = ctl_on(&lab, "n1", &sock(1), &["dump-fastpath"]);
     let fp2 = ctl_on(&lab, "n2", &sock(2), &["dump-fastpath"]);
+    let counted: u64 = fp1
+        .lines()
+        .filter_map(|l| {
+            l.split("packets:")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        hits1 > 1000 && counted >= hits1,
+        "dump-fastpath counted {counted} packets, the program {hits1} hits:\n{fp1}"
+    );
     assert!(
         fp1.contains("tnl_push(tnl_port(100),geneve(vni=0x2a),dst=192.168.77.2)"),
         "node 1 pushes Geneve in XDP:\n{fp1}"

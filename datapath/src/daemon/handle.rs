@@ -186,17 +186,23 @@ fn run(cmd: Command, st: &mut ControlState) -> Result<String, Failure> {
             Ok(st.flush_conntrack(&filter))
         }
         Command::DumpMegaflows => Ok(st.megaflows.iter().map(|l| format!("{l}\n")).collect()),
-        Command::DumpFastpath => match &st.fast {
-            Some(f) => Ok(f.dump(&st.bridge, st.now_ms())),
-            None if st.fast_mode == super::config::FastPathMode::Off => Err(Failure::new(
-                FailureKind::Rejected,
-                "the fast path is off (fast_path = \"off\" in [switch])",
-            )),
-            None => Err(Failure::new(
-                FailureKind::Rejected,
-                "the fast path is off: the kernel refused its maps or program (oxvsd's log says why)",
-            )),
-        },
+        Command::DumpFastpath => {
+            let now = st.now_ms();
+            match st.fast.as_mut() {
+                Some(f) => {
+                    f.read_entries(now);
+                    Ok(f.dump(&st.bridge, now))
+                }
+                None if st.fast_mode == super::config::FastPathMode::Off => Err(Failure::new(
+                    FailureKind::Rejected,
+                    "the fast path is off (fast_path = \"off\" in [switch])",
+                )),
+                None => Err(Failure::new(
+                    FailureKind::Rejected,
+                    "the fast path is off: the kernel refused its maps or program (oxvsd's log says why)",
+                )),
+            }
+        }
         Command::RevalidateCheck => Ok(st.cache_check.clone()),
         Command::Trace { packet } => {
             let key = parse_packet(&packet, ports).map_err(parse_err)?;

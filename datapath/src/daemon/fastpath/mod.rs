@@ -518,6 +518,19 @@ impl FastPath {
         self.read_counters();
     }
 
+    /// Reads every entry's counters from the kernel now and folds them into
+    /// the rules and the ports, as `tick` does once a second, so
+    /// `dump-fastpath` shows what the entries counted up to the moment it
+    /// was asked, as `ovs-appctl dpctl/dump-flows` does.
+    pub fn read_entries(&mut self, now_ms: u64) {
+        let mono = monotonic_ns();
+        let mut entries = std::mem::take(&mut self.entries);
+        for (fk, o) in entries.iter_mut() {
+            self.fold(fk, o, now_ms, mono);
+        }
+        self.entries = entries;
+    }
+
     /// Reads the program's counters (hits, misses, punts) from the kernel
     /// now. `tick` does it once a second; `pmd-stats` and `/metrics` do it
     /// before they answer, so counters read just after a transfer include
