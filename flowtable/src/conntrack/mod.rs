@@ -22,6 +22,10 @@
 //! connections never get the same translated tuple. A reply then takes two
 //! locks one after the other, never both.
 //!
+//! IP fragments are tracked without reassembly (`frag.rs`): a first
+//! fragment's ports are remembered per datagram, and later fragments, which
+//! carry none, are tracked with them.
+//!
 //! Limits (a global maximum and per-zone maxima) are atomic counters checked
 //! before an entry is made; when one is reached the new connection is not
 //! committed and its verdict names a drop reason.
