@@ -299,3 +299,74 @@ fn a_fragmented_datagram_through_port_changing_dnat_reassembles_valid() {
     // datagram sent to the backend directly.
     assert_eq!(l4, expect[34..]);
 }
+
+/// Cuts the IPv6 frame `whole` (no extension headers) into fragments of at
+/// most `max` L4 bytes each (a multiple of 8), each with a Fragment header
+/// (RFC 8200 §4.5) of identification `id`.
+fn fragment_v6(whole: &[u8], max: usize, id: u32) -> Vec<Vec<u8>> {
+    let l4 = &whole[54..];
+    let next = whole[14 + 6];
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < l4.len() {
+        let to = (from + max).min(l4.len());
+        let mut f = whole[..54].to_vec();
+        f[14 + 6] = 44;
+        f[14 + 4..14 + 6].copy_from_slice(&(8 + (to - from) as u16).to_be_bytes());
+        let word = (from as u16 / 8) << 3 | u16::from(to < l4.len());
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&word.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&l4[from..to]);
+        out.push(f);
+        from = to;
+    }
+    out
+}
+
+#[test]
+fn an_ipv6_fragmented_datagram_through_dnat_keeps_its_headers_and_checksum() {
+    let (client, vip, backend) = (
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64],
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc8],
+    );
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 5 + 1) as u8).collect();
+    let build = |dst: [u8; 16], dport: u16| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(client, dst, 64)
+            .udp(40000, dport)
+            .write(&mut f, &payload)
+            .unwrap();
+        f
+    };
+    let nat = NatSpec::Dst(NatRange::addr_port(IpAddr::from(backend), 8080));
+    let ct = ConnTrack::new(CtConfig::default());
+    let sent = fragment_v6(&build(vip, 80), 1448, 0xabcd_0001);
+    assert_eq!(sent.len(), 3);
+    let mut l4 = Vec::new();
+    for (i, mut f) in sent.into_iter().enumerate() {
+        let lay = extract(&f, 1, &mut FlowKey::default()).unwrap();
+        let p = CtPacket::parse(&f, &lay).unwrap();
+        let v = ct.process(&p, 0, i as u64, true, Some(&nat));
+        assert!(!v.has(ct_state::INV), "fragment {i}");
+        let fixed = f[14..14 + 8].to_vec();
+        apply_rewrite(&mut f, lay.l3 as usize, lay.l4 as usize, &v.nat.unwrap()).unwrap();
+        // Version, class, label, length, next header, hop limit: untouched
+        // (a later fragment has no L4 header for the ports to go to).
+        assert_eq!(f[14..14 + 8], fixed, "fragment {i}'s fixed header");
+        assert_eq!(f[14 + 24..14 + 40], backend, "fragment {i}'s destination");
+        assert_eq!(
+            f[54..62][..2],
+            [p.proto, 0],
+            "fragment {i}'s Fragment header"
+        );
+        l4.extend_from_slice(&f[62..]);
+    }
+    let want = build(backend, 8080);
+    assert!(
+        l4 == want[54..],
+        "the datagram sent to the backend directly"
+    );
+}
