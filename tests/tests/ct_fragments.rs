@@ -273,3 +273,67 @@ fn a_large_ping_through_a_firewall_gets_its_reply() {
     inject_all(&mut dp, 2, &rep, 1);
     assert!(dp.take_tx(1) == rep, "the reply, all of it");
 }
+
+/// Cuts IPv6 frame `whole` (no extension headers) into fragments of at most
+/// 1448 L4 bytes, each with a Fragment header (RFC 8200 §4.5) of
+/// identification `id`, as a 1500-byte MTU does.
+fn fragment_v6(whole: &[u8], id: u32) -> Vec<Vec<u8>> {
+    let l4 = &whole[54..];
+    let next = whole[20];
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < l4.len() {
+        let to = (from + 1448).min(l4.len());
+        let mut f = whole[..54].to_vec();
+        f[20] = 44;
+        f[18..20].copy_from_slice(&(8 + (to - from) as u16).to_be_bytes());
+        let word = (from as u16 / 8) << 3 | u16::from(to < l4.len());
+        f.extend_from_slice(&[next, 0]);
+        f.extend_from_slice(&word.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&l4[from..to]);
+        out.push(f);
+        from = to;
+    }
+    out
+}
+
+#[test]
+fn ipv6_fragments_take_their_datagrams_ports_too() {
+    let flows = "\
+table=0,priority=10,ipv6,actions=ct(table=1)
+table=1,priority=200,ct_state=+inv+trk,ipv6,actions=drop
+table=1,priority=100,ct_state=-new+trk,ipv6,in_port=2,actions=output:1
+table=1,priority=50,udp6,in_port=1,ct_state=+new+trk,tp_dst=5353,actions=ct(commit),output:2
+table=1,priority=0,actions=drop
+";
+    let mut dp = datapath(2, flows, always_emc());
+    let (a, b) = (
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2],
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 3],
+    );
+    let udp6 = |src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, salt: u8| {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut out, &payload(3000, salt))
+            .unwrap();
+        out
+    };
+    let ok = fragment_v6(&udp6(a, 40000, b, 5353, 8), 0x1_0001);
+    let no = fragment_v6(&udp6(a, 40000, b, 9999, 9), 0x1_0002);
+    assert_eq!(ok.len(), 3);
+    let mixed: Vec<Vec<u8>> = (0..3)
+        .flat_map(|i| [ok[i].clone(), no[i].clone()])
+        .collect();
+    inject_all(&mut dp, 1, &mixed, 0);
+    assert!(
+        dp.take_tx(2) == ok,
+        "the allowed datagram whole, nothing of the other"
+    );
+    let back = fragment_v6(&udp6(b, 5353, a, 40000, 10), 0x2_0001);
+    inject_all(&mut dp, 2, &back, 1);
+    assert!(dp.take_tx(1) == back, "the answer, whole");
+    assert_eq!(dp.pmd.ct.frag_stats().orphans, 0);
+}
