@@ -235,6 +235,47 @@ fn port_deleted_and_recreated_under_traffic() {
     assert!(lab.stop_switch().success());
 }
 
+/// `ping -s 3000` through the same firewall: every request and reply is
+/// three IP fragments, of which only the first carries the ICMP header.
+/// Conntrack gives the later ones the first one's echo identifier, so they
+/// are part of the connection (not `+inv`), and the pods' kernels reassemble.
+#[test]
+fn a_large_ping_crosses_the_firewall_in_fragments() {
+    let Some(_serial) = root_serial() else { return };
+    let mut lab = Lab::up("cf", 2);
+    lab.start_switch(CT_FIREWALL, &[("v1p1", 1), ("v1p2", 2)], "afxdp");
+    let big_ping = |from: &str, to: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.ns(from), "ping", "-q", "-W", "1"])
+            .args(["-c", "3", "-i", "0.2", "-s", "3000", "-M", "dont", to])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ping");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let n = text
+            .split(", ")
+            .find_map(|p| p.strip_suffix(" received"))
+            .and_then(|n| n.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        (n, text)
+    };
+    let (n, text) = big_ping("n1-p1", "10.244.1.3");
+    assert_eq!(
+        n,
+        3,
+        "p1 -> p2, 3000 bytes, and the replies\n{text}\n{}",
+        lab.log()
+    );
+    let (n, _) = big_ping("n1-p2", "10.244.1.2");
+    assert_eq!(n, 0, "p2 -> p1 is new and dropped, every fragment of it");
+    let status = lab.stop_switch();
+    assert!(
+        status.success(),
+        "oxvsd exit status {status}\n{}",
+        lab.log()
+    );
+}
+
 /// A stateful firewall through `ct()` on real AF_XDP ports: p1 may open
 /// connections to p2 and gets its replies; p2 may open nothing towards p1.
 #[test]

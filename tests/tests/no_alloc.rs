@@ -256,3 +256,98 @@ table=1,priority=20,ip,in_port=2,ct_state=+trk+est,actions=output:1
     assert_eq!(dp.pmd.ct.len(), 32);
     assert_eq!(n, 0, "allocations in steady state");
 }
+
+/// Cuts IPv4 frame `whole` (no options) into fragments of at most 1480 L4
+/// bytes, with identification `id`.
+fn fragments(whole: &[u8], id: u16) -> Vec<Vec<u8>> {
+    let l4 = &whole[34..];
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < l4.len() {
+        let to = (from + 1480).min(l4.len());
+        let mut f = whole[..34].to_vec();
+        let flags = (from as u16 / 8) | if to < l4.len() { 0x2000 } else { 0 };
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        f[20..22].copy_from_slice(&flags.to_be_bytes());
+        f[16..18].copy_from_slice(&(20 + (to - from) as u16).to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&l4[from..to]);
+        out.push(f);
+        from = to;
+    }
+    out
+}
+
+/// Fragmented datagrams both ways through `ct` and recirculation: the
+/// fragment table's lookups and the ports written into the next pass's
+/// key allocate nothing either.
+#[test]
+fn fragments_through_conntrack_do_not_allocate() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let flows = "\
+table=0,priority=10,ip,actions=ct(table=1,zone=3)
+table=1,priority=20,udp,in_port=1,ct_state=+trk-inv,tp_dst=53,actions=ct(commit,zone=3),output:2
+table=1,priority=20,ip,in_port=2,ct_state=+trk+est,actions=output:1
+";
+    let mut dp = datapath(2, flows, Default::default());
+    let datagram = |src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, id: u16| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut f, &[7; 3000])
+            .unwrap();
+        fragments(&f, id)
+    };
+    let (a, b) = ([10, 244, 1, 2], [10, 244, 2, 3]);
+    let fwd: Vec<Vec<u8>> = (0..8u16)
+        .flat_map(|i| datagram(a, 30000 + i, b, 53, i))
+        .collect();
+    let back: Vec<Vec<u8>> = (0..8u16)
+        .flat_map(|i| datagram(b, 53, a, 30000 + i, 100 + i))
+        .collect();
+    let round = |dp: &mut MemDatapath, now: u64| {
+        for f in &fwd {
+            assert!(dp.inject(1, f));
+        }
+        dp.run_until_idle(now);
+        for f in &back {
+            assert!(dp.inject(2, f));
+        }
+        dp.run_until_idle(now);
+        let sent = (dp.take_tx(2).len(), dp.take_tx(1).len());
+        assert_eq!(sent, (24, 24), "every fragment both ways");
+    };
+    for t in 0..4 {
+        round(&mut dp, t);
+    }
+    let warm = dp.pmd.stats;
+    let frags = dp.pmd.ct.frag_stats();
+    ALLOCS.store(0, Ordering::SeqCst);
+    count(true);
+    for t in 0..500 {
+        for f in &fwd {
+            assert!(dp.inject(1, f));
+        }
+        dp.run_until_idle(10 + t);
+        for f in &back {
+            assert!(dp.inject(2, f));
+        }
+        dp.run_until_idle(10 + t);
+        dp.discard_tx();
+    }
+    count(false);
+    let n = ALLOCS.load(Ordering::SeqCst);
+    let s = dp.pmd.stats;
+    assert_eq!(s.upcall, warm.upcall, "no new upcalls in steady state");
+    let f = dp.pmd.ct.frag_stats();
+    assert_eq!(
+        f.later - frags.later,
+        500 * 2 * 8 * 2 + 500 * 8 * 2,
+        "{f:?}"
+    );
+    assert_eq!(f.orphans, 0);
+    assert_eq!(n, 0, "allocations in steady state");
+}

@@ -78,6 +78,10 @@ pub struct SwitchConfig {
     /// Most connections conntrack holds (OVS's `dpctl/ct-set-maxconns`);
     /// 3,000,000 when unset, as in OVS.
     pub ct_max_conns: Option<usize>,
+    /// Most fragmented datagrams whose first fragment's ports conntrack
+    /// remembers at once (rounded down to whole buckets); 16,384 when
+    /// unset.
+    pub ct_max_frags: Option<usize>,
     /// A file that `log(name=...)` lines are appended to, besides the
     /// daemon's log (target `oxvs::policy`).
     pub policy_log: Option<PathBuf>,
@@ -507,7 +511,7 @@ mod tests {
     #[test]
     fn numeric_settings_take_toml_integers() {
         let c = Config::parse(
-            "[switch]\npoll_cores = [0, 1]\nct_max_conns = 1000\npolicy_log_rate = 5\npolicy_log_window = 2\n\
+            "[switch]\npoll_cores = [0, 1]\nct_max_conns = 1000\nct_max_frags = 640\npolicy_log_rate = 5\npolicy_log_window = 2\n\
              [[port]]\nname = \"v1\"\nno = 7\n[[port]]\nname = \"gnv0\"\nno = 0x64\nkind = \"geneve\"\n\
              local_ip = \"192.168.77.1\"\nremote_ip = \"192.168.77.2\"\nkey = 42\n",
         )
@@ -515,6 +519,7 @@ mod tests {
         c.check().unwrap();
         assert_eq!(c.switch.poll_cores, [0, 1]);
         assert_eq!(c.switch.ct_max_conns, Some(1000));
+        assert_eq!(c.switch.ct_max_frags, Some(640));
         assert_eq!(
             (c.switch.policy_log_rate, c.switch.policy_log_window),
             (Some(5), Some(2))

@@ -515,6 +515,43 @@ fn flush_conntrack_parses_and_flushes() {
     assert_eq!(st.conntrack_len, 0);
 }
 
+/// `pmd-stats` and `/metrics` show fragment tracking's counters, the
+/// later fragments conntrack could not place among them, so an operator
+/// sees why a large datagram did not cross.
+#[test]
+fn pmd_stats_and_metrics_count_fragments() {
+    use flowtable::conntrack::{ConnTrack, CtConfig, CtPacket, Fragment};
+    let mut st = state();
+    let ct = std::sync::Arc::new(ConnTrack::new(CtConfig::default()));
+    let udp = |sport, dport, frag| {
+        let mut p = CtPacket::udp(
+            std::net::Ipv4Addr::new(10, 244, 1, 2).into(),
+            sport,
+            std::net::Ipv4Addr::new(10, 244, 1, 3).into(),
+            dport,
+        );
+        p.frag = frag;
+        p
+    };
+    // A later fragment before any first, then a datagram in order.
+    ct.process(&udp(0, 0, Fragment::Later { id: 1 }), 0, 0, true, None);
+    ct.process(&udp(5353, 53, Fragment::First { id: 2 }), 0, 0, true, None);
+    ct.process(&udp(0, 0, Fragment::Later { id: 2 }), 0, 0, true, None);
+    st.conntrack = Some(ct);
+    let stats = ok(&mut st, Command::PmdStats);
+    assert!(
+        stats.contains(
+            "conntrack fragments: 1 first, 1 later tracked, 1 later without their first (+inv), 0 evicted"
+        ),
+        "{stats}"
+    );
+    let m = crate::daemon::metrics::render(&st);
+    assert!(
+        m.contains("oxvs_conntrack_fragments_total{outcome=\"orphan\"} 1"),
+        "{m}"
+    );
+}
+
 mod ports {
     //! `add-port`, `del-port`, `set-port`, `list-ports`.
 

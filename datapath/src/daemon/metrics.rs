@@ -263,6 +263,22 @@ pub fn render(st: &ControlState) -> String {
         "Connections in the conntrack table.",
         [(None, st.conntrack_len)],
     );
+    if let Some(ct) = &st.conntrack {
+        let f = ct.frag_stats();
+        family(
+            &mut o,
+            "oxvs_conntrack_fragments_total",
+            "counter",
+            "IP fragments through conntrack, by outcome: first (its ports remembered), later (given them), orphan (a later fragment whose first was not seen: +inv), evicted (a remembered datagram replaced because the table was full).",
+            [
+                ("first", f.first),
+                ("later", f.later),
+                ("orphan", f.orphans),
+                ("evicted", f.evicted),
+            ]
+            .map(|(k, n)| (Some(("outcome", k.to_string())), n)),
+        );
+    }
     if let Some(f) = &st.fast {
         fast_path(&mut o, f);
     }

@@ -83,6 +83,9 @@ fn new_conntrack(cfg: &Config) -> flowtable::conntrack::ConnTrack {
     if let Some(max) = cfg.switch.ct_max_conns {
         c.max_conns = max;
     }
+    if let Some(max) = cfg.switch.ct_max_frags {
+        c.max_frags = max;
+    }
     flowtable::conntrack::ConnTrack::new(c)
 }
 

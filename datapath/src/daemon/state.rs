@@ -356,6 +356,17 @@ impl ControlState {
             );
         }
         let _ = writeln!(s, "conntrack connections: {}", self.conntrack_len);
+        if let Some(ct) = &self.conntrack {
+            // Later fragments take the ports their first fragment was seen
+            // with; one whose first was not seen is +inv, and the agent's
+            // pipeline drops it: those are the ones to watch.
+            let f = ct.frag_stats();
+            let _ = writeln!(
+                s,
+                "conntrack fragments: {} first, {} later tracked, {} later without their first (+inv), {} evicted",
+                f.first, f.later, f.orphans, f.evicted
+            );
+        }
         if let Some(f) = &self.fast {
             s.push_str(&self.fast_path_ports());
             s.push_str(&fast_path_stats(&f.stats));

@@ -256,8 +256,12 @@ fn reject(
 
 /// Runs the packet through the connection table and applies the NAT
 /// rewrite the verdict asks for. A packet conntrack cannot parse (a
-/// fragment, a truncated header) is `+trk+inv`, as in OVS, and left for the
-/// rules to judge; a connection that could not be committed is a drop.
+/// truncated header) or place (a later fragment before its first) is
+/// `+trk+inv`, as in OVS, and left for the rules to judge; a connection
+/// that could not be committed is a drop. A later fragment's NAT rewrites
+/// its addresses only: it has no L4 header (its layout's `l4` is 0), and
+/// the first fragment's incremental L4 checksum update already covers the
+/// whole datagram's.
 fn conntrack(
     cx: &mut ExecCtx<'_>,
     pool: &mut FramePool,
@@ -274,13 +278,7 @@ fn conntrack(
             spec.nat.as_ref(),
             &spec.exec,
         ),
-        Err(_) => CtVerdict {
-            state: flowtable::field::ct_state::TRK | flowtable::field::ct_state::INV,
-            mark: 0,
-            label: 0,
-            nat: None,
-            drop: None,
-        },
+        Err(_) => CtVerdict::invalid(),
     };
     if let Some(reason) = verdict.drop {
         return Err(reason);
@@ -304,7 +302,8 @@ fn conntrack(
 /// are now (parsed again when `reparse`, because a rewrite or NAT changed
 /// them; otherwise the key it was looked up by still describes them), with
 /// the input port and tunnel fields of its first pass, the registers and
-/// metadata frozen at the `ct` action, and the verdict's `ct_*` fields.
+/// metadata frozen at the `ct` action, the verdict's `ct_*` fields and, for
+/// a later fragment, the L4 fields of its datagram ([`fragment_ports`]).
 #[allow(clippy::too_many_arguments)]
 fn recirculate(
     cx: &mut ExecCtx<'_>,
@@ -352,6 +351,9 @@ fn recirculate(
     }
     let first = Field::Metadata.word();
     key.w[first..first + FROZEN_WORDS].copy_from_slice(&spec.frozen);
+    if let Some(l4) = v.fragment_l4 {
+        fragment_ports(key, v, &l4);
+    }
     key.set(Field::CtState, v.state.into());
     key.set(Field::CtZone, spec.zone.into());
     key.set(Field::CtMark, v.mark.into());
@@ -359,6 +361,39 @@ fn recirculate(
     key.set(Field::RecircId, flowtable::xlate::recirc_id(table).into());
     r.pkts[r.n] = pkt;
     r.n += 1;
+}
+
+/// Gives the next-pass key of a later fragment, which carries no L4 header,
+/// the ports (ICMP: type, code and echo identifier) conntrack found for its
+/// datagram, after the verdict's NAT as its first fragment's key shows
+/// them, so rules on ports (NetworkPolicy's) judge every fragment of a
+/// datagram as they judged the first.
+///
+/// The caches stay exact: a megaflow or EMC entry is found by this key and
+/// holds what translating such a key gives, so it applies only to packets
+/// whose key, injected ports included, agrees on every field the
+/// translation looked at. The key keeps `nw_frag` (later), and no action an
+/// entry made from a whole packet applies to a later fragment's bytes
+/// beyond its addresses: L4 rewrites need an L4 offset, which a later
+/// fragment's layout does not have. Where the ports came from is
+/// conntrack's fragment table, keyed per datagram, never a cache.
+fn fragment_ports(key: &mut FlowKey, v: &CtVerdict, l4: &flowtable::conntrack::FragmentL4) {
+    let (sport, dport) = match v.nat {
+        Some(rw) => (rw.outer.sport, rw.outer.dport),
+        None => (l4.sport, l4.dport),
+    };
+    match key.get(Field::NwProto) as u8 {
+        wire::ipproto::TCP | wire::ipproto::UDP => {
+            key.set(Field::TpSrc, sport.into());
+            key.set(Field::TpDst, dport.into());
+        }
+        wire::ipproto::ICMP | wire::ipproto::ICMPV6 => {
+            key.set(Field::TpSrc, l4.icmp_type.into());
+            key.set(Field::TpDst, l4.icmp_code.into());
+            key.set_echo_id(sport);
+        }
+        _ => {}
+    }
 }
 
 /// Answers a packet too big for the tunnel with ICMP "fragmentation

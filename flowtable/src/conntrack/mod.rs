@@ -22,6 +22,10 @@
 //! connections never get the same translated tuple. A reply then takes two
 //! locks one after the other, never both.
 //!
+//! IP fragments are tracked without reassembly (`frag.rs`): a first
+//! fragment's ports are remembered per datagram, and later fragments, which
+//! carry none, are tracked with them.
+//!
 //! Limits (a global maximum and per-zone maxima) are atomic counters checked
 //! before an entry is made; when one is reached the new connection is not
 //! committed and its verdict names a drop reason.
@@ -36,6 +40,7 @@
 
 mod dump;
 mod flush;
+mod frag;
 mod index;
 mod offload;
 mod parse;
@@ -53,6 +58,8 @@ mod tests;
 #[cfg(test)]
 mod tests_flush;
 #[cfg(test)]
+mod tests_frag;
+#[cfg(test)]
 mod tests_nat;
 #[cfg(test)]
 mod tests_offload;
@@ -61,13 +68,15 @@ mod tests_parse;
 
 pub use dump::CtEntry;
 pub use flush::{CtFilter, TupleFilter};
+pub use frag::{FragStats, FRAG_TIMEOUT_MS};
 pub use nat::{NatRange, NatSpec, MAX_ATTEMPTS};
 pub use offload::ConnRef;
 pub use parse::CtParseError;
 pub use rewrite::{apply_rewrite, RewriteError};
 pub use timeout::{TimeoutClass, Timeouts};
 pub use types::{
-    ct_state, proto, tcp_flags, CtPacket, CtVerdict, HeaderRewrite, InnerTuple, NatRewrite, TcpInfo,
+    ct_state, proto, tcp_flags, CtPacket, CtVerdict, Fragment, FragmentL4, HeaderRewrite,
+    InnerTuple, NatRewrite, TcpInfo,
 };
 
 use crate::DropReason;
@@ -88,6 +97,9 @@ pub struct CtConfig {
     pub default_zone_limit: u32,
     /// Timeout lengths.
     pub timeouts: Timeouts,
+    /// Most fragmented datagrams whose ports are remembered at once (see
+    /// `frag.rs`; rounded down to whole buckets).
+    pub max_frags: usize,
     /// Hash seed. Pick it at random at start-up so a remote peer cannot aim
     /// its tuples at one hash chain.
     pub seed: u64,
@@ -100,6 +112,9 @@ impl Default for CtConfig {
             max_conns: 3_000_000,
             default_zone_limit: 0,
             timeouts: Timeouts::default(),
+            // 1 MiB of 64-byte entries: at the 5 s timeout, 3,000
+            // fragmented datagrams a second before the oldest are evicted.
+            max_frags: 16_384,
             seed: 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -154,6 +169,7 @@ pub struct ConnTrack {
     zone_count: Box<[AtomicU32]>,
     zone_limit: Box<[AtomicU32]>,
     cursor: AtomicUsize,
+    frags: frag::FragTable,
 }
 
 impl ConnTrack {
@@ -175,7 +191,24 @@ impl ConnTrack {
             zone_count: zones(),
             zone_limit: zones(),
             cursor: AtomicUsize::new(0),
+            frags: frag::FragTable::new(cfg.max_frags, cfg.seed),
         }
+    }
+
+    /// Counters of fragment tracking.
+    pub fn frag_stats(&self) -> FragStats {
+        self.frags.stats()
+    }
+
+    /// Fragmented datagrams whose ports are remembered at `now_ms` (a scan
+    /// of that table).
+    pub fn frag_len(&self, now_ms: u64) -> usize {
+        self.frags.len(now_ms)
+    }
+
+    /// Most fragmented datagrams remembered at once.
+    pub fn frag_capacity(&self) -> usize {
+        self.frags.capacity()
     }
 
     /// The configuration.
@@ -204,7 +237,7 @@ impl ConnTrack {
     }
 
     /// Heap bytes of all shards' tables (the fixed per-zone counters, 512
-    /// KiB, are not included).
+    /// KiB, and the fixed fragment table are not included).
     pub fn heap_bytes(&self) -> usize {
         (0..SHARDS)
             .map(|s| {

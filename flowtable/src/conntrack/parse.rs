@@ -19,16 +19,22 @@
 //!   hold the ports or the echo identifier. As in OVS, the quoted packet's
 //!   source must be the error's destination, and a quote of anything but an
 //!   echo (another error, say) is refused.
-//! - Fragments are refused with [`CtParseError::Fragment`], so `ct` reports
-//!   them `+inv`. OVS's userspace conntrack reassembles them first (its
-//!   `ipf` module, on by default) and the kernel's conntrack defragments;
-//!   we have no reassembly yet, so a datagram larger than the path's MTU
-//!   does not cross a pipeline that drops `+inv`.
+//! - IP fragments (IPv4, and IPv6 with a Fragment header), without
+//!   reassembly, the way Cilium's eBPF datapath tracks them: a first
+//!   fragment (offset 0, more to come) is parsed like a whole packet except
+//!   that its L4 lengths are not held against its own bytes (a UDP length
+//!   counts the whole datagram; TCP options may run into the next
+//!   fragment), as `extract` does; only the fixed L4 header must be there.
+//!   A later fragment has no L4 header, so it parses with zero ports and
+//!   [`Fragment::Later`]; [`super::ConnTrack::process`] gives it the ports
+//!   its first fragment was seen with (`frag.rs`), or `+inv` when that was
+//!   never seen. An ICMP error quoting a fragment and a fragmented ICMP
+//!   error are not tracked.
 //!
 //! Other ICMP messages (neighbour discovery, timestamps) parse with zero
 //! ports and conntrack reports them `+inv`, as it does for OVS.
 
-use super::types::{proto, CtPacket, CtVerdict, InnerTuple, TcpInfo};
+use super::types::{proto, CtPacket, CtVerdict, Fragment, InnerTuple, TcpInfo};
 use crate::extract::Layout;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use wire::{ethertype, ipproto, Ipv4Packet, Ipv6Packet};
@@ -44,8 +50,6 @@ pub enum CtParseError {
         /// Frame offset of the IP header.
         offset: usize,
     },
-    /// An IP fragment; conntrack without reassembly cannot see its ports.
-    Fragment,
     /// The L4 header of protocol `proto` at `offset` is cut short or has a
     /// bad length field.
     BadL4 {
@@ -75,7 +79,6 @@ impl std::fmt::Display for CtParseError {
         match self {
             CtParseError::NotIp => write!(f, "not an IP packet"),
             CtParseError::BadIp { offset } => write!(f, "bad IP header at offset {offset}"),
-            CtParseError::Fragment => write!(f, "IP fragment"),
             CtParseError::BadL4 { proto, offset } => {
                 write!(f, "bad header of IP protocol {proto} at offset {offset}")
             }
@@ -171,6 +174,7 @@ struct Ip {
     proto: u8,
     l4: usize,
     end: usize,
+    frag: Fragment,
 }
 
 impl CtPacket {
@@ -192,13 +196,22 @@ impl CtPacket {
             offset: ip.l4,
         };
         let mut p = CtPacket::base(ip.src, ip.dst, ip.proto, 0, 0);
+        p.frag = ip.frag;
+        let first = match ip.frag {
+            Fragment::Whole => false,
+            Fragment::First { .. } => true,
+            // No L4 header: the ports come from the first fragment.
+            Fragment::Later { .. } => return Ok(p),
+        };
         match ip.proto {
             ipproto::TCP => {
                 let off = l4.get(12).ok_or(bad)? >> 4;
                 let hlen = off as usize * 4;
-                if hlen < 20 || hlen > l4.len() {
+                if hlen < 20 || l4.len() < 20 || (hlen > l4.len() && !first) {
                     return Err(bad);
                 }
+                // A first fragment's options may continue in the next one.
+                let hlen = hlen.min(l4.len());
                 let flags = l4[13];
                 p.sport = be16(l4, 0).ok_or(bad)?;
                 p.dport = be16(l4, 2).ok_or(bad)?;
@@ -217,6 +230,8 @@ impl CtPacket {
                 };
             }
             ipproto::UDP => {
+                // The length field is not checked against the bytes: for
+                // a first fragment it counts the whole datagram.
                 if l4.len() < 8 {
                     return Err(bad);
                 }
@@ -232,7 +247,7 @@ impl CtPacket {
                 if is_echo(v6, p.icmp_type) {
                     let id = be16(l4, 4).ok_or(bad)?;
                     (p.sport, p.dport) = (id, id);
-                } else if is_error(v6, p.icmp_type) {
+                } else if is_error(v6, p.icmp_type) && !first {
                     let at = ip.l4 + 8;
                     let q = quote(&l4[8..], v6).ok_or(CtParseError::BadQuote { offset: at })?;
                     // OVS checks this too: an error goes back to the host
@@ -251,14 +266,19 @@ impl CtPacket {
     }
 }
 
-/// The IPv4 header at `l3`: not a fragment, lengths consistent.
+/// The IPv4 header at `l3`, lengths consistent, and where it sits in its
+/// datagram.
 fn ipv4(pkt: &[u8], l3: usize) -> Result<Ip, CtParseError> {
     let bad = CtParseError::BadIp { offset: l3 };
     let ip = Ipv4Packet::new_checked(pkt.get(l3..).ok_or(bad)?).map_err(|_| bad)?;
-    if ip.more_frags() || ip.frag_offset() != 0 {
-        return Err(CtParseError::Fragment);
-    }
+    let id = u32::from(ip.ident());
+    let frag = match (ip.frag_offset(), ip.more_frags()) {
+        (0, false) => Fragment::Whole,
+        (0, true) => Fragment::First { id },
+        _ => Fragment::Later { id },
+    };
     Ok(Ip {
+        frag,
         src: IpAddr::V4(Ipv4Addr::from(ip.src_addr())),
         dst: IpAddr::V4(Ipv4Addr::from(ip.dst_addr())),
         proto: ip.protocol(),
@@ -268,15 +288,21 @@ fn ipv4(pkt: &[u8], l3: usize) -> Result<Ip, CtParseError> {
     })
 }
 
-/// The IPv6 header at `l3` and its extension headers: no fragment header.
+/// The IPv6 header at `l3` and its extension headers, and where it sits in
+/// its datagram (the Fragment header, if any).
 fn ipv6(pkt: &[u8], l3: usize) -> Result<Ip, CtParseError> {
     let bad = CtParseError::BadIp { offset: l3 };
     let ip = Ipv6Packet::new_checked(pkt.get(l3..).ok_or(bad)?).map_err(|_| bad)?;
     let up = ip.upper_layer().map_err(|_| bad)?;
-    if up.fragment.is_some() {
-        return Err(CtParseError::Fragment);
-    }
+    let frag = match up.fragment {
+        None => Fragment::Whole,
+        // RFC 6946 §4: an atomic fragment is processed as a whole packet.
+        Some(f) if f.offset == 0 && !f.more => Fragment::Whole,
+        Some(f) if f.offset == 0 => Fragment::First { id: f.ident },
+        Some(f) => Fragment::Later { id: f.ident },
+    };
     Ok(Ip {
+        frag,
         src: IpAddr::V6(Ipv6Addr::from(ip.src_addr())),
         dst: IpAddr::V6(Ipv6Addr::from(ip.dst_addr())),
         proto: up.protocol,

@@ -5,13 +5,15 @@
 //! alias), and a commit with NAT into another shard takes two in shard
 //! order. Nothing here allocates.
 
+use super::frag::FragKey;
 use super::nat::{Candidates, NatSpec};
 use super::offload::{F_OFFLOADED, F_RESYNC};
 use super::table::{Alias, Conn, Found, Table, F_DNAT, F_REMOTE, F_SEEN_REPLY, F_SNAT};
 use super::tcp::{self, Update};
 use super::timeout::TimeoutClass;
 use super::types::{
-    ct_state::*, proto, CtAddr, CtPacket, CtVerdict, HeaderRewrite, NatRewrite, Tuple,
+    ct_state::*, proto, CtAddr, CtPacket, CtVerdict, Fragment, FragmentL4, HeaderRewrite,
+    NatRewrite, Tuple,
 };
 use super::{ConnTrack, CtExec, Family, Shard};
 use crate::DropReason;
@@ -96,7 +98,63 @@ impl ConnTrack {
 
     /// [`ConnTrack::process`] with `exec(set_field:...)` applied to the
     /// connection when `commit` is set.
+    ///
+    /// Fragments (`frag.rs`): a first fragment is tracked like a whole
+    /// packet and its L4 fields remembered under its datagram's key. A
+    /// later fragment whose first was seen is tracked with those fields, so
+    /// it gets its connection's state, mark, label and NAT, and the verdict
+    /// carries them ([`CtVerdict::fragment_l4`]); it never moves TCP
+    /// sequence tracking and never commits a connection. One whose first was
+    /// not seen is `+inv`.
     pub fn process_exec(
+        &self,
+        pkt: &CtPacket,
+        zone: u16,
+        now_ms: u64,
+        commit: bool,
+        nat: Option<&NatSpec>,
+        exec: &CtExec,
+    ) -> CtVerdict {
+        match pkt.frag {
+            Fragment::Whole => self.dispatch(pkt, zone, now_ms, commit, nat, exec),
+            // Tracked by addresses alone: nothing to learn or hand on.
+            _ if !has_ports(pkt.proto) => self.dispatch(pkt, zone, now_ms, commit, nat, exec),
+            Fragment::First { id } => {
+                let v = self.dispatch(pkt, zone, now_ms, commit, nat, exec);
+                // Echo and TCP/UDP only: a fragmented ICMP error is not
+                // tracked, so its later fragments have nothing to find.
+                if !is_icmp(pkt.proto) || echo_kind(pkt).is_some() {
+                    let l4 = FragmentL4 {
+                        sport: pkt.sport,
+                        dport: pkt.dport,
+                        icmp_type: pkt.icmp_type,
+                        icmp_code: pkt.icmp_code,
+                    };
+                    self.frags.remember(&frag_key(pkt, zone, id), l4, now_ms);
+                }
+                v
+            }
+            Fragment::Later { id } => {
+                let Some(l4) = self.frags.find(&frag_key(pkt, zone, id), now_ms) else {
+                    return CtVerdict::invalid();
+                };
+                let p = CtPacket {
+                    sport: l4.sport,
+                    dport: l4.dport,
+                    icmp_type: l4.icmp_type,
+                    icmp_code: l4.icmp_code,
+                    ..*pkt
+                };
+                let mut v = self.dispatch(&p, zone, now_ms, commit, nat, exec);
+                if !v.has(INV) {
+                    v.fragment_l4 = Some(l4);
+                }
+                v
+            }
+        }
+    }
+
+    fn dispatch(
         &self,
         pkt: &CtPacket,
         zone: u16,
@@ -237,7 +295,11 @@ impl ConnTrack {
         let table: &mut Table<A> = A::table(&mut g);
         let c = table.conn_mut(idx);
         let mut state = EST;
+        let later = matches!(pkt.frag, Fragment::Later { .. });
         let class = match c.proto {
+            // A later fragment holds no TCP header: the connection's state
+            // is what its first fragment left, and nothing moves.
+            proto::TCP if later => None,
             proto::TCP => match tcp_update(c, reply as usize, &pkt.tcp) {
                 Update::Valid(class) => Some(class),
                 Update::Loose => None,
@@ -298,6 +360,13 @@ impl ConnTrack {
         nat: Option<&NatSpec>,
         exec: &CtExec,
     ) -> CtVerdict {
+        if matches!(pkt.frag, Fragment::Later { .. }) {
+            // A later fragment never starts a connection: had its first
+            // fragment been committed, the lookup would have found it. It
+            // is new, as that first fragment was.
+            drop(g);
+            return self.preview_nat::<A>(t, zone, pkt.proto, nat);
+        }
         let (class, peers) = match pkt.proto {
             proto::TCP if tcp::valid_new(&pkt.tcp) => {
                 (TimeoutClass::TcpSynSent, tcp::new_conn(&pkt.tcp))
@@ -470,6 +539,22 @@ impl ConnTrack {
             });
         }
         v
+    }
+}
+
+/// The fragment table's key of datagram `id` of `pkt` at a `ct` in `zone`.
+fn frag_key(pkt: &CtPacket, zone: u16, id: u32) -> FragKey {
+    let bits = |a: std::net::IpAddr| match a {
+        std::net::IpAddr::V4(a) => a.to_ipv6_mapped().to_bits(),
+        std::net::IpAddr::V6(a) => a.to_bits(),
+    };
+    FragKey {
+        src: bits(pkt.src),
+        dst: bits(pkt.dst),
+        id,
+        zone,
+        proto: pkt.proto,
+        v6: pkt.src.is_ipv6(),
     }
 }
 

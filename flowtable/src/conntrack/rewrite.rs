@@ -258,7 +258,9 @@ fn rewrite_one(
 }
 
 /// Applies `rw` to the packet in `buf` whose IP header starts at `l3` and
-/// whose L4 header starts at `l4` (the offsets the parser recorded). For an
+/// whose L4 header starts at `l4` (the offsets the parser recorded; 0 when
+/// there is none, as for a later fragment, whose addresses alone are
+/// rewritten). For an
 /// ICMP error the quoted header, at `l4 + 8`, is rewritten with
 /// `rw.inner`.
 pub fn apply_rewrite(
@@ -267,7 +269,8 @@ pub fn apply_rewrite(
     l4: usize,
     rw: &NatRewrite,
 ) -> Result<(), RewriteError> {
-    let outer = layout(buf, l3, Some(l4))?;
+    // The parser records no L4 offset (0) for a later fragment.
+    let outer = layout(buf, l3, (l4 != 0).then_some(l4))?;
     rewrite_one(buf, &outer, &rw.outer, None)?;
     let Some(inner_rw) = rw.inner else {
         return Ok(());

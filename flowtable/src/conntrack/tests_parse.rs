@@ -266,31 +266,63 @@ fn icmpv6_error_quoting_extension_header_cut_short() {
 }
 
 #[test]
-fn fragments_are_refused() {
+fn fragments_parse_with_their_place_in_the_datagram() {
+    use super::Fragment;
+    // IPv4: MF set, offset 0: a first fragment, ports read although the
+    // UDP length (24) runs past its bytes.
     let mut f = udp_v4(&[0; 16]);
     f[14 + 6] |= 0x20;
-    assert_eq!(parse(&f), Err(CtParseError::Fragment));
-    let frag = Ipv6FragmentHeader::new(IpNumber::UDP, IpFragOffset::try_new(0).unwrap(), true, 9);
-    let hdr = Ipv6Header {
-        traffic_class: 0,
-        flow_label: Default::default(),
-        payload_length: 0,
-        next_header: IpNumber::IPV6_FRAGMENTATION_HEADER,
-        hop_limit: 64,
-        source: A6,
-        destination: B6,
+    f[14 + 4..14 + 6].copy_from_slice(&0x4242u16.to_be_bytes());
+    let p = parse(&f).expect("first fragment");
+    assert_eq!((p.sport, p.dport), (5353, 53));
+    assert_eq!(p.frag, Fragment::First { id: 0x4242 });
+    // Offset 8 bytes, MF clear: a later fragment, no L4 header read.
+    f[14 + 6..14 + 8].copy_from_slice(&1u16.to_be_bytes());
+    let p = parse(&f).expect("later fragment");
+    assert_eq!((p.sport, p.dport, p.proto), (0, 0, proto::UDP));
+    assert_eq!(p.frag, Fragment::Later { id: 0x4242 });
+
+    let v6 = |offset: u16, more: bool| {
+        let frag = Ipv6FragmentHeader::new(
+            IpNumber::UDP,
+            IpFragOffset::try_new(offset).unwrap(),
+            more,
+            9,
+        );
+        let hdr = Ipv6Header {
+            traffic_class: 0,
+            flow_label: Default::default(),
+            payload_length: 0,
+            next_header: IpNumber::IPV6_FRAGMENTATION_HEADER,
+            hop_limit: 64,
+            source: A6,
+            destination: B6,
+        };
+        let exts = Ipv6Extensions {
+            fragment: Some(frag),
+            ..Default::default()
+        };
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ip(IpHeaders::Ipv6(hdr, exts))
+            .udp(1, 2)
+            .write(&mut f, &[0; 8])
+            .unwrap();
+        f
     };
-    let exts = Ipv6Extensions {
-        fragment: Some(frag),
-        ..Default::default()
-    };
-    let mut f = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ip(IpHeaders::Ipv6(hdr, exts))
-        .udp(1, 2)
-        .write(&mut f, &[0; 8])
-        .unwrap();
-    assert_eq!(parse(&f), Err(CtParseError::Fragment));
+    let p = parse(&v6(0, true)).expect("first v6 fragment");
+    assert_eq!(
+        (p.sport, p.dport, p.frag),
+        (1, 2, Fragment::First { id: 9 })
+    );
+    // RFC 6946: an atomic fragment is a whole packet.
+    let p = parse(&v6(0, false)).expect("atomic fragment");
+    assert_eq!((p.sport, p.dport, p.frag), (1, 2, Fragment::Whole));
+    let p = parse(&v6(1, false)).expect("later v6 fragment");
+    assert_eq!(
+        (p.sport, p.dport, p.frag),
+        (0, 0, Fragment::Later { id: 9 })
+    );
 }
 
 #[test]

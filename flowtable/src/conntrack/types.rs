@@ -74,6 +74,42 @@ pub struct InnerTuple {
     pub dport: u16,
 }
 
+/// Where a packet sits in a fragmented IP datagram (RFC 791 §3.2, RFC 8200
+/// §4.5). The identification is IPv4's 16 bits or IPv6's 32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fragment {
+    /// Not a fragment (an IPv6 "atomic fragment", offset 0 without the M
+    /// flag, is whole too: RFC 6946 §4).
+    #[default]
+    Whole,
+    /// Offset 0 with more to come: it carries the L4 header, cut short.
+    First {
+        /// The datagram's identification.
+        id: u32,
+    },
+    /// A non-zero offset: no L4 header; conntrack takes its ports from the
+    /// first fragment of the same datagram.
+    Later {
+        /// The datagram's identification.
+        id: u32,
+    },
+}
+
+/// The L4 fields a later fragment was tracked with: those its datagram's
+/// first fragment carried, as conntrack saw them (before any NAT of the
+/// `ct` call that returned them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragmentL4 {
+    /// Source port, or ICMP echo identifier.
+    pub sport: u16,
+    /// Destination port, or ICMP echo identifier.
+    pub dport: u16,
+    /// ICMP type (zero for other protocols).
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub icmp_code: u8,
+}
+
 /// The fields of one packet that conntrack looks at, parsed once by the
 /// pipeline. For ICMP echo, `sport` and `dport` both hold the identifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +132,10 @@ pub struct CtPacket {
     pub icmp_code: u8,
     /// For an ICMP error: the quoted packet's tuple.
     pub inner: Option<InnerTuple>,
+    /// Whether and where the packet is a fragment. A later fragment comes
+    /// with zero ports, which [`crate::conntrack::ConnTrack::process`]
+    /// fills from its first fragment.
+    pub frag: Fragment,
 }
 
 impl CtPacket {
@@ -110,6 +150,7 @@ impl CtPacket {
             icmp_type: 0,
             icmp_code: 0,
             inner: None,
+            frag: Fragment::Whole,
         }
     }
 
@@ -203,6 +244,9 @@ pub struct CtVerdict {
     /// Set when a new connection could not be committed; the pipeline drops
     /// the packet with this reason.
     pub drop: Option<crate::DropReason>,
+    /// For a later fragment conntrack recognised: the L4 fields its first
+    /// fragment carried, which the next pass's flow key should show.
+    pub fragment_l4: Option<FragmentL4>,
 }
 
 impl CtVerdict {
@@ -213,10 +257,12 @@ impl CtVerdict {
             label: 0,
             nat: None,
             drop: None,
+            fragment_l4: None,
         }
     }
 
-    pub(crate) const fn invalid() -> CtVerdict {
+    /// `+trk+inv`: what `ct` says of a packet it cannot track.
+    pub const fn invalid() -> CtVerdict {
         CtVerdict::bare(ct_state::INV)
     }
 
