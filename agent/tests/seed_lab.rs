@@ -51,6 +51,7 @@ fn seed_walkthrough_verifies_every_step() {
     for step in [
         "have distinct /24s of the pod block",
         "reaches all 3 of its pods",
+        "3000-byte ping crosses the firewall in fragments",
         "UDP through the frontend ClusterIP answers",
         "forwarded over 90 % of the upload's packets on the client's node and on the master's",
         "is answered by another frontend once",
