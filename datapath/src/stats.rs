@@ -116,7 +116,9 @@ pub struct PortStats {
     pub tx_packets: u64,
     /// Bytes transmitted.
     pub tx_bytes: u64,
-    /// Packets dropped on receive (no buffer).
+    /// Packets dropped on receive (no buffer), whoever dropped them: the
+    /// port, or the kernel's AF_XDP socket (which the `xsk_*` counters
+    /// below break down).
     pub rx_dropped: u64,
     /// Packets dropped on transmit (queue full, port down).
     pub tx_dropped: u64,
@@ -131,6 +133,19 @@ pub struct PortStats {
     /// accounted for, `rx_packets + pipeline_made = pipeline_sent +
     /// pipeline_dropped`.
     pub pipeline_made: u64,
+    /// AF_XDP only, the socket's own counters (`XDP_STATISTICS`), read
+    /// from the kernel: frames the kernel dropped on receive before the
+    /// poll thread saw them, for want of a frame in the fill ring (in copy
+    /// mode) or for being longer than a frame. Part of `rx_dropped`.
+    pub xsk_rx_dropped: u64,
+    /// Frames the kernel dropped because the socket's RX ring was full.
+    /// Part of `rx_dropped`.
+    pub xsk_rx_ring_full: u64,
+    /// Times a frame arrived while the fill ring was empty: the kernel had
+    /// no frame to receive it into. A fill ring too small for the bursts
+    /// the port takes shows here (in copy mode each such frame is also an
+    /// `xsk_rx_dropped`).
+    pub xsk_rx_fill_ring_empty: u64,
 }
 
 impl PortStats {
@@ -145,5 +160,8 @@ impl PortStats {
         self.pipeline_sent += o.pipeline_sent;
         self.pipeline_dropped += o.pipeline_dropped;
         self.pipeline_made += o.pipeline_made;
+        self.xsk_rx_dropped += o.xsk_rx_dropped;
+        self.xsk_rx_ring_full += o.xsk_rx_ring_full;
+        self.xsk_rx_fill_ring_empty += o.xsk_rx_fill_ring_empty;
     }
 }

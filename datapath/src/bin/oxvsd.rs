@@ -58,7 +58,14 @@ fn main() -> ExitCode {
         }
     }
     tracing::info!(config = %path.display(), ports = cfg.ports.len(), "oxvsd starting");
-    match datapath::daemon::run(cfg, datapath::daemon::open::opener(), shutdown) {
+    let runtime = datapath::daemon::open::RuntimeSizing::from_config(&cfg.switch);
+    tracing::info!(
+        fill = runtime.fill,
+        umem_kib = runtime.umem_bytes() / 1024,
+        "ports added at run time: fill ring and UMEM per queue"
+    );
+    let opener = datapath::daemon::open::opener(runtime);
+    match datapath::daemon::run(cfg, opener, shutdown) {
         Ok(()) => {
             tracing::info!("oxvsd stopped");
             ExitCode::SUCCESS

@@ -14,7 +14,9 @@
 //!                          # for ports whose XDP program attaches natively), "on"
 //!                          # (every AF_XDP port, generic ones too) or "off"
 //! fast_path_entries = 65536  # most flows the fast path holds; default 65536
-//! runtime_ports = 512      # most ports add-port may add (512 KiB of UMEM each); default 64
+//! runtime_ports = 512      # most ports add-port may add; default 64
+//! runtime_fill = 1024      # frames in each added port's fill ring (64-4096); its UMEM
+//!                          # holds 256 more, 4 KiB each (5 MiB per port at 1024); default 1024
 //!
 //! [[port]]
 //! name = "v1p1"            # interface name
@@ -91,9 +93,15 @@ pub struct SwitchConfig {
     /// Seconds within which one connection is logged once (default 10).
     pub policy_log_window: Option<u64>,
     /// How many ports `add-port` may add (default 64). Each AF_XDP queue
-    /// of one has a UMEM of its own (512 KiB), so this is what bounds the
-    /// switch's memory.
+    /// of one has a UMEM of its own (`runtime_fill + 256` frames of
+    /// 4 KiB), so this is what bounds the switch's memory.
     pub runtime_ports: Option<usize>,
+    /// Frames each port added at run time keeps in its fill ring (default
+    /// 1024, [`super::open::DEFAULT_RUNTIME_FILL`]): what the kernel can
+    /// receive for it while its poll thread is busy elsewhere or asleep.
+    /// Its UMEM, pinned memory paid per pod, holds 256 frames more, 4 KiB
+    /// each.
+    pub runtime_fill: Option<u32>,
     /// Whether established flows are offloaded to the XDP fast path, and on
     /// which ports (default `auto`: those attached natively).
     #[serde(default)]
@@ -182,7 +190,8 @@ pub struct PortConfig {
     /// `set_field:...->tun_id`.
     pub key: Option<IntOrString>,
     /// Added at run time (`add-port`), not read from this file: its AF_XDP
-    /// queues get the small rings of [`super::open::RUNTIME_RINGS`].
+    /// queues get UMEMs of their own and the rings of
+    /// [`super::open::RuntimeSizing`].
     #[serde(skip)]
     pub runtime: bool,
     /// The MTU `add-port mtu=M` asked for, set on the interface when the
@@ -409,6 +418,18 @@ impl Config {
         if self.switch.runtime_ports.is_some_and(|n| n > 4096) {
             return Err("runtime_ports: expected at most 4096".into());
         }
+        let fills = super::open::RUNTIME_FILL_RANGE;
+        if self
+            .switch
+            .runtime_fill
+            .is_some_and(|n| !fills.contains(&n))
+        {
+            return Err(format!(
+                "runtime_fill: expected {}..={} frames",
+                fills.start(),
+                fills.end()
+            ));
+        }
         if self
             .switch
             .fast_path_entries
@@ -446,6 +467,39 @@ mod tests {
         assert!(c.ports[1].uplink);
         assert_eq!(c.switch.poll_cores, [1]);
         assert_eq!(c.switch.metrics.unwrap().port(), 9477);
+    }
+
+    #[test]
+    fn runtime_ports_fill_ring_is_configured_and_bounded() {
+        use super::super::open::{RuntimeSizing, DEFAULT_RUNTIME_FILL};
+        let sizing = |text: &str| {
+            let c = Config::parse(text).map_err(|e| e.to_string())?;
+            c.check()?;
+            Ok::<_, String>(RuntimeSizing::from_config(&c.switch))
+        };
+        // The default is not the 64 frames that lost TCP segments by the
+        // hundred thousand (BENCHMARKS.md, "Runtime ports' fill ring").
+        let d = sizing("").unwrap();
+        assert_eq!(d.fill, DEFAULT_RUNTIME_FILL);
+        assert!(d.fill >= 256, "{d:?}");
+        let s = sizing("[switch]\nruntime_fill = 1000\n").unwrap();
+        assert_eq!(s.fill, 1000);
+        // The RX ring holds every frame the fill ring lends; the UMEM
+        // holds the fill ring and as much again to transmit.
+        assert_eq!((s.rings().size, s.rings().fill), (1024, 1000));
+        assert_eq!(s.own_frames(), 1256);
+        assert_eq!(
+            sizing("[switch]\nruntime_fill = 64\n")
+                .unwrap()
+                .rings()
+                .size,
+            256
+        );
+        assert_eq!(d.umem_bytes(), (DEFAULT_RUNTIME_FILL as usize + 256) * 4096);
+        for bad in ["32", "5000"] {
+            let e = sizing(&format!("[switch]\nruntime_fill = {bad}\n")).unwrap_err();
+            assert_eq!(e, "runtime_fill: expected 64..=4096 frames");
+        }
     }
 
     #[test]

@@ -346,6 +346,9 @@ fn switch_reports_show_ports_tables_drops_and_pmds() {
         stats: crate::stats::PortStats {
             rx_packets: 5,
             rx_bytes: 300,
+            rx_dropped: 9,
+            xsk_rx_dropped: 9,
+            xsk_rx_fill_ring_empty: 9,
             ..Default::default()
         },
     }];
@@ -374,7 +377,13 @@ fn switch_reports_show_ports_tables_drops_and_pmds() {
         },
     );
     assert!(
-        ports.contains("port  1(v1p1): rx pkts=5, bytes=300, drop=0"),
+        ports.contains("port  1(v1p1): rx pkts=5, bytes=300, drop=9"),
+        "{ports}"
+    );
+    // The kernel's drops for the AF_XDP socket, by name: an empty fill
+    // ring is told apart from a full RX ring.
+    assert!(
+        ports.contains("xsk rx_dropped=9, rx_ring_full=0, fill_ring_empty=9"),
         "{ports}"
     );
     assert_eq!(

@@ -82,7 +82,7 @@ pub fn render(st: &ControlState) -> String {
 
     let port = |p: &super::state::PortStatus| Some(("port", p.name.clone()));
     type PortField = fn(&crate::stats::PortStats) -> u64;
-    let port_counters: [(&str, &str, PortField); 9] = [
+    let port_counters: [(&str, &str, PortField); 12] = [
         ("rx_packets", "Packets received.", |s| s.rx_packets),
         ("rx_bytes", "Bytes received.", |s| s.rx_bytes),
         ("tx_packets", "Packets transmitted.", |s| s.tx_packets),
@@ -107,6 +107,21 @@ pub fn render(st: &ControlState) -> String {
             "pipeline_made",
             "Frames made while handling them (copies, reject and ICMP answers): rx + made = sent + dropped.",
             |s| s.pipeline_made,
+        ),
+        (
+            "xsk_rx_dropped",
+            "AF_XDP: frames the kernel dropped on receive (no frame in the fill ring, or too long); part of rx_dropped.",
+            |s| s.xsk_rx_dropped,
+        ),
+        (
+            "xsk_rx_ring_full",
+            "AF_XDP: frames the kernel dropped because the RX ring was full; part of rx_dropped.",
+            |s| s.xsk_rx_ring_full,
+        ),
+        (
+            "xsk_rx_fill_ring_empty",
+            "AF_XDP: frames that arrived while the fill ring was empty.",
+            |s| s.xsk_rx_fill_ring_empty,
         ),
     ];
     for (what, help, get) in port_counters {
@@ -489,6 +504,7 @@ mod tests {
             },
         ];
         st.ports[0].stats.rx_packets = 42;
+        st.ports[0].stats.xsk_rx_fill_ring_empty = 7;
         let mut p = PmdStatus {
             id: 0,
             busy_ns: 1_500_000_000,
@@ -512,6 +528,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("{port=\"we\\\"ird\\\\name\"}"), "{text}");
+        assert!(
+            text.contains("oxvs_port_xsk_rx_fill_ring_empty_total{port=\"vA1\"} 7\n"),
+            "{text}"
+        );
         assert!(
             text.contains("oxvs_drops_total{reason=\"table_miss\"} 1\n"),
             "{text}"

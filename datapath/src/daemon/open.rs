@@ -22,7 +22,7 @@ use crate::afxdp::FastAttach;
 use crate::buf::FramePool;
 use crate::port::packet::PacketPort;
 use crate::port::xsk::{ModePref, ProgramKind, Rings, XskPort};
-use crate::port::xsk_own::{OwnUmemPort, OWN_FRAMES};
+use crate::port::xsk_own::OwnUmemPort;
 use std::sync::Arc;
 
 /// Ring sizes of oxvsd's AF_XDP ports. The fill ring is kept full: a TCP
@@ -39,17 +39,82 @@ pub const RINGS: Rings = Rings {
 /// a full transmit ring.
 pub const FRAMES_PER_PORT: usize = 2 * 4096;
 
-/// Ring sizes of ports added at run time (`add-port`: pods), each on a
-/// UMEM of its own ([`OwnUmemPort`]). Every frame a fill ring holds is
-/// UMEM, pinned, whether the port is busy or idle, so 512 pod ports with
-/// the configured ports' 4096-frame rings would pin 8 GiB per poll thread;
-/// with these a pod port holds 64 frames. A pod's bursts are smaller than
-/// an uplink's, and the thread refills the ring on every loop while it
-/// spins.
-pub const RUNTIME_RINGS: Rings = Rings {
-    size: 256,
-    fill: 64,
-};
+/// How the AF_XDP queues of ports added at run time (`add-port`: pods) are
+/// sized, each on a UMEM of its own ([`OwnUmemPort`]). Every frame of that
+/// UMEM is pinned whether the port is busy or idle, and it is paid per pod:
+/// 512 pod ports with the configured ports' 4096-frame rings would pin
+/// 8 GiB per poll thread. So a runtime port's fill ring is smaller
+/// (`[switch] runtime_fill`, default [`DEFAULT_RUNTIME_FILL`]), and its
+/// UMEM holds [`RUNTIME_TX_FRAMES`] more for packets in flight to transmit.
+///
+/// A fill ring smaller than the bursts the port takes loses frames in the
+/// kernel whenever the poll thread is asleep, preempted or busy with
+/// other ports for longer than the ring lasts (`dump-ports`:
+/// `fill_ring_empty`). With 64 frames, a TCP stream between two pods on
+/// the poll threads met an empty fill ring for a third of its frames; with
+/// 1024, for about one in a thousand (BENCHMARKS.md, "Runtime ports' fill
+/// ring").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuntimeSizing {
+    /// Frames the port keeps in its fill ring.
+    pub fill: u32,
+}
+
+/// Frames a runtime port keeps in its fill ring when `[switch]
+/// runtime_fill` is not set. Chosen on the figures in BENCHMARKS.md
+/// ("Runtime ports' fill ring"): the smallest size measured at which TCP
+/// between two runtime ports ran as fast as between configured ports, at
+/// 5 MiB of UMEM per pod (with [`RUNTIME_TX_FRAMES`]).
+pub const DEFAULT_RUNTIME_FILL: u32 = 1024;
+
+/// The range `[switch] runtime_fill` accepts: at least two batches, at most
+/// the configured ports' ring.
+pub const RUNTIME_FILL_RANGE: std::ops::RangeInclusive<u32> = 64..=4096;
+
+/// Frames of a runtime port's UMEM beyond its fill ring: packets copied in
+/// to transmit, held until the kernel completes them (on a veth, once the
+/// pod has taken them). A veth's receive ring holds 256 frames; with 64,
+/// no packet went without a frame in the runs of BENCHMARKS.md, but a pod
+/// that several others send to at once needs more.
+pub const RUNTIME_TX_FRAMES: usize = 256;
+
+impl Default for RuntimeSizing {
+    fn default() -> Self {
+        RuntimeSizing {
+            fill: DEFAULT_RUNTIME_FILL,
+        }
+    }
+}
+
+impl RuntimeSizing {
+    /// The sizing `[switch]` asks for.
+    pub fn from_config(sw: &super::config::SwitchConfig) -> RuntimeSizing {
+        RuntimeSizing {
+            fill: sw.runtime_fill.unwrap_or(DEFAULT_RUNTIME_FILL),
+        }
+    }
+
+    /// The socket's rings: each at least as large as the fill ring, so
+    /// that the RX ring can hold every frame the fill ring lends (and no
+    /// smaller than 256 slots, which cost a few KiB).
+    pub fn rings(self) -> Rings {
+        Rings {
+            size: self.fill.next_power_of_two().max(256),
+            fill: self.fill,
+        }
+    }
+
+    /// Frames in the port's own UMEM: the fill ring and
+    /// [`RUNTIME_TX_FRAMES`].
+    pub fn own_frames(self) -> usize {
+        self.fill as usize + RUNTIME_TX_FRAMES
+    }
+
+    /// Bytes of pinned UMEM per runtime port queue.
+    pub fn umem_bytes(self) -> usize {
+        self.own_frames() * crate::buf::FRAME_SIZE
+    }
+}
 
 /// Frames a poll thread's pool sets aside per runtime port: none for its
 /// rings (it has its own UMEM), a few for the packets copied out of it
@@ -77,6 +142,7 @@ pub fn open_port(
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
     fast: Option<FastAttach<'_>>,
+    runtime: RuntimeSizing,
 ) -> Result<Box<dyn NetPort>, String> {
     if queue > 0 {
         if cfg.kind == PortKind::AfPacket {
@@ -95,8 +161,8 @@ pub fn open_port(
     match cfg.kind {
         PortKind::Geneve => Err(format!("{} is a tunnel port: it has no interface", cfg.name)),
         PortKind::AfPacket => open_packet(cfg, true),
-        PortKind::Afxdp => open_xdp(cfg, queue, umem, fast),
-        PortKind::Auto => open_xdp(cfg, queue, umem, fast).or_else(|why| {
+        PortKind::Afxdp => open_xdp(cfg, queue, umem, fast, runtime),
+        PortKind::Auto => open_xdp(cfg, queue, umem, fast, runtime).or_else(|why| {
             tracing::warn!(port = %cfg.name, queue, reason = %why, "AF_XDP unavailable; falling back to AF_PACKET");
             open_packet(cfg, queue == 0)
         }),
@@ -118,6 +184,7 @@ fn open_xdp(
     queue: u32,
     umem: Option<&Arc<UmemShared>>,
     fast: Option<FastAttach<'_>>,
+    runtime: RuntimeSizing,
 ) -> Result<Box<dyn NetPort>, String> {
     let umem = umem.ok_or("this poll thread has no UMEM");
     // An uplink carries the node's own traffic too: only Geneve is taken.
@@ -129,7 +196,7 @@ fn open_xdp(
     if cfg.runtime {
         // A pod port has a small UMEM of its own: sharing the thread's
         // would cost the kernel a head per frame of it, per port.
-        let own = FramePool::new_umem(OWN_FRAMES).map_err(|e| e.to_string())?;
+        let own = FramePool::new_umem(runtime.own_frames()).map_err(|e| e.to_string())?;
         let shared = own.umem_shared().ok_or("no UMEM")?.clone();
         let p = XskPort::open_detached_with(
             &cfg.name,
@@ -137,7 +204,7 @@ fn open_xdp(
             &shared,
             program,
             ModePref::default(),
-            RUNTIME_RINGS,
+            runtime.rings(),
             fast,
         )
         .map_err(|e| e.to_string())?;
@@ -156,7 +223,7 @@ fn open_xdp(
     .map_err(|e| e.to_string())
 }
 
-/// The opener `oxvsd` uses.
-pub fn opener() -> Opener {
-    std::sync::Arc::new(open_port)
+/// The opener `oxvsd` uses, sizing runtime ports as `runtime` says.
+pub fn opener(runtime: RuntimeSizing) -> Opener {
+    std::sync::Arc::new(move |cfg, queue, umem, fast| open_port(cfg, queue, umem, fast, runtime))
 }

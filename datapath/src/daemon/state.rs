@@ -236,6 +236,16 @@ impl ControlState {
                 p.no, p.name, t.rx_packets, t.rx_bytes, t.rx_dropped, t.tx_packets, t.tx_bytes, t.tx_dropped,
                 t.pipeline_sent, t.pipeline_dropped, t.pipeline_made
             );
+            // The kernel's own drops for the port's AF_XDP sockets, which
+            // the poll threads never see: a fill ring too small for the
+            // port's bursts shows in `fill_ring_empty`.
+            if p.mode.starts_with("afxdp") {
+                let _ = writeln!(
+                    s,
+                    "           xsk rx_dropped={}, rx_ring_full={}, fill_ring_empty={}",
+                    t.xsk_rx_dropped, t.xsk_rx_ring_full, t.xsk_rx_fill_ring_empty
+                );
+            }
             if let Some(f) = &self.fast {
                 let fp = f.ports.get(&p.no).copied().unwrap_or_default();
                 let _ = writeln!(

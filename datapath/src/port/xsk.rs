@@ -615,6 +615,9 @@ impl NetPort for XskPort {
         if let Ok(k) = self.sock.statistics() {
             s.rx_dropped += k.rx_dropped + k.rx_ring_full + k.rx_invalid_descs;
             s.tx_dropped += k.tx_invalid_descs;
+            s.xsk_rx_dropped = k.rx_dropped;
+            s.xsk_rx_ring_full = k.rx_ring_full;
+            s.xsk_rx_fill_ring_empty = k.rx_fill_ring_empty_descs;
         }
         s
     }

@@ -5,9 +5,10 @@
 //! of the shared UMEM (`xp_create_and_assign_umem`). Measured here: a
 //! thread UMEM of 66 560 frames (sized for 512 pod ports) cost 9.3 MB of
 //! kernel memory per port, 4.7 GB for 512 ports, growing with the square
-//! of the port count. A port with its own UMEM of [`OWN_FRAMES`] frames
-//! costs 512 KiB of UMEM and 17 KiB of heads instead, whatever the number
-//! of ports.
+//! of the port count. A port with its own UMEM of 128 frames cost 512 KiB
+//! of UMEM and 17 KiB of heads instead, whatever the number of ports; its
+//! size is the daemon's choice (`daemon::open::RuntimeSizing`: a fill ring
+//! and a few hundred frames for transmit).
 //!
 //! The price is one copy each way: a received packet is copied from the
 //! port's UMEM into a frame of the poll thread's pool (its own frame goes
@@ -22,10 +23,6 @@ use super::NetPort;
 use crate::buf::{Batch, FramePool, PacketDesc};
 use crate::stats::PortStats;
 use flowtable::DropReason;
-
-/// Frames in a port's own UMEM: its fill ring and as many again in flight
-/// to transmit (512 KiB).
-pub const OWN_FRAMES: usize = 128;
 
 /// An AF_XDP port on its own UMEM.
 pub struct OwnUmemPort {
