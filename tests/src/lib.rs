@@ -132,3 +132,27 @@ pub fn assert_refused(cases: &[(&str, &str)], min_column: usize) {
         assert!(e.column > min_column, "{line}: {e}");
     }
 }
+
+/// Cuts untagged IPv4 frame `whole` (no IP options) into fragments of at
+/// most 1480 L4 bytes, as a 1500-byte MTU does, with identification `id`.
+pub fn ipv4_fragments(whole: &[u8], id: u16) -> Vec<Vec<u8>> {
+    const MAX: usize = 1480;
+    let l4 = &whole[34..];
+    let mut out = Vec::new();
+    let mut from = 0;
+    while from < l4.len() {
+        let to = (from + MAX).min(l4.len());
+        let mut f = whole[..34].to_vec();
+        let flags = (from as u16 / 8) | if to < l4.len() { 0x2000 } else { 0 };
+        f[18..20].copy_from_slice(&id.to_be_bytes());
+        f[20..22].copy_from_slice(&flags.to_be_bytes());
+        f[16..18].copy_from_slice(&(20 + (to - from) as u16).to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = wire::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&l4[from..to]);
+        out.push(f);
+        from = to;
+    }
+    out
+}

@@ -9,7 +9,7 @@
 
 use datapath::MemDatapath;
 use etherparse::PacketBuilder;
-use oxvs_tests::{always_emc, datapath};
+use oxvs_tests::{always_emc, datapath, ipv4_fragments};
 
 const CLIENT: [u8; 4] = [10, 244, 1, 2];
 const SERVER: [u8; 4] = [10, 244, 2, 3];
@@ -44,30 +44,6 @@ fn echo(src: [u8; 4], dst: [u8; 4], id: u16, request: bool, payload: &[u8]) -> V
 
 fn payload(n: usize, salt: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31) ^ salt).collect()
-}
-
-/// Cuts IPv4 frame `whole` (no options) into fragments of at most 1480 L4
-/// bytes, as a 1500-byte MTU does, with identification `id`.
-fn fragment(whole: &[u8], id: u16) -> Vec<Vec<u8>> {
-    const MAX: usize = 1480;
-    let l4 = &whole[34..];
-    let mut out = Vec::new();
-    let mut from = 0;
-    while from < l4.len() {
-        let to = (from + MAX).min(l4.len());
-        let mut f = whole[..34].to_vec();
-        let flags = (from as u16 / 8) | if to < l4.len() { 0x2000 } else { 0 };
-        f[18..20].copy_from_slice(&id.to_be_bytes());
-        f[20..22].copy_from_slice(&flags.to_be_bytes());
-        f[16..18].copy_from_slice(&(20 + (to - from) as u16).to_be_bytes());
-        f[24..26].copy_from_slice(&[0, 0]);
-        let c = wire::checksum::checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&l4[from..to]);
-        out.push(f);
-        from = to;
-    }
-    out
 }
 
 /// Reassembles fragments (any order, one datagram): the IPv4 header of the
@@ -151,7 +127,7 @@ table=80,priority=10,ip,nw_dst=10.244.1.2,actions=output:1
 fn a_fragmented_datagram_to_a_service_arrives_whole_both_ways() {
     let mut dp = datapath(2, SERVICE, always_emc());
     let data = payload(3000, 1);
-    let sent = fragment(&udp(CLIENT, 40000, VIP, 53, &data), 0x1234);
+    let sent = ipv4_fragments(&udp(CLIENT, 40000, VIP, 53, &data), 0x1234);
     assert_eq!(sent.len(), 3);
     // All three in one batch.
     inject_all(&mut dp, 1, &sent, 0);
@@ -171,7 +147,7 @@ fn a_fragmented_datagram_to_a_service_arrives_whole_both_ways() {
     // The answer, larger still, fragment by fragment: translated back to
     // the Service's address and port.
     let answer = payload(4000, 2);
-    let sent = fragment(&udp(SERVER, 5353, CLIENT, 40000, &answer), 0x77);
+    let sent = ipv4_fragments(&udp(SERVER, 5353, CLIENT, 40000, &answer), 0x77);
     assert_eq!(sent.len(), 3);
     for (i, f) in sent.iter().enumerate() {
         inject_all(&mut dp, 2, std::slice::from_ref(f), 1 + i as u64);
@@ -184,7 +160,7 @@ fn a_fragmented_datagram_to_a_service_arrives_whole_both_ways() {
     // A second request on the same connection, now established and with
     // the caches warm, one fragment per poll.
     let data = payload(3000, 3);
-    for (i, f) in fragment(&udp(CLIENT, 40000, VIP, 53, &data), 0x1235)
+    for (i, f) in ipv4_fragments(&udp(CLIENT, 40000, VIP, 53, &data), 0x1235)
         .iter()
         .enumerate()
     {
@@ -201,7 +177,7 @@ fn a_fragmented_datagram_to_a_service_arrives_whole_both_ways() {
 #[test]
 fn a_later_fragment_before_its_first_is_dropped_and_counted() {
     let mut dp = datapath(2, SERVICE, always_emc());
-    let sent = fragment(&udp(CLIENT, 40000, VIP, 53, &payload(3000, 4)), 9);
+    let sent = ipv4_fragments(&udp(CLIENT, 40000, VIP, 53, &payload(3000, 4)), 9);
     // Reordered on the way: the last fragment comes first. Without
     // reassembly nothing says what its ports are: +inv, dropped.
     inject_all(&mut dp, 1, &sent[2..], 0);
@@ -230,11 +206,11 @@ fn a_policy_on_ports_judges_every_fragment_and_caches_keep_datagrams_apart() {
     // and the same first-pass key (same addresses, no ports): one to an
     // allowed port, one to a denied one, interleaved.
     for round in 0..3u16 {
-        let ok = fragment(
+        let ok = ipv4_fragments(
             &udp(CLIENT, 40000, SERVER, 5353, &payload(3000, 5)),
             100 + round,
         );
-        let no = fragment(
+        let no = ipv4_fragments(
             &udp(CLIENT, 40000, SERVER, 9999, &payload(3000, 6)),
             200 + round,
         );
@@ -266,10 +242,10 @@ fn a_large_ping_through_a_firewall_gets_its_reply() {
     let mut dp = datapath(2, POLICY, always_emc());
     // `ping -s 3000`: 3008 bytes of ICMP, three fragments each way.
     let data = payload(3000, 7);
-    let req = fragment(&echo(CLIENT, SERVER, 0x4d2, true, &data), 41);
+    let req = ipv4_fragments(&echo(CLIENT, SERVER, 0x4d2, true, &data), 41);
     inject_all(&mut dp, 1, &req, 0);
     assert!(dp.take_tx(2) == req, "the request, all of it");
-    let rep = fragment(&echo(SERVER, CLIENT, 0x4d2, false, &data), 42);
+    let rep = ipv4_fragments(&echo(SERVER, CLIENT, 0x4d2, false, &data), 42);
     inject_all(&mut dp, 2, &rep, 1);
     assert!(dp.take_tx(1) == rep, "the reply, all of it");
 }

@@ -14,7 +14,7 @@
 use datapath::policy_log::PolicyLog;
 use datapath::{MemDatapath, PmdConfig};
 use etherparse::PacketBuilder;
-use oxvs_tests::{datapath, Pkt};
+use oxvs_tests::{datapath, ipv4_fragments, Pkt};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,29 +257,6 @@ table=1,priority=20,ip,in_port=2,ct_state=+trk+est,actions=output:1
     assert_eq!(n, 0, "allocations in steady state");
 }
 
-/// Cuts IPv4 frame `whole` (no options) into fragments of at most 1480 L4
-/// bytes, with identification `id`.
-fn fragments(whole: &[u8], id: u16) -> Vec<Vec<u8>> {
-    let l4 = &whole[34..];
-    let mut out = Vec::new();
-    let mut from = 0;
-    while from < l4.len() {
-        let to = (from + 1480).min(l4.len());
-        let mut f = whole[..34].to_vec();
-        let flags = (from as u16 / 8) | if to < l4.len() { 0x2000 } else { 0 };
-        f[18..20].copy_from_slice(&id.to_be_bytes());
-        f[20..22].copy_from_slice(&flags.to_be_bytes());
-        f[16..18].copy_from_slice(&(20 + (to - from) as u16).to_be_bytes());
-        f[24..26].copy_from_slice(&[0, 0]);
-        let c = wire::checksum::checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&l4[from..to]);
-        out.push(f);
-        from = to;
-    }
-    out
-}
-
 /// Fragmented datagrams both ways through `ct` and recirculation: the
 /// fragment table's lookups and the ports written into the next pass's
 /// key allocate nothing either.
@@ -299,7 +276,7 @@ table=1,priority=20,ip,in_port=2,ct_state=+trk+est,actions=output:1
             .udp(sport, dport)
             .write(&mut f, &[7; 3000])
             .unwrap();
-        fragments(&f, id)
+        ipv4_fragments(&f, id)
     };
     let (a, b) = ([10, 244, 1, 2], [10, 244, 2, 3]);
     let fwd: Vec<Vec<u8>> = (0..8u16)
